@@ -1,0 +1,6 @@
+"""reconad: anomaly detection in manufacturing by reconstruction."""
+
+from reconad._version import __version__
+from reconad.detectors import BaseDetector, ImageDetector, load
+
+__all__ = ["BaseDetector", "ImageDetector", "load", "__version__"]

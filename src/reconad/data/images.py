@@ -1,0 +1,114 @@
+"""Images in, float32 arrays ``(N, C, H, W)`` in 0..1 out, with checks that name the problem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise ValueError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files stay as they are; folders become the image files inside them."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        out.extend(list_image_files(p) if p.is_dir() else [p])
+    return out
+
+
+def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
+    """One image file as uint8 ``(H, W, C)``; ``channels`` 1 or 3 converts, None keeps
+    grayscale as 1 channel and anything else as RGB."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if channels is None:
+                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
+            im = im.convert("L" if channels == 1 else "RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read image file {path}: {exc}") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _is_path_list(X) -> bool:
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
+
+
+def to_float_array(X, channels: int | None = None) -> np.ndarray:
+    """Turn images into float32 ``(N, C, H, W)`` in 0..1.
+
+    Accepts a numpy array ``(N, H, W)`` or ``(N, H, W, C)`` (uint8 in 0..255 or float
+    in 0..1), a list of equally sized arrays, or a list of image file paths / folders.
+    """
+    if isinstance(X, (str, os.PathLike)):
+        X = [X]
+    if _is_path_list(X):
+        files = expand_paths(X)
+        images = [read_image(f, channels) for f in files]
+        if channels is None:
+            channels = max(im.shape[2] for im in images)
+            images = [np.repeat(im, 3, axis=2) if im.shape[2] < channels else im for im in images]
+        shapes = {im.shape for im in images}
+        if len(shapes) > 1:
+            raise ValueError(f"image files differ in size: {sorted(shapes)[:3]}")
+        X = np.stack(images)
+    elif isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("no images given (empty input)")
+        arrays = [np.asarray(x) for x in X]
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError("images in the list differ in shape")
+        X = np.stack(arrays)
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"images must be a numpy array or a list of file paths, got {type(X).__name__}")
+    if X.size == 0 or X.shape[0] == 0:
+        raise ValueError("no images given (empty input)")
+    if X.ndim == 3:
+        X = X[:, :, :, None]
+    elif X.ndim != 4:
+        raise ValueError(
+            f"images must have 3 dimensions (N, H, W) or 4 (N, H, W, C); got {X.ndim} with shape {X.shape}"
+        )
+    if X.shape[3] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels in the last axis; got shape {X.shape}")
+    if X.dtype == np.uint8:
+        out = X.astype(np.float32) / 255.0
+    elif np.issubdtype(X.dtype, np.floating):
+        if not np.all(np.isfinite(X)):
+            raise ValueError("images contain NaN or infinite values")
+        lo, hi = float(X.min()), float(X.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"float images must lie in 0..1; values range from {lo:g} to {hi:g}")
+        out = X.astype(np.float32)
+    elif np.issubdtype(X.dtype, np.integer) or X.dtype == bool:
+        raise TypeError(f"integer images must be uint8 (0..255); got {X.dtype}")
+    else:
+        raise TypeError(f"unsupported image dtype {X.dtype}")
+    if channels is not None and out.shape[3] != channels:
+        if out.shape[3] == 1 and channels == 3:
+            out = np.repeat(out, 3, axis=3)
+        elif out.shape[3] == 3 and channels == 1:
+            out = (out @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -1,0 +1,49 @@
+"""Model families by name: ``build("conv_ae", input_shape=(1, 28, 28), latent_dim=16)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., nn.Module]
+    default_loss: str
+    default_score: str
+    description: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, default_loss: str, default_score: str, description: str):
+    """Decorator: register a builder ``f(input_shape, **kwargs) -> nn.Module`` under ``name``."""
+
+    def deco(builder):
+        _REGISTRY[name] = ModelSpec(name, builder, default_loss, default_score, description)
+        return builder
+
+    return deco
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def available() -> dict[str, str]:
+    """Registered model names with a one-line description."""
+    return {name: s.description for name, s in sorted(_REGISTRY.items())}
+
+
+def build(name: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """Build model ``name`` for inputs of ``input_shape`` (without the batch axis)."""
+    try:
+        return spec(name).builder(tuple(int(v) for v in input_shape), **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"model {name!r}: {exc}") from None
