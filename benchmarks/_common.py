@@ -1,0 +1,44 @@
+"""Shared bits for benchmark scripts: where the data is, machine description, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from reconad._atomic import write_text  # noqa: E402
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("RECONAD_DATA", ROOT.parent / "shared" / "data"))
+    if not path.exists():
+        sys.exit(f"benchmark data not found at {path}; set RECONAD_DATA")
+    return path
+
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), "
+            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}")
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, markdown: str, data: dict) -> None:
+    docs = ROOT / "docs"
+    write_text(docs / f"{name}.md", markdown)
+    write_text(docs / f"{name}.json", json.dumps(data, indent=2))
+    print(f"\nwrote docs/{name}.md and docs/{name}.json")
