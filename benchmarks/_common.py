@@ -42,3 +42,28 @@ def write_results(name: str, markdown: str, data: dict) -> None:
     write_text(docs / f"{name}.md", markdown)
     write_text(docs / f"{name}.json", json.dumps(data, indent=2))
     print(f"\nwrote docs/{name}.md and docs/{name}.json")
+
+
+def magnetic_tile_split(root: Path | None = None) -> dict:
+    """DifferNet's split of the magnetic tile set: ``train`` (761 defect-free image paths,
+    from ``train_filenames.txt``), ``test`` (the other 191 defect-free and all 392
+    defective images), ``test_labels`` (0 normal, 1 defect), ``test_masks`` (mask path,
+    ``X.png`` beside ``X.jpg``; 255 = defect) and ``test_types`` (the folder name)."""
+    root = Path(root or data_dir() / "magnetic_tile")
+    train_names = set((root / "train_filenames.txt").read_text().split())
+    free = sorted((root / "MT_Free" / "Imgs").glob("*.jpg"))
+    train = [p for p in free if p.name in train_names]
+    if len(train) != len(train_names):
+        sys.exit(f"{root}: found {len(train)} of the {len(train_names)} training images")
+    test = [p for p in free if p.name not in train_names]
+    labels = [0] * len(test)
+    types = ["MT_Free"] * len(test)
+    for folder in sorted(root.glob("MT_*")):
+        if folder.name == "MT_Free":
+            continue
+        defects = sorted((folder / "Imgs").glob("*.jpg"))
+        test += defects
+        labels += [1] * len(defects)
+        types += [folder.name] * len(defects)
+    return {"train": train, "test": test, "test_labels": labels,
+            "test_masks": [p.with_suffix(".png") for p in test], "test_types": types}
