@@ -48,7 +48,7 @@ def test_train_score_evaluate(folders, tmp_path):
     r = run_cli("score", "--model", model, folders / "ones", folders / "zeros", "--out", out_csv)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
-    assert len(rows) == 80 and set(rows[0]) == {"file", "score", "label"}
+    assert len(rows) == 80 and set(rows[0]) == {"file", "score", "label", "model_version"}
     zeros = np.array([float(r["score"]) for r in rows if "/zeros/" in r["file"]])
     ones = np.array([float(r["score"]) for r in rows if "/ones/" in r["file"]])
     assert zeros.mean() > ones.mean()

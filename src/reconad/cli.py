@@ -105,22 +105,22 @@ def train(
 @app.command()
 def score(
     paths: List[Path] = typer.Argument(..., help="Image files or folders."),
-    model: Path = typer.Option(..., help="Model folder."),
+    model: Path = typer.Option(..., help="Model folder, or a model registry folder (its current version)."),
     out: Optional[Path] = typer.Option(None, help="CSV file to write (default: standard output)."),
 ):
-    """Score images: a CSV of file, score, label."""
-    from reconad import load
+    """Score images: a CSV of file, score, label, model_version (MODEL may be a registry folder)."""
     from reconad._atomic import write_text
     from reconad.data.images import expand_paths
+    from reconad.registry import load_model
 
-    det = load(model)
+    det = load_model(model)
     files = expand_paths(paths)
     scores = det.decision_function([str(f) for f in files])
     labels = (scores > det.threshold_).astype(int)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file", "score", "label"])
-    writer.writerows((str(f), f"{s:.8g}", int(l)) for f, s, l in zip(files, scores, labels))
+    writer.writerow(["file", "score", "label", "model_version"])
+    writer.writerows((str(f), f"{s:.8g}", int(l), det.model_version_) for f, s, l in zip(files, scores, labels))
     if out is None:
         sys.stdout.write(buf.getvalue())
     else:
@@ -146,6 +146,109 @@ def evaluate(
     result = evaluate_images(det, normal_files, anomalous_files, out)
     _print_metrics(result, f"{normal.name} vs {anomalous.name}")
     console.print(f"wrote {out}/: metrics.json, report.txt and plots")
+
+
+@app.command()
+def retrain(
+    model: Path = typer.Option(..., help="Model folder, or a registry folder (its current version)."),
+    data: List[Path] = typer.Option(..., "--data", help="New normal training data (files or folders)."),
+    out: Path = typer.Option(..., help="Model folder to write."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Change one setting: NAME=VALUE (repeatable)."),
+    registry: Optional[Path] = typer.Option(None, help="Register the new model in this registry folder."),
+    promote: bool = typer.Option(False, help="Make the registered model the current version."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+):
+    """Fit a copy of a saved detector, with the same configuration, on new normal data."""
+    from reconad.registry import load_model
+    from reconad.retrain import parse_overrides, retrain as do_retrain
+
+    if promote and registry is None:
+        raise ValueError("--promote needs --registry")
+    params = load_model(model).get_params(deep=False)
+    overrides = parse_overrides(set_, params)
+    if quiet and "verbose" in params:
+        overrides.setdefault("verbose", 0)
+    result = do_retrain(model, data, out, overrides=overrides, registry=registry, promote=promote)
+    m = result["metrics"]
+    console.print(f"saved {out} (retrained from {result['parent_version']}; threshold "
+                  f"{m['previous_threshold']:.6g} -> {m['threshold']:.6g}; {m['fit_seconds']:.0f} s; "
+                  f"data {result['data_fingerprint'][:19]})")
+    if "version" in result:
+        console.print(f"registered as {result['version']} in {registry}"
+                      + (" and made current" if promote else f"; promote with: reconad models promote "
+                         f"{result['version']} --registry {registry}"))
+
+
+models_app = typer.Typer(help="The model registry: list, register, promote, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+REGISTRY_OPTION = typer.Option(Path("model-registry"), "--registry", help="Registry folder.")
+
+
+@models_app.command("list")
+def models_list(registry: Path = REGISTRY_OPTION,
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List the versions; the current one is marked with *."""
+    from reconad.registry import ModelRegistry
+
+    versions = ModelRegistry(registry).list()
+    if as_json:
+        sys.stdout.write(json.dumps(versions, indent=2) + "\n")
+        return
+    if not versions:
+        console.print(f"no versions in {registry}")
+        return
+    table = Table(title=f"models in {registry}")
+    for col in ("", "version", "created", "detector", "threshold", "data", "parent", "metrics"):
+        table.add_column(col)
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}"
+                            for k, val in list(v["metrics"].items())[:3])
+        table.add_row("*" if v["current"] else "", v["version"], v["created"], str(v["detector"]),
+                      f"{v['threshold']:.6g}" if v["threshold"] is not None else "",
+                      (v["data_fingerprint"] or "")[:19], v["parent"] or "", metrics)
+    console.print(table)
+
+
+@models_app.command("register")
+def models_register(model: Path = typer.Option(..., help="Saved model folder."),
+                    registry: Path = REGISTRY_OPTION,
+                    data: Optional[List[Path]] = typer.Option(None, "--data", help="Its training data (for the fingerprint)."),
+                    metrics: Optional[Path] = typer.Option(None, help="JSON file of metrics (e.g. evaluate's metrics.json)."),
+                    note: Optional[str] = typer.Option(None, help="A note to keep with the version."),
+                    promote: bool = typer.Option(False, help="Make it the current version.")):
+    """Add a saved model to the registry as the next version."""
+    from reconad.registry import ModelRegistry, data_fingerprint
+
+    if metrics is not None and not metrics.is_file():
+        raise FileNotFoundError(f"metrics file not found: {metrics}")
+    values = json.loads(metrics.read_text(encoding="utf-8")) if metrics is not None else None
+    if values is not None:
+        values = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool))}
+    reg = ModelRegistry(registry)
+    entry = reg.register(model, data_fingerprint=data_fingerprint(data) if data else None,
+                         metrics=values, note=note)
+    if promote:
+        reg.promote(entry["version"])
+    console.print(f"registered {model} as {entry['version']} in {registry}" + (" (current)" if promote else ""))
+
+
+@models_app.command("promote")
+def models_promote(version: str = typer.Argument(..., help="Version to make current, e.g. v0002."),
+                   registry: Path = REGISTRY_OPTION):
+    """Make a version the current one."""
+    from reconad.registry import ModelRegistry
+
+    v = ModelRegistry(registry).promote(version)
+    console.print(f"current model in {registry}: {v['version']} (threshold {v['threshold']:.6g})")
+
+
+@models_app.command("rollback")
+def models_rollback(registry: Path = REGISTRY_OPTION):
+    """Go back to the version that was current before the last promotion."""
+    from reconad.registry import ModelRegistry
+
+    v = ModelRegistry(registry).rollback()
+    console.print(f"rolled back: current model in {registry} is {v['version']} (threshold {v['threshold']:.6g})")
 
 
 def main() -> None:
