@@ -280,3 +280,24 @@ def test_summary_text():
     text = summary([alert(1), alert(3)])
     assert text.startswith("reconad: 2 anomaly alerts from 2024-05-01T10:00:01 to 2024-05-01T10:00:03 (model v1)")
     assert "highest score 4 (threshold 1.5)" in text
+
+
+def test_cli_alerts_test_status_flush(tmp_path, receiver):
+    from typer.testing import CliRunner
+
+    from reconad.cli import app
+
+    cfg = tmp_path / "alerts.json"
+    cfg.write_text(json.dumps({"outbox": "outbox", "retry_initial_seconds": 0.05,
+                               "channels": [{"type": "webhook", "url": receiver.url, "timeout_seconds": 1}]}))
+    runner = CliRunner()
+    r = runner.invoke(app, ["alerts", "test", "--config", str(cfg), "--message", "hello line 3"])
+    assert r.exit_code == 0, r.output
+    assert "webhook: delivered" in r.output and receiver.bodies[0]["alerts"][0]["message"] == "hello line 3"
+    receiver.stop()
+    r = runner.invoke(app, ["alerts", "test", "--config", str(cfg), "--timeout", "0.2"])
+    assert r.exit_code == 1 and "1 waiting" in r.output
+    assert "webhook: 1 waiting" in runner.invoke(app, ["alerts", "status", "--config", str(cfg)]).output
+    receiver.start()
+    r = runner.invoke(app, ["alerts", "flush", "--config", str(cfg), "--timeout", "5"])
+    assert r.exit_code == 0 and "outbox empty" in r.output and len(receiver.bodies) == 2

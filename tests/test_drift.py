@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,3 +92,28 @@ def test_skab_quiet_on_itself_fires_on_changed_regime():
     mon = DriftMonitor(X, feature_names=list(free.columns), window=300)
     signals = [mon.update(other[i:i + 150]) for i in range(0, len(other), 150)]
     assert any(s is not None for s in signals)
+
+
+def test_cli_drift_with_alert_log(tmp_path):
+    from typer.testing import CliRunner
+
+    from reconad.cli import app
+
+    rng = np.random.default_rng(5)
+    cols = ["Pressure", "Current", "Temperature"]
+    ref = pd.DataFrame(rng.normal(size=(1500, 3)), columns=cols)
+    ref.insert(0, "datetime", pd.date_range("2024-01-01", periods=1500, freq="s").astype(str))
+    new = ref.iloc[:900].copy()
+    new.loc[600:, "Current"] += 2.0                  # a recalibrated sensor from row 600 on
+    ref.to_csv(tmp_path / "ref.csv", sep=";", index=False)
+    new.to_csv(tmp_path / "new.csv", sep=";", index=False)
+    cfg = tmp_path / "alerts.json"
+    cfg.write_text('{"outbox": "outbox", "channels": [{"type": "log", "path": "drift.jsonl"}]}')
+    result = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "ref.csv"), "--input",
+                                      str(tmp_path / "new.csv"), "--window", "200", "--alerts", str(cfg)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert lines and all(x["features"] == ["Current"] for x in lines)
+    assert min(x["row"] for x in lines) > 600
+    logged = (tmp_path / "drift.jsonl").read_text().splitlines()
+    assert len(logged) == len(lines) and json.loads(logged[0])["kind"] == "drift"

@@ -251,6 +251,112 @@ def models_rollback(registry: Path = REGISTRY_OPTION):
     console.print(f"rolled back: current model in {registry} is {v['version']} (threshold {v['threshold']:.6g})")
 
 
+def _read_numeric_csv(path: Path):
+    """A CSV (separator guessed: ',', ';', tab) as a DataFrame of its numeric columns."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    try:
+        df = pd.read_csv(path, sep=None, engine="python")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path} as CSV: {exc}") from None
+    df = df.select_dtypes("number")
+    if df.empty or df.shape[1] == 0:
+        raise ValueError(f"{path} has no numeric columns")
+    return df
+
+
+@app.command()
+def drift(
+    reference: Path = typer.Option(..., help="CSV of normal data (e.g. the training data)."),
+    input: Path = typer.Option(..., "--input", help="CSV of recent data, rows in time order."),
+    window: int = typer.Option(300, help="Rows compared at each check."),
+    method: str = typer.Option("mean_shift", help="mean_shift (sensor series), psi or ks (independent rows)."),
+    threshold: Optional[float] = typer.Option(None, help="Drift above this (default: 4, 0.25, 0.3 by method)."),
+    check_every: Optional[int] = typer.Option(None, help="Rows between checks (default: window / 2)."),
+    alerts: Optional[Path] = typer.Option(None, help="Alert configuration: send each drift signal there."),
+    model: Optional[Path] = typer.Option(None, help="Model or registry folder, to record its version."),
+):
+    """Compare recent data with the reference; print one JSON line per drift signal."""
+    from reconad.drift import DriftMonitor
+
+    ref, new = _read_numeric_csv(reference), _read_numeric_csv(input)
+    columns = [c for c in ref.columns if c in new.columns]
+    if not columns:
+        raise ValueError(f"{reference} and {input} share no numeric columns")
+    version = None
+    if model is not None:
+        from reconad.registry import resolve
+        version = resolve(model)[1]
+    mon = DriftMonitor(ref[columns].to_numpy(), feature_names=columns, method=method, threshold=threshold,
+                       window=window, check_every=check_every, model_version=version)
+    dispatcher = None
+    if alerts is not None:
+        from reconad.alerts import AlertDispatcher
+        dispatcher = AlertDispatcher(alerts, background=False)
+    X, step, signals, checks = new[columns].to_numpy(), mon.check_every, 0, 0
+    for start in range(0, len(X), step):
+        before = mon.last_statistics_
+        sig = mon.update(X[start:start + step])
+        checks += mon.last_statistics_ is not before
+        if sig is None:
+            continue
+        signals += 1
+        alert = {**sig.to_alert(), "row": start + len(X[start:start + step])}
+        sys.stdout.write(json.dumps(alert) + "\n")
+        if dispatcher is not None:
+            dispatcher.submit(alert)
+    err_console.print(f"{checks} checks of {window} rows, {signals} drift signals ({method}, "
+                      f"threshold {mon.threshold:g}); columns: {', '.join(columns)}", highlight=False)
+    if dispatcher is not None and not dispatcher.close(timeout=10):
+        err_console.print(f"some alerts are not delivered yet; they wait in {dispatcher.outbox}", highlight=False)
+
+
+alerts_app = typer.Typer(help="Alert channels: send a test alert, show or flush the outbox.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+ALERTS_CONFIG = typer.Option(..., "--config", help="Alert configuration (JSON).")
+
+
+@alerts_app.command("test")
+def alerts_test(config: Path = ALERTS_CONFIG,
+                message: str = typer.Option("test alert from reconad", help="Text of the alert."),
+                timeout: float = typer.Option(10.0, help="Seconds to keep retrying.")):
+    """Send one test alert to every channel now (grouping and rate limits skipped)."""
+    from reconad.alerts import AlertDispatcher
+
+    d = AlertDispatcher(config, background=False, log=lambda line: err_console.print(line, highlight=False))
+    d.submit({"kind": "test", "message": message})
+    ok = d.close(timeout=timeout)
+    for st in d.status():
+        state = "delivered" if st["pending"] == 0 else f"{st['pending']} waiting: {st['last_error']}"
+        console.print(f"{st['channel']}: {state}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@alerts_app.command("status")
+def alerts_status(config: Path = ALERTS_CONFIG):
+    """Alerts waiting in the outbox, per channel."""
+    from reconad.alerts import AlertDispatcher
+
+    d = AlertDispatcher(config, background=False)
+    for name, n in d.pending().items():
+        console.print(f"{name}: {n} waiting in {d.outbox / name}", highlight=False)
+
+
+@alerts_app.command("flush")
+def alerts_flush(config: Path = ALERTS_CONFIG, timeout: float = typer.Option(30.0, help="Seconds to keep retrying.")):
+    """Deliver every alert waiting in the outbox now, retrying with back-off up to TIMEOUT."""
+    from reconad.alerts import AlertDispatcher
+
+    d = AlertDispatcher(config, background=False, log=lambda line: err_console.print(line, highlight=False))
+    ok = d.close(timeout=timeout)
+    console.print("outbox empty" if ok else f"still waiting: {d.pending()}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: errors in the input become one line on stderr and exit code 2."""
     from sklearn.exceptions import NotFittedError
