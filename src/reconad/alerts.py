@@ -267,7 +267,8 @@ def parse_config(config: dict, base: str | os.PathLike | None = None) -> dict:
     cfg = {**DEFAULTS, **config}
     for key in DEFAULTS:
         if key != "outbox":
-            _number(cfg, key, "alert configuration", minimum=1.0 if key in ("retry_factor", "max_alerts_per_message") else 0.0)
+            minimum = {"retry_factor": 1.0, "max_alerts_per_message": 1.0, "poll_seconds": 0.01}.get(key, 0.0)
+            _number(cfg, key, "alert configuration", minimum=minimum)
     outbox = Path(cfg["outbox"])
     cfg["outbox"] = outbox if outbox.is_absolute() or base is None else base / outbox
     specs = cfg.get("channels")
