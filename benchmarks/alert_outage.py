@@ -76,7 +76,7 @@ def main() -> None:
     empty = d.close(timeout=30)
     ids = [a["alert_id"] for _, a in r.received]
     waits = [t - sent[a["alert_id"]] for t, a in r.received]
-    retries = sum("failed" in line for line in log)
+    retries = sum("delivery of" in line for line in log)
     result = {"machine": machine(), "submitted": len(sent), "received": len(ids), "distinct": len(set(ids)),
               "lost": len(set(sent) - set(ids)), "messages": r.messages, "failed_tries": retries,
               "outage_seconds": UP_AT - DOWN_AT, "longest_wait_seconds": max(waits), "outbox_empty": empty,
