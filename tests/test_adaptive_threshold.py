@@ -15,8 +15,8 @@ def normal(loc, n, seed):
 def test_stays_put_on_stationary_scores(cls):
     t = cls(normal(1.0, 3000, 0))
     start = t.threshold_
-    for i in range(20):
-        t.update(normal(1.0, 500, i + 1))
+    for i in range(10):
+        t.update(normal(1.0, 1000, i + 1))
     assert abs(t.threshold_ - start) < 0.05 * start
     assert 1.2 < t.threshold_ < 1.4                  # about the 99 % / 99.9 % point of N(1, 0.1)
 
@@ -25,8 +25,8 @@ def test_stays_put_on_stationary_scores(cls):
 def test_follows_normal_data_that_moves(cls):
     t = cls(normal(1.0, 3000, 0))
     start = t.threshold_
-    for i in range(30):
-        t.update(normal(1.15, 500, i + 1))
+    for i in range(15):
+        t.update(normal(1.15, 1000, i + 1))
     assert t.threshold_ > start + 0.1
 
 

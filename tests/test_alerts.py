@@ -270,10 +270,13 @@ def test_config_file_and_errors(tmp_path):
 
 def test_slack_format(tmp_path, receiver):
     d = AlertDispatcher(config(tmp_path, [{"type": "webhook", "url": receiver.url, "format": "slack"}]),
-                        background=False)
-    d.submit(alert(1))
+                        background=False, defaults={"model_version": "v0007"})
+    a = alert(1)
+    del a["model_version"]
+    assert d.submit(a)["model_version"] == "v0007"
     assert d.flush()
     assert list(receiver.bodies[0]) == ["text"] and "1 anomaly alert at" in receiver.bodies[0]["text"]
+    assert "(model v0007)" in receiver.bodies[0]["text"]
 
 
 def test_summary_text():

@@ -341,6 +341,9 @@ class AlertDispatcher:
         Seconds now; grouping, rate limits and back-off are measured on it.
     log : callable or None
         Called with one line of text for every delivery, failure and retry decision.
+    defaults : dict or None
+        Keys added to every alert that lacks them, e.g. ``{"model_version": det.model_version_,
+        "line": "line 3"}``.
 
     Examples
     --------
@@ -352,7 +355,8 @@ class AlertDispatcher:
     """
 
     def __init__(self, config, *, background: bool = True, clock: Callable[[], float] | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, defaults: dict | None = None):
+        self.defaults = dict(defaults or {})
         if isinstance(config, (str, os.PathLike)):
             cfg = load_config(config)
         elif isinstance(config, dict) and config.get("channels") and isinstance(
@@ -385,7 +389,7 @@ class AlertDispatcher:
         ``alert_id`` and ``submitted_at`` added when missing). Never blocks on a receiver."""
         if not isinstance(alert, dict):
             raise TypeError(f"an alert must be a dict, got {type(alert).__name__}")
-        alert = {"kind": "anomaly", **alert}
+        alert = {"kind": "anomaly", **self.defaults, **alert}
         alert.setdefault("alert_id", uuid.uuid4().hex)
         alert.setdefault("submitted_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         try:

@@ -68,6 +68,8 @@ def model_version(model) -> str:
         if version is None:
             raise ValueError("this detector has no version: save it, or load it from a file or a registry")
         return str(version)
+    if not Path(model).exists():
+        raise persistence.ModelFileError(f"model folder not found: {model}")
     cfg_path = Path(model) / persistence.CONFIG
     if not cfg_path.is_file():
         raise persistence.ModelFileError(f"not a model folder (no {persistence.CONFIG}): {model}")
@@ -99,9 +101,10 @@ def load_model(path):
     ``model_version_`` is set on it."""
     from reconad import load
 
-    folder, version = resolve(path)
-    det = load(folder)
-    det.model_version_ = version
+    if is_registry(path):
+        return ModelRegistry(path).load()
+    det = load(path)                     # checks the folder first, with load's messages
+    det.model_version_ = model_version(path)
     return det
 
 
