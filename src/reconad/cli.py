@@ -172,11 +172,11 @@ def retrain(
     m = result["metrics"]
     console.print(f"saved {out} (retrained from {result['parent_version']}; threshold "
                   f"{m['previous_threshold']:.6g} -> {m['threshold']:.6g}; {m['fit_seconds']:.0f} s; "
-                  f"data {result['data_fingerprint'][:19]})")
+                  f"data {result['data_fingerprint'].removeprefix('sha256:')[:12]})", highlight=False, soft_wrap=True)
     if "version" in result:
         console.print(f"registered as {result['version']} in {registry}"
                       + (" and made current" if promote else f"; promote with: reconad models promote "
-                         f"{result['version']} --registry {registry}"))
+                         f"{result['version']} --registry {registry}"), highlight=False, soft_wrap=True)
 
 
 models_app = typer.Typer(help="The model registry: list, register, promote, roll back.", no_args_is_help=True)
@@ -197,16 +197,13 @@ def models_list(registry: Path = REGISTRY_OPTION,
     if not versions:
         console.print(f"no versions in {registry}")
         return
-    table = Table(title=f"models in {registry}")
-    for col in ("", "version", "created", "detector", "threshold", "data", "parent", "metrics"):
-        table.add_column(col)
     for v in versions:
-        metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}"
-                            for k, val in list(v["metrics"].items())[:3])
-        table.add_row("*" if v["current"] else "", v["version"], v["created"], str(v["detector"]),
-                      f"{v['threshold']:.6g}" if v["threshold"] is not None else "",
-                      (v["data_fingerprint"] or "")[:19], v["parent"] or "", metrics)
-    console.print(table)
+        data = (v["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
+        threshold = f"{v['threshold']:.6g}" if v["threshold"] is not None else "-"
+        console.print(f"{'*' if v['current'] else ' '} {v['version']}  {v['created'][:16].replace('T', ' ')}  "
+                      f"{v['detector']}  threshold {threshold}  data {data}  parent {v['parent'] or '-'}",
+                      highlight=False, soft_wrap=True)
+    console.print("(* current; details with --json)", highlight=False)
 
 
 @models_app.command("register")
