@@ -189,7 +189,9 @@ def test_background_delivery_with_outage(tmp_path):
         r.stop()
         for i in range(2, 6):
             ids.append(d.submit(alert(i))["alert_id"])
-        time.sleep(0.5)
+        deadline = time.time() + 10
+        while d.status()[0]["failures"] < 2 and time.time() < deadline:
+            time.sleep(0.02)
         assert d.pending()["webhook"] == 4 and d.status()[0]["failures"] >= 2
         r.start()
         assert d.flush(timeout=5)
