@@ -92,3 +92,57 @@ def reconstruction_grid(inputs, reconstructions, path: str | os.PathLike, rows: 
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
+
+
+def heatmap_overlays(images, maps, path: str | os.PathLike, masks=None, scores=None, labels=None,
+                     threshold: float | None = None, cols: int = 4, alpha: float = 0.45,
+                     vmax: float | None = None) -> None:
+    """Each image in gray with its anomaly map in colour on top, the mask outline in
+    white, and the score and label in the title. ``images`` are ``(H, W)`` or ``(H, W, 3)``
+    arrays in 0..1 (sizes may differ); ``maps`` the matching ``(H, W)`` maps. The colour
+    scale is shared (0.5th to 99.5th percentile of all map values unless ``vmax``)."""
+    n = len(images)
+    rows = max(1, int(np.ceil(n / cols)))
+    cols = min(cols, n)
+    all_vals = np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps])
+    vmin = float(np.percentile(all_vals, 0.5))
+    vmax = float(np.percentile(all_vals, 99.5)) if vmax is None else vmax
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.ravel()[i]
+        img = np.asarray(images[i], dtype=float)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        im = ax.imshow(maps[i], cmap="jet", alpha=alpha, vmin=vmin, vmax=vmax)
+        if masks is not None and masks[i] is not None and np.any(masks[i]):
+            ax.contour(np.asarray(masks[i], dtype=float), levels=[0.5], colors="white", linewidths=1)
+        parts = []
+        if labels is not None:
+            parts.append("defect" if labels[i] else "normal")
+        if scores is not None:
+            parts.append(f"score {scores[i]:.4g}")
+            if threshold is not None:
+                parts.append("flagged" if scores[i] > threshold else "passed")
+        ax.set_title("  ".join(parts), fontsize=8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="anomaly score")
+    save_figure(fig, path)
+
+
+def latent_space(latents, labels, path: str | os.PathLike, title: str = "Latent space") -> None:
+    """2-D PCA of latent codes (e.g. mu_z), normal and anomalous in two colours."""
+    from sklearn.decomposition import PCA
+
+    z = np.asarray(latents, dtype=float)
+    y = np.asarray(labels).astype(int)
+    xy = PCA(n_components=2).fit_transform(z) if z.shape[1] > 2 else z
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for value, name, colour in ((0, "normal", "tab:blue"), (1, "anomalous", "tab:red")):
+        sel = y == value
+        if sel.any():
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.6, c=colour, label=f"{name} (n={sel.sum()})")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title)
+    ax.legend()
+    save_figure(fig, path)

@@ -12,6 +12,8 @@ name     per element                                   per sample
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 RECONSTRUCTION_TERMS = ("l1", "mse", "bce")
@@ -48,3 +50,106 @@ def pixel_map(x: torch.Tensor, x_hat: torch.Tensor, name: str) -> torch.Tensor:
 def loss(x: torch.Tensor, x_hat: torch.Tensor, name: str) -> torch.Tensor:
     """Training loss: the batch mean of the per-element error."""
     return elementwise(x, x_hat, name).mean()
+
+
+# --- Gaussian score terms (VAE with a Gaussian decoder, GMM) ---------------------------
+#
+# At z = mu_z the negative ELBO of a VAE with a Gaussian decoder splits into
+#   D = sum_j 1/2 (-log s2_zj - 1 + s2_zj + mu_zj^2)      (KL term, per sample)
+#   A = sum_i 1/2 log(2 pi s2_xi)                          (log-normaliser, per pixel)
+#   M = sum_i 1/2 (mu_xi - x_i)^2 / s2_xi                  (normalised distance, per pixel)
+# and the "unregularized" score is M alone. The same split holds for a Gaussian mixture
+# with k the most probable component: D = -log w_k, A = 1/2 log((2 pi)^d |S_k|),
+# M = 1/2 (x - mu_k)^T S_k^-1 (x - mu_k).
+
+GAUSSIAN_SCORES = ("unregularized", "elbo", "kl", "log_norm", "recon_kl")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def kl_term(mu_z: torch.Tensor, log_var_z: torch.Tensor) -> torch.Tensor:
+    """D: KL divergence of N(mu_z, exp(log_var_z)) from N(0, I), one value per sample."""
+    return 0.5 * (-log_var_z - 1 + log_var_z.exp() + mu_z.square()).flatten(1).sum(1)
+
+
+def log_normalizer(log_var_x: torch.Tensor) -> torch.Tensor:
+    """A per element: 1/2 log(2 pi sigma_x^2)."""
+    return 0.5 * (_LOG_2PI + log_var_x)
+
+
+def normalized_distance(x: torch.Tensor, mu_x: torch.Tensor, log_var_x: torch.Tensor) -> torch.Tensor:
+    """M per element: 1/2 (mu_x - x)^2 / sigma_x^2."""
+    return 0.5 * (x - mu_x).square() * (-log_var_x).exp()
+
+
+def combine_gaussian(name: str, D: torch.Tensor, A: torch.Tensor, M: torch.Tensor,
+                     recon: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
+    """One score per sample from the terms (each per sample): ``unregularized`` = M,
+    ``elbo`` = D + A + M, ``kl`` = D, ``log_norm`` = A, ``recon_kl`` = recon + beta * D."""
+    if name == "unregularized":
+        return M
+    if name == "elbo":
+        return D + A + M
+    if name == "kl":
+        return D
+    if name == "log_norm":
+        return A
+    if name == "recon_kl":
+        if recon is None:
+            raise ValueError("score 'recon_kl' needs a reconstruction error")
+        return recon + beta * D
+    raise ValueError(f"unknown score {name!r}; choose one of {', '.join(GAUSSIAN_SCORES)}")
+
+
+def gaussian_terms(x: torch.Tensor, mu_x: torch.Tensor, log_var_x: torch.Tensor | None,
+                   mu_z: torch.Tensor, log_var_z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-element ``A``, ``M`` and ``recon`` (squared error) maps and the per-sample ``D``.
+    ``log_var_x=None`` means a Bernoulli decoder: M is the binary cross-entropy, A is 0,
+    ``recon`` is the binary cross-entropy too."""
+    if log_var_x is None:
+        M = elementwise(x, mu_x, "bce")
+        A = torch.zeros_like(M)
+        recon = M
+    else:
+        M = normalized_distance(x, mu_x, log_var_x)
+        A = log_normalizer(log_var_x)
+        recon = (x - mu_x).square()
+    return {"D": kl_term(mu_z, log_var_z), "A": A, "M": M, "recon": recon}
+
+
+def vae_per_sample(x, mu_x, log_var_x, mu_z, log_var_z, name: str, beta: float = 1.0) -> torch.Tensor:
+    """One score per sample for a VAE's output (see ``combine_gaussian``)."""
+    t = gaussian_terms(x, mu_x, log_var_x, mu_z, log_var_z)
+    return combine_gaussian(name, t["D"], t["A"].flatten(1).sum(1), t["M"].flatten(1).sum(1),
+                            t["recon"].flatten(1).sum(1), beta)
+
+
+def vae_pixel_map(x, mu_x, log_var_x, mu_z, log_var_z, name: str, beta: float = 1.0) -> torch.Tensor:
+    """Per-pixel map ``(N, H, W)`` whose sum over pixels is the per-sample score; the
+    per-sample D is spread evenly over the pixels."""
+    t = gaussian_terms(x, mu_x, log_var_x, mu_z, log_var_z)
+    n_pix = x.shape[-1] * x.shape[-2]
+    D = (t["D"] / n_pix)[:, None, None]
+    A = t["A"].sum(1)
+    return combine_gaussian(name, D, A, t["M"].sum(1), t["recon"].sum(1), beta).expand_as(A)
+
+
+def gmm_terms(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
+              precisions_cholesky: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Score terms of a full-covariance Gaussian mixture for samples ``X (n, d)``.
+
+    ``precisions_cholesky (K, d, d)`` are the Cholesky factors of the precision matrices
+    (scikit-learn's ``precisions_cholesky_``: P_k = L_k L_k^T). Returns per sample ``D``,
+    ``A``, ``M`` of the most probable component, its index ``k`` and ``nll``
+    (-log sum_k w_k N(x | mu_k, S_k))."""
+    d = X.shape[1]
+    diff = X[:, None, :] - means[None]                                   # (n, K, d)
+    y = torch.einsum("nkd,kde->nke", diff, precisions_cholesky)           # L_k^T (x - mu_k)
+    M_all = 0.5 * y.square().sum(-1)                                      # (n, K)
+    log_det_prec = torch.log(torch.diagonal(precisions_cholesky, dim1=1, dim2=2)).sum(-1)
+    A_all = (0.5 * d * _LOG_2PI - log_det_prec)[None].expand_as(M_all)   # 1/2 log (2pi)^d |S_k|
+    D_all = (-torch.log(weights))[None].expand_as(M_all)
+    neg_joint = D_all + A_all + M_all                                     # -log w_k N(x|k)
+    k = neg_joint.argmin(1)
+    pick = lambda t: t.gather(1, k[:, None])[:, 0]  # noqa: E731
+    return {"D": pick(D_all), "A": pick(A_all), "M": pick(M_all), "k": k,
+            "nll": -torch.logsumexp(-neg_joint, dim=1)}

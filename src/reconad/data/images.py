@@ -112,3 +112,30 @@ def to_float_array(X, channels: int | None = None) -> np.ndarray:
         elif out.shape[3] == 3 and channels == 1:
             out = (out @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def to_image_list(X, channels: int | None = None) -> list[np.ndarray]:
+    """Turn images that may differ in size into a list of float32 ``(C, H, W)`` in 0..1.
+
+    Accepts what ``to_float_array`` accepts, and also a list of arrays ``(H, W)`` or
+    ``(H, W, C)`` of different sizes, or image files / folders of different sizes.
+    """
+    if isinstance(X, (str, os.PathLike)):
+        X = [X]
+    if _is_path_list(X):
+        files = expand_paths(X)
+        images = [read_image(f, channels) for f in files]
+        if channels is None:
+            channels = max(im.shape[2] for im in images)
+        return [to_float_array(im[None], channels=channels)[0] for im in images]
+    if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("no images given (empty input)")
+        arrays = [np.asarray(x) for x in X]
+        bad = [a.shape for a in arrays if a.ndim not in (2, 3)]
+        if bad:
+            raise ValueError(f"each image in the list must be (H, W) or (H, W, C); got shape {bad[0]}")
+        if channels is None:
+            channels = max(1 if a.ndim == 2 else a.shape[2] for a in arrays)
+        return [to_float_array(a[None], channels=channels)[0] for a in arrays]
+    return list(to_float_array(X, channels=channels))

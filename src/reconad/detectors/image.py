@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reconad import models, scoring
-from reconad.data.images import to_float_array
+from reconad import models, patches, scoring
+from reconad.data.images import to_float_array, to_image_list
 from reconad.detectors.base import BaseDetector
+from reconad.models import gmm, vae
 from reconad.models.registry import spec
 from reconad.training import fit_model, resolve_device, seed_everything, split_validation
 
@@ -20,11 +21,19 @@ class ImageDetector(BaseDetector):
     ----------
     model : str, default "conv_ae"
         ``"conv_ae"`` (convolutional AE with a dense bottleneck), ``"dense_ae"`` (dense AE
-        on flattened pixels) or ``"tutorial_cae"`` (the classic tutorial network).
-    score : {"l1", "mse", "bce"} or None
-        Per-image anomaly score: sum of absolute pixel differences, mean squared
-        difference, or summed binary cross-entropy. None takes the model's default
-        (``mse``; ``l1`` for ``tutorial_cae``).
+        on flattened pixels) or ``"tutorial_cae"`` (the classic tutorial network);
+        ``"conv_vae"``, ``"dense_vae"``, ``"paper_vae"`` (VAEs with a Gaussian decoder,
+        ``model_kwargs={"decoder": "bernoulli"}`` for a Bernoulli one); ``"gmm"`` (PCA +
+        full-covariance Gaussian mixture; ``latent_dim`` = number of components N_z,
+        ``model_kwargs={"pca_components": N_h}``).
+    score : str or None
+        Per-image anomaly score. Autoencoders: ``"l1"``, ``"mse"``, ``"bce"`` (sum of
+        absolute pixel differences, mean squared difference, summed binary cross-entropy).
+        VAEs: ``"unregularized"`` (M, the normalised distance), ``"elbo"`` (D + A + M),
+        ``"kl"`` (D), ``"log_norm"`` (A), ``"recon_kl"`` (squared error + ``beta`` * D).
+        GMM: ``"nll"``, ``"unregularized"``, ``"elbo"``, ``"kl"``, ``"log_norm"``.
+        None takes the model's default (``mse``; ``l1`` for ``tutorial_cae``;
+        ``unregularized`` for VAEs and the GMM).
     loss : {"l1", "mse", "bce"} or None
         Training loss; None takes the model's default (``mse``; ``bce`` for ``tutorial_cae``).
     latent_dim, width, depth : int or None
@@ -48,6 +57,19 @@ class ImageDetector(BaseDetector):
         Seeds the validation split, the weights and the batch order.
     verbose : int, default 1
         0 hides the progress bar.
+    patch_size : int or None
+        Patch mode: train on ``patches_per_image`` random ``patch_size`` crops of every
+        image, score a grid of patches at ``stride`` and take the ``patch_aggregate`` of
+        the patch scores as the image score. Images may then differ in size. None: whole
+        images of one size.
+    stride : int, default 16
+        Step of the scoring grid in patch mode (``anomaly_map`` defaults to 4).
+    patches_per_image : int, default 32
+    patch_aggregate : {"max", "topk"}, default "max"
+        Image score from patch scores: the maximum or the mean of the ``top_k`` largest.
+    top_k : int, default 10
+    beta : float, default 1.0
+        Weight of the KL term in the ``recon_kl`` score.
 
     Examples
     --------
@@ -65,7 +87,9 @@ class ImageDetector(BaseDetector):
                  lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.1,
                  patience: int | None = None, threshold_method: str = "percentile",
                  threshold_param: float | None = None, device: str = "auto",
-                 random_state: int | None = 0, verbose: int = 1):
+                 random_state: int | None = 0, verbose: int = 1, patch_size: int | None = None,
+                 stride: int = 16, patches_per_image: int = 32, patch_aggregate: str = "max",
+                 top_k: int = 10, beta: float = 1.0):
         self.model = model
         self.score = score
         self.loss = loss
@@ -84,6 +108,12 @@ class ImageDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.patch_size = patch_size
+        self.stride = stride
+        self.patches_per_image = patches_per_image
+        self.patch_aggregate = patch_aggregate
+        self.top_k = top_k
+        self.beta = beta
 
     # --- settings ---------------------------------------------------------------------
     def _model_kwargs(self) -> dict:
@@ -91,16 +121,34 @@ class ImageDetector(BaseDetector):
         for name in ("latent_dim", "width", "depth"):
             if getattr(self, name) is not None:
                 kw[name] = getattr(self, name)
+        if self._family() == "gmm":
+            if "latent_dim" in kw:
+                kw["n_components"] = kw.pop("latent_dim")
+            for name in ("width", "depth"):
+                if kw.pop(name, None) is not None:
+                    raise ValueError(f"model 'gmm' has no {name}; use latent_dim (N_z) and "
+                                     "model_kwargs={'pca_components': N_h}")
         return kw
+
+    def _family(self) -> str:
+        """``"ae"`` (reconstruction terms), ``"vae"`` (Gaussian score terms) or ``"gmm"``."""
+        loss = spec(self.model).default_loss
+        return "vae" if loss == "elbo" else "gmm" if loss == "em" else "ae"
 
     def _score_name(self, score: str | None = None) -> str:
         name = score or self.score or spec(self.model).default_score
-        if name not in scoring.RECONSTRUCTION_TERMS:
+        allowed = spec(self.model).scores or scoring.RECONSTRUCTION_TERMS
+        if name not in allowed:
             raise ValueError(f"unknown score {name!r} for model {self.model!r}; choose one of "
-                             f"{', '.join(scoring.RECONSTRUCTION_TERMS)}")
+                             f"{', '.join(allowed)}")
         return name
 
     def _loss_name(self) -> str:
+        if self._family() != "ae":
+            default = spec(self.model).default_loss
+            if self.loss not in (None, default):
+                raise ValueError(f"model {self.model!r} trains with {default!r}; got loss={self.loss!r}")
+            return default
         name = self.loss or spec(self.model).default_loss
         if name not in scoring.RECONSTRUCTION_TERMS:
             raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(scoring.RECONSTRUCTION_TERMS)}")
@@ -115,6 +163,8 @@ class ImageDetector(BaseDetector):
         spec(self.model)  # unknown model names fail before any work
         self._score_name()
         loss_name = self._loss_name()
+        if self.patch_size is not None:
+            return self._fit_patches(X, loss_name)
         data = to_float_array(X)
         if len(data) < 2:
             raise ValueError(f"need at least 2 normal images to fit, got {len(data)}")
@@ -125,9 +175,50 @@ class ImageDetector(BaseDetector):
         tr_idx, val_idx = split_validation(len(data), self.validation_fraction, self.random_state)
         tensor = torch.from_numpy(data)
         train, val = tensor[tr_idx], tensor[val_idx] if len(val_idx) else None
+        self._train(train, val, loss_name)
+        held_out = val if val is not None else train
+        self._set_threshold_from(self._scores(held_out.numpy(), self._score_name()))
+        return self
 
-        def loss_fn(model, xb):
-            return scoring.loss(xb, model(xb), loss_name)
+    def _fit_patches(self, X, loss_name: str):
+        """Patch mode: random crops of the training images; the threshold comes from the
+        image scores of the held-out images."""
+        p = int(self.patch_size)
+        patches.check_patch_settings(p, self.stride)
+        patches.aggregate(np.zeros(1), self.patch_aggregate, self.top_k)  # check the name early
+        images = to_image_list(X)
+        if len(images) < 2:
+            raise ValueError(f"need at least 2 normal images to fit, got {len(images)}")
+        patches.check_image_sizes(images, p)
+        self.input_shape_ = (int(images[0].shape[0]), p, p)
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.random_state)
+        self.model_ = self._build()
+        tr_idx, val_idx = split_validation(len(images), self.validation_fraction, self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        crops = lambda idx: torch.from_numpy(patches.random_crops(  # noqa: E731
+            [images[i] for i in idx], p, int(self.patches_per_image), rng))
+        train, val = crops(tr_idx), crops(val_idx) if len(val_idx) else None
+        self._train(train, val, loss_name)
+        held_out = [images[i] for i in (val_idx if len(val_idx) else tr_idx)]
+        self._set_threshold_from(self._patch_image_scores(held_out, self._score_name(), self.stride))
+        return self
+
+    def _train(self, train: torch.Tensor, val: torch.Tensor | None, loss_name: str) -> None:
+        """Fit ``model_`` on samples of ``input_shape_``: EM for the GMM, Adam otherwise."""
+        if self._family() == "gmm":
+            gmm.fit_pca_gmm(self.model_, train.numpy(), random_state=self.random_state)
+            self.model_.to(self.device_).eval()
+            self.history_ = {"train_loss": [], "val_loss": []}
+            self.best_epoch_ = -1
+            return
+
+        if self._family() == "vae":
+            def loss_fn(model, xb):
+                return vae.elbo_loss(xb, model(xb))
+        else:
+            def loss_fn(model, xb):
+                return scoring.loss(xb, model(xb), loss_name)
 
         result = fit_model(self.model_, loss_fn, train, val, epochs=self.epochs,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
@@ -135,9 +226,6 @@ class ImageDetector(BaseDetector):
                            verbose=self.verbose)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
-        held_out = val if val is not None else train
-        self._set_threshold_from(self._scores(held_out.numpy(), self._score_name()))
-        return self
 
     # --- scoring ----------------------------------------------------------------------
     def _check_images(self, X) -> np.ndarray:
@@ -158,23 +246,86 @@ class ImageDetector(BaseDetector):
                 out.append(fn(xb, self.model_(xb)).cpu().numpy())
         return np.concatenate(out)
 
+    def _score_fn(self, score: str):
+        """``f(x, model_output) -> one score per sample`` for this model family."""
+        family = self._family()
+        if family == "gmm":
+            return lambda x, out: gmm.gmm_score(out, score)
+        if family == "vae":
+            return lambda x, out: scoring.vae_per_sample(x, *out, score, beta=self.beta)
+        return lambda x, r: scoring.per_sample(x, r, score)
+
     def _scores(self, data: np.ndarray, score: str) -> np.ndarray:
-        return self._batches(data, lambda x, r: scoring.per_sample(x, r, score)).astype(np.float64)
+        return self._batches(data, self._score_fn(score)).astype(np.float64)
+
+    def _check_image_list(self, X) -> list[np.ndarray]:
+        self._check_fitted()
+        images = to_image_list(X, channels=self.input_shape_[0])
+        patches.check_image_sizes(images, int(self.patch_size))
+        return images
+
+    def _patch_grids(self, images: list[np.ndarray], score: str, stride: int) -> list[np.ndarray]:
+        fn = self._score_fn(score)
+        self.model_.eval()
+        with torch.no_grad():
+            return [patches.grid_scores(im, int(self.patch_size), int(stride),
+                                        lambda b: fn(b, self.model_(b)), device=self.device_)
+                    for im in images]
+
+    def _patch_image_scores(self, images: list[np.ndarray], score: str, stride: int) -> np.ndarray:
+        grids = self._patch_grids(images, score, stride)
+        return np.array([patches.aggregate(g, self.patch_aggregate, self.top_k) for g in grids])
 
     def decision_function(self, X, score: str | None = None) -> np.ndarray:
         """Anomaly score per image (higher = more anomalous); ``score`` overrides the
-        detector's score term for this call."""
+        detector's score term for this call. In patch mode, the ``patch_aggregate`` of
+        the scores of a grid of patches at ``stride``."""
         name = self._score_name(score)
+        if self.patch_size is not None:
+            return self._patch_image_scores(self._check_image_list(X), name, self.stride)
         return self._scores(self._check_images(X), name)
 
-    def anomaly_map(self, X, score: str | None = None) -> np.ndarray:
-        """Per-pixel error ``(N, H, W)``, summed over channels."""
+    def patch_scores(self, X, score: str | None = None, stride: int | None = None) -> list[np.ndarray]:
+        """Patch mode: the score of every grid patch, one ``(rows, cols)`` array per image;
+        patch ``(i, j)`` starts at pixel ``(i * stride, j * stride)``."""
+        if self.patch_size is None:
+            raise ValueError("patch_scores needs patch mode (set patch_size)")
         name = self._score_name(score)
-        return self._batches(self._check_images(X), lambda x, r: scoring.pixel_map(x, r, name))
+        return self._patch_grids(self._check_image_list(X), name, stride or self.stride)
+
+    def anomaly_map(self, X, score: str | None = None, stride: int = 4):
+        """Per-pixel anomaly map of each image's height and width.
+
+        Patch mode: every pixel takes the mean score of the patches (grid at ``stride``)
+        that cover it; an array ``(N, H, W)``, or a list when the images differ in size.
+        Whole images: the per-pixel error summed over channels, ``(N, H, W)`` (for VAEs
+        the per-pixel part of the score, summing to the image score)."""
+        name = self._score_name(score)
+        if self.patch_size is not None:
+            images = self._check_image_list(X)
+            grids = self._patch_grids(images, name, stride)
+            maps = [patches.scores_to_map(g, int(self.patch_size), int(stride), *im.shape[1:])
+                    for g, im in zip(grids, images)]
+            return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+        family = self._family()
+        if family == "gmm":
+            raise ValueError("a GMM on whole images gives no per-pixel map; use patch mode (patch_size)")
+        if family == "vae":
+            fn = lambda x, out: scoring.vae_pixel_map(x, *out, name, beta=self.beta)  # noqa: E731
+        else:
+            fn = lambda x, r: scoring.pixel_map(x, r, name)  # noqa: E731
+        return self._batches(self._check_images(X), fn)
+
+    def encode(self, X) -> np.ndarray:
+        """Latent codes (mu_z for VAEs, PCA features for the GMM) of images of the
+        model's input size (patches in patch mode): ``(N, latent)``."""
+        return self._batches(self._check_images(X), lambda x, r: self.model_.encode(x))
 
     def reconstruct(self, X) -> np.ndarray:
         """Reconstructions in 0..1, ``(N, H, W)`` for grayscale or ``(N, H, W, 3)``."""
-        rec = self._batches(self._check_images(X), lambda x, r: r)
+        if self._family() == "gmm":
+            raise ValueError("the GMM does not reconstruct images")
+        rec = self._batches(self._check_images(X), lambda x, r: getattr(r, "mu_x", r))
         rec = rec.transpose(0, 2, 3, 1)
         return rec[..., 0] if rec.shape[-1] == 1 else rec
 

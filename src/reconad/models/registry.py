@@ -15,16 +15,18 @@ class ModelSpec:
     default_loss: str
     default_score: str
     description: str
+    scores: tuple[str, ...] | None = None  # score names it offers; None: reconstruction terms
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, default_loss: str, default_score: str, description: str):
+def register(name: str, *, default_loss: str, default_score: str, description: str,
+             scores: tuple[str, ...] | None = None):
     """Decorator: register a builder ``f(input_shape, **kwargs) -> nn.Module`` under ``name``."""
 
     def deco(builder):
-        _REGISTRY[name] = ModelSpec(name, builder, default_loss, default_score, description)
+        _REGISTRY[name] = ModelSpec(name, builder, default_loss, default_score, description, scores)
         return builder
 
     return deco
