@@ -130,17 +130,17 @@ def score(
 
 @app.command()
 def evaluate(
-    model: Path = typer.Option(..., help="Model folder."),
+    model: Path = typer.Option(..., help="Model folder, or a model registry folder (its current version)."),
     normal: Path = typer.Option(..., help="Folder of normal images."),
     anomalous: Path = typer.Option(..., help="Folder of anomalous images."),
     out: Path = typer.Option(..., help="Output folder for metrics and plots."),
 ):
     """Metrics and plots on labelled folders of normal and anomalous images."""
-    from reconad import load
     from reconad.data.images import list_image_files
     from reconad.evaluation import evaluate_images
+    from reconad.registry import load_model
 
-    det = load(model)
+    det = load_model(model)
     normal_files = [str(f) for f in list_image_files(normal)]
     anomalous_files = [str(f) for f in list_image_files(anomalous)]
     result = evaluate_images(det, normal_files, anomalous_files, out)
