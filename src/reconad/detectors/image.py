@@ -8,6 +8,7 @@ import torch
 
 from reconad import models, scoring
 from reconad.data.images import to_float_array
+from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
 from reconad.models.registry import spec
 from reconad.training import fit_model, resolve_device, seed_everything, split_validation
@@ -20,7 +21,10 @@ class ImageDetector(BaseDetector):
     ----------
     model : str, default "conv_ae"
         ``"conv_ae"`` (convolutional AE with a dense bottleneck), ``"dense_ae"`` (dense AE
-        on flattened pixels) or ``"tutorial_cae"`` (the classic tutorial network).
+        on flattened pixels) or ``"tutorial_cae"`` (the classic tutorial network);
+        ``"anogan"`` / ``"fanogan"``: a GAN scored by latent search / by its encoder
+        (see ``reconad.models.gan``; ``latent_dim``, ``width``, ``model_kwargs`` for
+        ``lam``, ``search_steps``, ``search_lr``; their default score is ``"gan"``).
     score : {"l1", "mse", "bce"} or None
         Per-image anomaly score: sum of absolute pixel differences, mean squared
         difference, or summed binary cross-entropy. None takes the model's default
@@ -95,6 +99,8 @@ class ImageDetector(BaseDetector):
 
     def _score_name(self, score: str | None = None) -> str:
         name = score or self.score or spec(self.model).default_score
+        if name == "gan" and gan_image.is_gan(self.model):
+            return name
         if name not in scoring.RECONSTRUCTION_TERMS:
             raise ValueError(f"unknown score {name!r} for model {self.model!r}; choose one of "
                              f"{', '.join(scoring.RECONSTRUCTION_TERMS)}")
@@ -115,6 +121,8 @@ class ImageDetector(BaseDetector):
         spec(self.model)  # unknown model names fail before any work
         self._score_name()
         loss_name = self._loss_name()
+        if gan_image.is_gan(self.model):
+            return gan_image.fit(self, X)
         data = to_float_array(X)
         if len(data) < 2:
             raise ValueError(f"need at least 2 normal images to fit, got {len(data)}")
@@ -159,6 +167,8 @@ class ImageDetector(BaseDetector):
         return np.concatenate(out)
 
     def _scores(self, data: np.ndarray, score: str) -> np.ndarray:
+        if score == "gan":
+            return gan_image.scores(self, data)
         return self._batches(data, lambda x, r: scoring.per_sample(x, r, score)).astype(np.float64)
 
     def decision_function(self, X, score: str | None = None) -> np.ndarray:
@@ -170,6 +180,7 @@ class ImageDetector(BaseDetector):
     def anomaly_map(self, X, score: str | None = None) -> np.ndarray:
         """Per-pixel error ``(N, H, W)``, summed over channels."""
         name = self._score_name(score)
+        name = "mse" if name == "gan" else name
         return self._batches(self._check_images(X), lambda x, r: scoring.pixel_map(x, r, name))
 
     def reconstruct(self, X) -> np.ndarray:
