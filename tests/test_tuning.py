@@ -68,3 +68,26 @@ def test_image_models_declare_spaces_and_bad_settings():
         tuning.tune(TabularDetector(), _rows(20, 0), timeout=0)
     with pytest.raises(ValueError, match="y_val needs X_val"):
         tuning.tune(TabularDetector(), _rows(20, 0), y_val=np.zeros(3))
+
+
+def test_tune_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from reconad.cli import app
+
+    import pandas as pd
+
+    rows = pd.DataFrame(_rows(200, 0), columns=["a", "b", "c"])
+    rows.to_csv(tmp_path / "normal.csv", index=False)
+    val = pd.DataFrame(np.r_[_rows(40, 1), _rows(40, 2, shift=3.0)], columns=["a", "b", "c"])
+    val["label"] = [0] * 40 + [1] * 40
+    val.to_csv(tmp_path / "val.csv", index=False)
+    out = tmp_path / "best.json"
+    res = CliRunner().invoke(app, ["tune", "--table", str(tmp_path / "normal.csv"), "--val",
+                                   str(tmp_path / "val.csv"), "--trials", "2", "--epochs", "2",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads(out.read_text())
+    assert saved["objective"] == "validation roc_auc" and len(saved["trials"]) == 2
+    res = CliRunner().invoke(app, ["tune", "--out", str(out)])
+    assert res.exit_code != 0

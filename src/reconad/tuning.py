@@ -45,7 +45,7 @@ def _network_name(detector) -> str:
     if isinstance(detector, TabularDetector):
         if detector.model not in TABLE_MODELS:
             raise ValueError(f"unknown model {detector.model!r}; choose one of {', '.join(TABLE_MODELS)}")
-        return TABLE_MODELS[detector.model][0]
+        return TABLE_MODELS[detector.model]
     return detector.model
 
 
@@ -154,7 +154,7 @@ def tune(detector, X, X_val=None, y_val=None, *, timeout: float = 60.0, n_trials
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         failed = [t.system_attrs.get("fail_reason", "") for t in study.trials]
-        raise RuntimeError(f"no trial finished within the budget ({len(study.trials)} started); "
+        raise ValueError(f"no trial finished within the budget ({len(study.trials)} started); "
                            f"give more time or fewer epochs. {failed[:1]}")
     best = study.best_trial
     result = {

@@ -9,11 +9,11 @@ import torch
 from reconad import models, scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.base import BaseDetector
-from reconad.models.tabular_vae import vae_loss
+from reconad.models.tabular import vae_loss
 from reconad.training import fit_model, resolve_device, seed_everything, split_validation
 
 # detector model name -> (registered network, fixed builder arguments)
-TABLE_MODELS = {"ae": ("dense_ae", {"output": "linear"}), "vae": ("tabular_vae", {})}
+TABLE_MODELS = {"ae": "tabular_ae", "vae": "tabular_vae"}
 TABLE_SCORES = ("mse", "l1")
 
 
@@ -29,7 +29,7 @@ class TabularDetector(BaseDetector):
     Parameters
     ----------
     model : {"ae", "vae"}, default "ae"
-        ``"ae"``: dense autoencoder with a linear output; ``"vae"``: dense Gaussian VAE
+        ``"ae"``: dense autoencoder; ``"vae"``: dense Gaussian VAE
         (trained on squared error plus ``beta`` times the KL term, scored on the
         reconstruction of the posterior mean).
     columns : list of str or None
@@ -53,6 +53,10 @@ class TabularDetector(BaseDetector):
     latent_dim, width, depth : int or None
         Bottleneck (None: about a quarter of the encoded features, 2..32), units of the
         first hidden layer (64) halving per layer, hidden layers per side (2).
+    bounded : bool, default True
+        Squash the reconstruction into the range each (scaled) feature had in training,
+        so an extreme value cannot be rebuilt by extrapolation and scores high; False
+        gives a plain linear output.
     beta : float, default 1.0
         Weight of the KL term (``"vae"`` only).
     epochs, batch_size, lr, weight_decay, validation_fraction, patience :
@@ -73,7 +77,8 @@ class TabularDetector(BaseDetector):
     def __init__(self, model: str = "ae", columns: list[str] | None = None, scaler: str = "standard",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
-                 latent_dim: int | None = None, width: int = 64, depth: int = 2, beta: float = 1.0,
+                 latent_dim: int | None = None, width: int = 64, depth: int = 2,
+                 bounded: bool = True, beta: float = 1.0,
                  epochs: int = 50, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                  validation_fraction: float = 0.1, patience: int | None = None,
                  threshold_method: str = "percentile", threshold_param: float | None = None,
@@ -89,6 +94,7 @@ class TabularDetector(BaseDetector):
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
+        self.bounded = bounded
         self.beta = beta
         self.epochs = epochs
         self.batch_size = batch_size
@@ -113,10 +119,9 @@ class TabularDetector(BaseDetector):
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
 
     def _build(self) -> torch.nn.Module:
-        name, fixed = TABLE_MODELS[self.model]
         latent = self.latent_dim or default_latent_dim(self.n_features_)
-        return models.build(name, (self.n_features_,), latent_dim=latent, width=self.width,
-                            depth=self.depth, **fixed)
+        return models.build(TABLE_MODELS[self.model], (self.n_features_,), latent_dim=latent,
+                            width=self.width, depth=self.depth, bounded=self.bounded)
 
     def _matrix(self, X) -> np.ndarray:
         frame, named = as_frame(X, encoding=self.encoding, sep=self.sep)
@@ -141,6 +146,7 @@ class TabularDetector(BaseDetector):
         tr_idx, val_idx = split_validation(len(data), self.validation_fraction, self.random_state)
         tensor = torch.from_numpy(data)
         train, val = tensor[tr_idx], tensor[val_idx] if len(val_idx) else None
+        self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
         if self.model == "vae":
             beta = float(self.beta)
 

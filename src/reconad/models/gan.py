@@ -98,10 +98,13 @@ class AnoGAN(nn.Module):
         self.discriminator = Discriminator(input_shape, width)
         self.encoder = Encoder(input_shape, latent_dim, width) if kind == "fanogan" else None
 
-    def score_terms(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """``(1 - lam) * residual + lam * discrimination`` per image."""
+    def score_terms(self, x: torch.Tensor, x_hat: torch.Tensor,
+                    fx: torch.Tensor | None = None) -> torch.Tensor:
+        """``(1 - lam) * residual + lam * discrimination`` per image; ``fx``: the
+        discriminator features of ``x`` when already known."""
         residual = (x - x_hat).square().flatten(1).mean(1)
-        _, fx = self.discriminator(x)
+        if fx is None:
+            _, fx = self.discriminator(x)
         _, fr = self.discriminator(x_hat)
         return (1 - self.lam) * residual + self.lam * (fx - fr).square().mean(1)
 
@@ -112,9 +115,11 @@ class AnoGAN(nn.Module):
         z = torch.randn(len(x), self.latent_dim, generator=gen, device=x.device).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.search_lr)
         x = x.detach()
+        with torch.no_grad():
+            _, fx = self.discriminator(x)
         with torch.enable_grad():
             for _ in range(self.search_steps):
-                loss = self.score_terms(x, self.generator(z)).sum()  # images are independent
+                loss = self.score_terms(x, self.generator(z), fx).sum()  # images are independent
                 (grad,) = torch.autograd.grad(loss, z)
                 z.grad = grad
                 opt.step()
