@@ -138,7 +138,8 @@ class TabularDetector(BaseDetector):
         if len(data) < 2:
             raise ValueError(f"need at least 2 rows to fit, got {len(data)}")
         self.n_features_in_ = len(self.encoder_.columns_)
-        self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
+        if named:
+            self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
         self.n_features_ = data.shape[1]
         self.device_ = resolve_device(self.device)
         seed_everything(self.random_state)
@@ -205,7 +206,8 @@ class TabularDetector(BaseDetector):
         self.encoder_ = TableEncoder.from_dict(fitted["encoder_"])
         self.n_features_ = int(fitted["n_features_"])
         self.n_features_in_ = len(self.encoder_.columns_)
-        self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
+        if self.encoder_.named_:
+            self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
         self.history_ = fitted["history_"]
         self.best_epoch_ = fitted["best_epoch_"]
         self.device_ = resolve_device(self.device)
