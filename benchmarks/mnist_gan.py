@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=3000)
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--search-steps", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
@@ -59,7 +61,7 @@ def main() -> None:
     x_train, y_train, x_test, y_test = (mnist[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     pick = np.random.RandomState(args.seed).permutation(len(x_test))[:args.n_test]
     x_test, y_test = x_test[pick], y_test[pick]
-    settings = dict(epochs=args.epochs, batch_size=64, lr=2e-4, latent_dim=64, width=256,
+    settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, latent_dim=64, width=256,
                     device="cpu", verbose=0, random_state=args.seed)
     results: dict = {"machine": machine(), "load_average_start": os.getloadavg(), "epochs": args.epochs,
                      "n_test": len(x_test), "search_steps": args.search_steps, "digits": {}}
@@ -99,11 +101,12 @@ def main() -> None:
     if args.no_write:
         return
     cmd = (f"python benchmarks/mnist_gan.py --digits {args.digits} --epochs {args.epochs} "
-           f"--n-train {args.n_train} --n-test {args.n_test} --search-steps {args.search_steps}")
+           f"--n-train {args.n_train} --n-test {args.n_test} --search-steps {args.search_steps} "
+           f"--batch-size {args.batch_size} --lr {args.lr:g}")
     md = (
         "# AnoGAN and f-AnoGAN on one-class MNIST\n\n"
         "Protocol: for each digit one dense GAN (latent 64, width 256, "
-        f"{args.epochs} epochs, batch 64, Adam 2e-4) is trained on {args.n_train} of that digit's "
+        f"{args.epochs} epochs, batch {args.batch_size}, Adam {args.lr:g}) is trained on {args.n_train} of that digit's "
         "training images (seeded draw), then f-AnoGAN's encoder (izi_f) for as many epochs; "
         "AnoGAN uses the same generator and discriminator, so only the way the latent code is "
         "found differs. Test: "

@@ -13,9 +13,10 @@ from reconad.training import FitResult, fit_model
 
 
 def fit_gan(gan: AnoGAN, train: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-            device: torch.device, seed: int | None) -> dict[str, list[float]]:
-    """Non-saturating GAN training (Adam, betas 0.5/0.999) on normal images; returns the
-    mean discriminator and generator loss per epoch."""
+            device: torch.device, seed: int | None, real_label: float = 0.9) -> dict[str, list[float]]:
+    """Non-saturating GAN training (Adam, betas 0.5/0.999; one-sided label smoothing: real
+    images get target ``real_label``) on normal images; returns the mean discriminator and
+    generator loss per epoch."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     gan.to(device)
@@ -38,9 +39,10 @@ def fit_gan(gan: AnoGAN, train: torch.Tensor, *, epochs: int, batch_size: int, l
             z = torch.randn(len(idx), gan.latent_dim, generator=gen).to(device)
             fake = G(z)
             ones = torch.ones(len(idx), device=device)
+            real_target = torch.full((len(idx),), real_label, device=device)
             zeros = torch.zeros(len(idx), device=device)
             opt_d.zero_grad(set_to_none=True)
-            d_loss = (F.binary_cross_entropy_with_logits(D(real)[0], ones)
+            d_loss = (F.binary_cross_entropy_with_logits(D(real)[0], real_target)
                       + F.binary_cross_entropy_with_logits(D(fake.detach())[0], zeros))
             d_loss.backward()
             opt_d.step()

@@ -46,13 +46,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image -> 2*width -> width (the feature layer) -> one logit."""
+    """image -> 2*width -> width (the feature layer) -> one logit; dropout while training
+    keeps it from overpowering the generator."""
 
-    def __init__(self, input_shape, width: int):
+    def __init__(self, input_shape, width: int, dropout: float = 0.3):
         super().__init__()
         self.features = nn.Sequential(
             nn.Flatten(), nn.Linear(math.prod(input_shape), 2 * width), nn.LeakyReLU(0.2),
-            nn.Linear(2 * width, width), nn.LeakyReLU(0.2))
+            nn.Dropout(dropout), nn.Linear(2 * width, width), nn.LeakyReLU(0.2), nn.Dropout(dropout))
         self.head = nn.Linear(width, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
