@@ -58,7 +58,7 @@ def test_anogan_search_is_batched_and_lowers_the_loss():
 
 def test_score_mixes_residual_and_features():
     torch.manual_seed(0)
-    gan = AnoGAN((1, 8, 8), kind="fanogan", latent_dim=4, width=16, lam=0.0)
+    gan = AnoGAN((1, 8, 8), kind="fanogan", latent_dim=4, width=16, lam=0.0).eval()
     x, r = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
     residual = (x - r).square().flatten(1).mean(1)
     torch.testing.assert_close(gan.score_terms(x, r), residual)
