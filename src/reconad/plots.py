@@ -146,3 +146,79 @@ def latent_space(latents, labels, path: str | os.PathLike, title: str = "Latent 
     ax.set_title(title)
     ax.legend()
     save_figure(fig, path)
+
+
+def _marks(n: int, labels) -> np.ndarray:
+    labels = np.zeros(n, dtype=int) if labels is None else np.asarray(labels).astype(int).ravel()
+    if labels.shape != (n,):
+        raise ValueError(f"{labels.size} labels for {n} samples")
+    return labels
+
+
+def _span(values: np.ndarray, margin: float = 0.15) -> tuple[float, float]:
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = (hi - lo) * margin if hi > lo else 1.0
+    return lo - pad, hi + pad
+
+
+def decision_curve(score_fn, x, threshold: float, path: str | os.PathLike, labels=None,
+                   feature_name: str = "feature", grid: int = 400, label_name: str = "") -> None:
+    """One feature: the anomaly score as a curve over the feature, the threshold, and the
+    samples on the axis (normal blue, anomalous red; ``labels`` or, if None, all normal).
+
+    ``score_fn`` maps an array ``(n, 1)`` to ``n`` scores, e.g. a fitted detector's
+    ``decision_function``."""
+    x = np.asarray(x, dtype=float).ravel()
+    marks = _marks(len(x), labels)
+    xs = np.linspace(*_span(x), grid)
+    curve = np.asarray(score_fn(xs.reshape(-1, 1)), dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(xs, curve, color="black", lw=1.5, label="anomaly score")
+    ax.axhline(threshold, color="tab:orange", ls="--", label=f"threshold {threshold:.4g}")
+    ax.fill_between(xs, threshold, curve, where=curve > threshold, color="tab:red", alpha=0.12)
+    base = min(curve.min(), threshold)
+    for value, color, name in ((0, "tab:blue", "normal"), (1, "tab:red", "anomalous")):
+        sel = marks == value
+        if sel.any():
+            ax.plot(x[sel], np.full(sel.sum(), base), "|", ms=14, mew=1.5, color=color,
+                    label=f"{name}{label_name} (n={int(sel.sum())})")
+    ax.set_xlabel(feature_name)
+    ax.set_ylabel("anomaly score")
+    ax.set_title("Anomaly score over one feature")
+    ax.legend(loc="best", fontsize=8)
+    save_figure(fig, path)
+
+
+def decision_contour(score_fn, X, threshold: float, path: str | os.PathLike, labels=None,
+                     feature_names: tuple[str, str] = ("feature 1", "feature 2"), grid: int = 150,
+                     label_name: str = "") -> None:
+    """Two features: the anomaly score as a filled contour over the plane, the threshold
+    contour, and the samples marked normal (o) or anomalous (x).
+
+    ``score_fn`` maps an array ``(n, 2)`` to ``n`` scores."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"decision_contour needs two features, got shape {X.shape}")
+    marks = _marks(len(X), labels)
+    g0 = np.linspace(*_span(X[:, 0]), grid)
+    g1 = np.linspace(*_span(X[:, 1]), grid)
+    xx, yy = np.meshgrid(g0, g1)
+    zz = np.asarray(score_fn(np.c_[xx.ravel(), yy.ravel()]), dtype=float).reshape(xx.shape)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    levels = np.linspace(zz.min(), zz.max(), 30) if zz.max() > zz.min() else 30
+    cf = ax.contourf(xx, yy, zz, levels=levels, cmap="viridis")
+    fig.colorbar(cf, ax=ax, label="anomaly score")
+    if zz.min() < threshold < zz.max():
+        cs = ax.contour(xx, yy, zz, levels=[threshold], colors="tab:orange", linewidths=2)
+        ax.clabel(cs, fmt={threshold: "threshold"}, fontsize=8)
+    for value, style, color, name in ((0, "o", "white", "normal"), (1, "x", "tab:red", "anomalous")):
+        sel = marks == value
+        if sel.any():
+            ax.scatter(X[sel, 0], X[sel, 1], marker=style, s=18, edgecolors="black" if style == "o" else None,
+                       linewidths=0.5 if style == "o" else 1.5, c=color,
+                       label=f"{name}{label_name} (n={int(sel.sum())})")
+    ax.set_xlabel(feature_names[0])
+    ax.set_ylabel(feature_names[1])
+    ax.set_title("Anomaly score over two features")
+    ax.legend(loc="upper right", fontsize=8)
+    save_figure(fig, path)

@@ -8,6 +8,7 @@ import torch
 
 from reconad import models, patches, scoring
 from reconad.data.images import to_float_array, to_image_list
+from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
 from reconad.models import gmm, vae
 from reconad.models.registry import spec
@@ -25,7 +26,9 @@ class ImageDetector(BaseDetector):
         ``"conv_vae"``, ``"dense_vae"``, ``"paper_vae"`` (VAEs with a Gaussian decoder,
         ``model_kwargs={"decoder": "bernoulli"}`` for a Bernoulli one); ``"gmm"`` (PCA +
         full-covariance Gaussian mixture; ``latent_dim`` = number of components N_z,
-        ``model_kwargs={"pca_components": N_h}``).
+        ``model_kwargs={"pca_components": N_h}``); ``"anogan"`` / ``"fanogan"``: a GAN
+        scored by latent search / by its encoder (see ``reconad.models.gan``; ``latent_dim``,
+        ``width``, ``model_kwargs`` for ``lam``, ``search_steps``, ``search_lr``).
     score : str or None
         Per-image anomaly score. Autoencoders: ``"l1"``, ``"mse"``, ``"bce"`` (sum of
         absolute pixel differences, mean squared difference, summed binary cross-entropy).
@@ -33,7 +36,7 @@ class ImageDetector(BaseDetector):
         ``"kl"`` (D), ``"log_norm"`` (A), ``"recon_kl"`` (squared error + ``beta`` * D).
         GMM: ``"nll"``, ``"unregularized"``, ``"elbo"``, ``"kl"``, ``"log_norm"``.
         None takes the model's default (``mse``; ``l1`` for ``tutorial_cae``;
-        ``unregularized`` for VAEs and the GMM).
+        ``unregularized`` for VAEs and the GMM; ``gan`` for AnoGAN/f-AnoGAN).
     loss : {"l1", "mse", "bce"} or None
         Training loss; None takes the model's default (``mse``; ``bce`` for ``tutorial_cae``).
     latent_dim, width, depth : int or None
@@ -137,6 +140,8 @@ class ImageDetector(BaseDetector):
 
     def _score_name(self, score: str | None = None) -> str:
         name = score or self.score or spec(self.model).default_score
+        if name == "gan" and gan_image.is_gan(self.model):
+            return name
         allowed = spec(self.model).scores or scoring.RECONSTRUCTION_TERMS
         if name not in allowed:
             raise ValueError(f"unknown score {name!r} for model {self.model!r}; choose one of "
@@ -163,6 +168,8 @@ class ImageDetector(BaseDetector):
         spec(self.model)  # unknown model names fail before any work
         self._score_name()
         loss_name = self._loss_name()
+        if gan_image.is_gan(self.model):
+            return gan_image.fit(self, X)
         if self.patch_size is not None:
             return self._fit_patches(X, loss_name)
         data = to_float_array(X)
@@ -256,6 +263,8 @@ class ImageDetector(BaseDetector):
         return lambda x, r: scoring.per_sample(x, r, score)
 
     def _scores(self, data: np.ndarray, score: str) -> np.ndarray:
+        if score == "gan":
+            return gan_image.scores(self, data)
         return self._batches(data, self._score_fn(score)).astype(np.float64)
 
     def _check_image_list(self, X) -> list[np.ndarray]:
@@ -301,6 +310,7 @@ class ImageDetector(BaseDetector):
         Whole images: the per-pixel error summed over channels, ``(N, H, W)`` (for VAEs
         the per-pixel part of the score, summing to the image score)."""
         name = self._score_name(score)
+        name = "mse" if name == "gan" else name
         if self.patch_size is not None:
             images = self._check_image_list(X)
             grids = self._patch_grids(images, name, stride)

@@ -3,5 +3,6 @@
 from reconad.models.registry import available, build, register
 from reconad.models import conv, dense  # noqa: F401  (register the families)
 from reconad.models import gmm, vae  # noqa: F401
+from reconad.models import gan, tabular  # noqa: F401
 
 __all__ = ["available", "build", "register"]

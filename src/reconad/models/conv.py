@@ -114,3 +114,11 @@ def build_tutorial_cae(input_shape, latent_dim: int = 32) -> TutorialCAE:
     if len(input_shape) != 3:
         raise ValueError(f"tutorial_cae needs image inputs (C, H, W), got shape {input_shape}")
     return TutorialCAE(input_shape, latent_dim=latent_dim)
+
+
+# Hyper-parameters the tuner may search, per model: (kind, low, high, log) or ("categorical", choices).
+SEARCH_SPACES = {
+    "conv_ae": {"latent_dim": ("int", 8, 128, True), "width": ("categorical", [16, 32, 64]),
+                "depth": ("int", 2, 3, False)},
+    "tutorial_cae": {"latent_dim": ("int", 8, 128, True)},
+}

@@ -1,0 +1,135 @@
+"""Networks for standardised tables: a dense autoencoder and a small dense Gaussian VAE.
+
+Both can squash their output into the box of values seen in training (``lower`` and
+``upper`` per feature, kept as buffers): ``lower + (upper - lower) * sigmoid(h)``. A
+reconstruction then never leaves the training range, so a row with an extreme value is
+not rebuilt by linear extrapolation and gets a high error. Without bounds the output is
+linear.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from reconad.models.dense import DenseAE
+from reconad.models.registry import register
+
+# Hyper-parameters the tuner may search, per model: (kind, low, high, log) or ("categorical", choices).
+SEARCH_SPACES = {
+    "tabular_ae": {"latent_dim": ("int", 2, 32, True), "width": ("categorical", [32, 64, 128]),
+                   "depth": ("int", 1, 3, False)},
+    "tabular_vae": {"latent_dim": ("int", 2, 32, True), "width": ("categorical", [32, 64, 128]),
+                    "depth": ("int", 1, 3, False), "beta": ("float", 0.01, 1.0, True)},
+}
+
+
+class OutputBox(nn.Module):
+    """Maps pre-activations to ``lower + (upper - lower) * sigmoid(h)`` per feature, or
+    passes them through when built without bounds."""
+
+    def __init__(self, n_features: int, bounded: bool):
+        super().__init__()
+        self.bounded = bounded
+        self.register_buffer("lower", torch.zeros(n_features))
+        self.register_buffer("upper", torch.ones(n_features))
+
+    def set_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> None:
+        self.lower.copy_(torch.as_tensor(lower, dtype=self.lower.dtype))
+        self.upper.copy_(torch.as_tensor(upper, dtype=self.upper.dtype))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.bounded:
+            return h
+        return self.lower + (self.upper - self.lower) * torch.sigmoid(h)
+
+
+class TabularAE(nn.Module):
+    """``DenseAE`` with a linear last layer, followed by an :class:`OutputBox`."""
+
+    def __init__(self, input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
+                 bounded: bool = True):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.net = DenseAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, output="linear")
+        self.box = OutputBox(math.prod(self.input_shape), bounded)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.encode(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.box(self.net(x).flatten(1)).reshape(x.shape)
+
+
+class TabularVAE(nn.Module):
+    """Encoder ``F -> width -> ... -> (mu, logvar)`` of ``latent_dim``; mirrored decoder and
+    an :class:`OutputBox`. ``forward`` returns the reconstruction of the posterior mean
+    (what a score uses); ``forward_train`` a sampled reconstruction, ``mu`` and ``logvar``."""
+
+    def __init__(self, input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
+                 bounded: bool = True):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_in = math.prod(self.input_shape)
+        sizes = [max(width // (2**i), latent_dim) for i in range(depth)]
+        enc: list[nn.Module] = [nn.Flatten()]
+        prev = n_in
+        for h in sizes:
+            enc += [nn.Linear(prev, h), nn.ReLU()]
+            prev = h
+        self.encoder = nn.Sequential(*enc)
+        self.to_mu = nn.Linear(prev, latent_dim)
+        self.to_logvar = nn.Linear(prev, latent_dim)
+        dec: list[nn.Module] = []
+        prev = latent_dim
+        for h in reversed(sizes):
+            dec += [nn.Linear(prev, h), nn.ReLU()]
+            prev = h
+        dec.append(nn.Linear(prev, n_in))
+        self.decoder = nn.Sequential(*dec)
+        self.box = OutputBox(n_in, bounded)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h).clamp(-10, 10)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.box(self.decoder(z))
+
+    def forward_train(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.decode(z).reshape(x.shape), mu, logvar
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encode(x)
+        return self.decode(mu).reshape(x.shape)
+
+
+def kl_per_sample(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL divergence of N(mu, exp(logvar)) from N(0, 1), summed over the latent axis."""
+    return -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
+
+
+def vae_loss(model: TabularVAE, x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Batch mean of the summed squared error plus ``beta`` times the KL term."""
+    x_hat, mu, logvar = model.forward_train(x)
+    rec = (x - x_hat).square().flatten(1).sum(1)
+    return (rec + beta * kl_per_sample(mu, logvar)).mean()
+
+
+@register("tabular_ae", default_loss="mse", default_score="mse",
+          description="dense autoencoder for tables, output bounded to the training range "
+                      "(latent_dim, width, depth, bounded)")
+def build_tabular_ae(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
+                     bounded: bool = True) -> TabularAE:
+    return TabularAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, bounded=bounded)
+
+
+@register("tabular_vae", default_loss="mse", default_score="mse",
+          description="dense Gaussian VAE for tables (latent_dim, width, depth, bounded)")
+def build_tabular_vae(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
+                      bounded: bool = True) -> TabularVAE:
+    return TabularVAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, bounded=bounded)

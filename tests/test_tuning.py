@@ -1,0 +1,93 @@
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("optuna")
+
+from reconad import ImageDetector, TabularDetector  # noqa: E402
+from reconad import tuning  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small networks: one torch thread is fastest, most of all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _rows(n, seed, shift=0.0):
+    rng = np.random.RandomState(seed)
+    a = rng.normal(0, 1, n)
+    return np.c_[a, a * 2 + shift + rng.normal(0, 0.1, n), rng.normal(0, 1, n)]
+
+
+def test_tuner_respects_budget_and_returns_valid_configuration(tmp_path):
+    det = TabularDetector(epochs=3, verbose=0)
+    start = time.perf_counter()
+    res = tuning.tune(det, _rows(300, 0), timeout=3.0, out=tmp_path / "study.json", seed=0)
+    elapsed = time.perf_counter() - start
+    longest = max(t["duration_s"] or 0 for t in res["trials"])
+    assert elapsed < 3.0 + longest + 2.0  # stops starting trials at the budget
+    space = tuning.search_space(det)
+    assert set(res["best_params"]) == set(space)
+    for name, value in res["best_params"].items():
+        dist = space[name]
+        if dist[0] == "categorical":
+            assert value in dist[1]
+        else:
+            assert dist[1] <= value <= dist[2]
+    assert res["direction"] == "minimize" and np.isfinite(res["best_value"])
+    saved = json.loads((tmp_path / "study.json").read_text())
+    assert saved["best_params"] == res["best_params"] and len(saved["trials"]) >= 1
+    best = tuning.configure(det, res["best_params"])
+    assert best.get_params()["latent_dim"] == res["best_params"]["latent_dim"]
+    best.fit(_rows(100, 1)).decision_function(_rows(5, 2))
+
+
+def test_labelled_objective_and_trial_limit():
+    X_val = np.r_[_rows(50, 3), _rows(50, 4, shift=3.0)]
+    y_val = np.r_[np.zeros(50), np.ones(50)]
+    res = tuning.tune(TabularDetector(model="vae", epochs=2, verbose=0), _rows(200, 0),
+                      X_val, y_val, n_trials=2, timeout=60)
+    assert len(res["trials"]) == 2 and res["direction"] == "maximize"
+    assert 0.5 < res["best_value"] <= 1.0
+    assert "beta" in res["best_params"]
+
+
+def test_image_models_declare_spaces_and_bad_settings():
+    assert "depth" in tuning.search_space(ImageDetector(model="conv_ae"))
+    assert set(tuning.search_space(ImageDetector(model="tutorial_cae"))) == {"latent_dim", "lr", "batch_size"}
+    cfg = tuning.configure(ImageDetector(model="fanogan"), {"latent_dim": 16, "search_steps": 5})
+    assert cfg.latent_dim == 16 and cfg.model_kwargs == {"search_steps": 5}
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        tuning.tune(TabularDetector(), _rows(20, 0), timeout=0)
+    with pytest.raises(ValueError, match="y_val needs X_val"):
+        tuning.tune(TabularDetector(), _rows(20, 0), y_val=np.zeros(3))
+
+
+def test_tune_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from reconad.cli import app
+
+    import pandas as pd
+
+    rows = pd.DataFrame(_rows(200, 0), columns=["a", "b", "c"])
+    rows.to_csv(tmp_path / "normal.csv", index=False)
+    val = pd.DataFrame(np.r_[_rows(40, 1), _rows(40, 2, shift=3.0)], columns=["a", "b", "c"])
+    val["label"] = [0] * 40 + [1] * 40
+    val.to_csv(tmp_path / "val.csv", index=False)
+    out = tmp_path / "best.json"
+    res = CliRunner().invoke(app, ["tune", "--table", str(tmp_path / "normal.csv"), "--val",
+                                   str(tmp_path / "val.csv"), "--trials", "2", "--epochs", "2",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads(out.read_text())
+    assert saved["objective"] == "validation roc_auc" and len(saved["trials"]) == 2
+    res = CliRunner().invoke(app, ["tune", "--out", str(out)])
+    assert res.exit_code != 0
