@@ -1,6 +1,6 @@
 """reconad: anomaly detection in manufacturing by reconstruction."""
 
 from reconad._version import __version__
-from reconad.detectors import BaseDetector, ImageDetector, load
+from reconad.detectors import BaseDetector, ImageDetector, SeriesDetector, load
 
-__all__ = ["BaseDetector", "ImageDetector", "load", "__version__"]
+__all__ = ["BaseDetector", "ImageDetector", "SeriesDetector", "load", "__version__"]

@@ -2,5 +2,6 @@
 
 from reconad.detectors.base import BaseDetector, load
 from reconad.detectors.image import ImageDetector
+from reconad.detectors.series import SeriesDetector
 
-__all__ = ["BaseDetector", "ImageDetector", "load"]
+__all__ = ["BaseDetector", "ImageDetector", "SeriesDetector", "load"]
