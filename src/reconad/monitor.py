@@ -31,6 +31,7 @@ from reconad.data.series import apply_scaler
 from reconad.windows import make_windows
 
 log = logging.getLogger("reconad.monitor")
+log.addHandler(logging.NullHandler())
 
 
 class Monitor:

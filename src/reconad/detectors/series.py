@@ -213,8 +213,7 @@ class SeriesDetector(BaseDetector):
         out = []
         with torch.no_grad():
             for start in range(0, len(wins), batch_size):
-                xb = torch.from_numpy(np.ascontiguousarray(wins[start:start + batch_size],
-                                                           dtype=np.float32)).to(self.device_)
+                xb = torch.from_numpy(np.array(wins[start:start + batch_size], dtype=np.float32)).to(self.device_)
                 err = scoring.elementwise(xb, self.model_(xb), "l1" if self.score == "mae" else "mse")
                 out.append(err.mean(1).cpu().numpy())
         if not out:
