@@ -277,14 +277,15 @@ def _range_ap_loop(y, s, buffer):
         else:
             inside = False
     p_new = (y.sum() + soft.sum()) / 2
-    ap, prev = 0.0, 0.0
+    ap, prev_rec, prev_prec = 0.0, 0.0, 1.0
     for thr in sorted(set(s), reverse=True):
         pred = s >= thr
         tp = (soft * pred).sum()
         hit = sum(pred[a:b + 1].any() for a, b in segs)
         rec = min(tp / p_new, 1) * hit / len(segs)
-        ap += (rec - prev) * tp / pred.sum()
-        prev = rec
+        prec = tp / pred.sum()
+        ap += (rec - prev_rec) * (prec + prev_prec) / 2
+        prev_rec, prev_prec = rec, prec
     return ap
 
 

@@ -125,9 +125,10 @@ def _range_ap(y: np.ndarray, order: np.ndarray, rank: np.ndarray, last: np.ndarr
     first_hit = np.full(len(ranges), len(y))
     np.minimum.at(first_hit, seg_of, rank[members])
     hit = np.searchsorted(np.sort(first_hit), np.arange(len(y)), side="right")
-    recall = (np.minimum(tp / p_new, 1.0) * hit / len(ranges))[last]
-    precision = (tp / np.arange(1, len(y) + 1))[last]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    recall = np.r_[0.0, (np.minimum(tp / p_new, 1.0) * hit / len(ranges))[last]]
+    precision = np.r_[1.0, (tp / np.arange(1, len(y) + 1))[last]]
+    # trapezoids between consecutive thresholds, from (recall 0, precision 1)
+    return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
 
 
 def _ranking(s: np.ndarray):
@@ -145,8 +146,8 @@ def range_pr_auc(y_true, scores, buffer: int) -> float:
     each threshold (every distinct score; steps with score >= it are flagged)
     TP = sum of the soft labels of flagged steps, recall = min(TP / P', 1) x (share of
     the buffered anomaly ranges with a flagged step), P' = (P + sum of soft labels) / 2,
-    precision = TP / flagged steps; AP = sum over thresholds of recall increment x
-    precision."""
+    precision = TP / flagged steps; the area is summed by trapezoids over the thresholds,
+    from (recall 0, precision 1), as in the authors' reference code."""
     y, s = _check_pair(y_true, scores)
     if y.sum() == 0:
         return float("nan")
