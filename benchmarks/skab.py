@@ -16,12 +16,13 @@ a row's score is the smallest threshold-normalised score of the windows i-59 ...
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import data_dir, machine, markdown_table, write_results
+from _common import ROOT, data_dir, machine, markdown_table, write_results
 from torch import nn
 
 from reconad import SeriesDetector, metrics
@@ -169,6 +170,75 @@ def evaluate_config(name: str, files, seed: int) -> dict:
     return result
 
 
+def render(results: dict, machine_text: str) -> tuple[str, str]:
+    """The printed table and the markdown page."""
+    rows = [[lab, f"{f1:.2f}", f"{100 * far:.2f} %" if far is not None else "–",
+             f"{100 * mar:.2f} %" if mar is not None else "–", "–", "–", "–"] for lab, f1, far, mar in LEADERBOARD]
+    for r in results.values():
+        w = r["whole_file"]
+        rows.append([r["label"], f"{r['f1']:.4f}", f"{100 * r['far']:.2f} %", f"{100 * r['mar']:.2f} %",
+                     f"{r['roc_auc']:.4f}", f"{r['vus_pr']:.4f}",
+                     f"{w['f1']:.4f} / {100 * w['far']:.2f} % / {100 * w['mar']:.2f} %"])
+    table = markdown_table(["method", "F1", "FAR", "MAR", "ROC-AUC", "VUS-PR",
+                            "whole files: F1 / FAR / MAR"], rows)
+    notes = "\n".join(f"- **{r['label']}**: {r['note']}; {r['seconds']:.0f} s for the 34 files"
+                      + (f"; point-adjusted F1 {r['f1_point_adjusted']:.4f} (lenient, for comparison only)."
+                         if "f1_point_adjusted" in r else ".")
+                      for r in results.values())
+    md = f"""# SKAB outlier detection (leaderboard protocol)
+
+Command: `python benchmarks/skab.py` (all rows below; `--only NAME ...` for some, `--files N`
+for a quick look at the first N files)
+Machine: {machine_text}; 1 torch thread, and the 2 CPU cores were shared with other jobs
+(load average 10 to 15), so the times are long and only indicative.
+
+{table}
+
+How the numbers are made (`benchmarks/skab.py`): the 34 files of `valve1`, `valve2` and
+`other`; a new model per file, trained on its first 400 rows (a `StandardScaler` fitted on
+them); windows of 60 rows, stride 1; window score = sum over sensors of the mean absolute
+error over time; threshold = 0.999 quantile of the 341 training windows' scores × 4/3; a
+test row i is flagged when the windows starting at rows i−59 … i−1 of the test part all
+exceed it (rows within 59 of either end of the test part are never flagged); confusion
+counts pooled over the 23,801 test rows (12,771 anomalous): F1 = TP / (TP + (FP+FN)/2),
+FAR = FP/(FP+TN), MAR = FN/(FN+TP). ROC-AUC (pooled) and VUS-PR (mean over the files,
+buffers 0 … 120) use the continuous form of the flag rule: a row's score is the smallest
+threshold-normalised score among the windows i−59 … i−1.
+
+The last column follows the leaderboard notebooks literally: windows over the whole file
+(training rows included), their loop over rows 59 … n_windows−60, and counts over all
+rows of the files, so the 400 training rows of each file count as true negatives. This
+is how the published notebooks compute their table; it lowers FAR a lot and raises F1
+(the test part's first rows can be flagged using windows that begin in the training part).
+
+{notes}
+
+Reproductions (what is kept from the leaderboard's code): the Conv-AE layout (Conv1d 32 →
+16, kernel 7, stride 2, dropout 0.2, mirrored transposed convolutions) **with its
+one-channel decoder output that the loss and the score broadcast over the 8 sensors**;
+Adam 1e-3, MSE loss, batch 32, at most 100 epochs, early stopping after 5 epochs without a
+better validation loss on 10 % of the windows. The LSTM-AE notebook uses windows of 10,
+the 0.99 quantile × 3/2 and an MAE loss; so does the reproduction. Differences that
+remain: PyTorch LSTMs use tanh where the Keras model asked for relu; our validation
+windows are drawn at random (Keras takes the last 10 %) and the best weights are kept
+(Keras keeps the last); each file's model is seeded alike (the notebooks seed once, so
+their results depend on the file order).
+
+reconad's own rows keep the protocol unchanged (same data split, scaler, windows, score,
+threshold rule and flag rule); they change only the network (a decoder that rebuilds all
+8 sensors), the number of epochs, and, where said, average the window scores of models
+trained with different seeds.
+
+VUS-PR is computed by `reconad.metrics.vus_pr` from its definition (Paparrizos et al.,
+"Volume Under the Surface", VLDB 2022), vectorised over thresholds (every distinct score
+is a threshold). It was checked in two ways: against a literal loop transcription of the
+definition in `tests/test_series.py`, and once against the authors' reference code
+(`RangeAUC` of the `vus` package 0.0.6), on 180 random cases of up to 240 steps where its
+250 thresholds cover every score: the largest difference was 2e-16.
+"""
+    return table, md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
@@ -176,28 +246,30 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs/skab.*")
+    ap.add_argument("--render", action="store_true", help="re-write docs/skab.md from docs/skab.json")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads((ROOT / "docs" / "skab.json").read_text())
+        table, md = render(saved["results"], saved["machine"])
+        write_results("skab", md, saved)
+        return
     torch.set_num_threads(args.threads)
     files = skab_files(data_dir() / "skab")
     if args.files:
         files = files[:args.files]
     print(f"{len(files)} files, {sum(len(d) - N_TRAIN for _, d in files)} test rows", flush=True)
-    results = {name: evaluate_config(name, files, args.seed) for name in args.only}
-    rows = [[lab, f"{f1:.2f}", f"{100 * far:.2f} %" if far is not None else "–",
-             f"{100 * mar:.2f} %" if mar is not None else "–", "–", "–"] for lab, f1, far, mar in LEADERBOARD]
-    for r in results.values():
-        rows.append([r["label"], f"{r['f1']:.4f}", f"{100 * r['far']:.2f} %", f"{100 * r['mar']:.2f} %",
-                     f"{r['roc_auc']:.4f}", f"{r['vus_pr']:.4f}"])
-    table = markdown_table(["method", "F1", "FAR", "MAR", "ROC-AUC", "VUS-PR"], rows)
+    write = not (args.no_write or args.files)
+    saved_path = ROOT / "docs" / "skab.json"
+    results = {}
+    if write and saved_path.exists():  # rows from earlier runs of other configurations are kept
+        results = json.loads(saved_path.read_text()).get("results", {})
+    for name in args.only:
+        results[name] = evaluate_config(name, files, args.seed)
+        if write:  # after each configuration, so a long run leaves what it has done
+            table, md = render({k: results[k] for k in CONFIGS if k in results}, machine())
+            write_results("skab", md, {"machine": machine(), "results": results})
+    table, _ = render({k: results[k] for k in CONFIGS if k in results}, machine())
     print("\n" + table)
-    if args.no_write or args.files:
-        return
-    notes = "\n".join(f"- **{r['label']}**: {r['note']}; {r['seconds']:.0f} s; point-adjusted F1 "
-                      f"{r['f1_point_adjusted']:.4f}." for r in results.values())
-    md = (f"# SKAB outlier detection (leaderboard protocol)\n\nCommand: `python benchmarks/skab.py`  \n"
-          f"Machine: {machine()} (1 torch thread; the CPU was shared with other jobs).\n\n"
-          f"{table}\n\n{notes}\n")
-    write_results("skab", md, {"machine": machine(), "results": results})
 
 
 if __name__ == "__main__":
