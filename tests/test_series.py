@@ -310,3 +310,15 @@ def test_point_adjust_and_binary_counts():
     c = metrics.binary_counts(y, p)
     assert (c["tp"], c["fp"], c["fn"], c["tn"]) == (1, 1, 4, 3)
     assert c["f1"] == pytest.approx(1 / (1 + 2.5)) and c["far"] == pytest.approx(0.25) and c["mar"] == pytest.approx(0.8)
+
+
+def test_monitor_help_and_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from reconad.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["monitor", "--help"])
+    assert res.exit_code == 0 and "--consecutive" in res.output
+    res = runner.invoke(app, ["monitor", "--model", str(tmp_path / "none"), "--input", "-"])
+    assert res.exit_code != 0
