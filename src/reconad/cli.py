@@ -87,10 +87,26 @@ def train(
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    kind: str = typer.Option("auto", help="image, series, or auto (series for CSV files)."),
+    window: int = typer.Option(60, help="Series: rows per window."),
+    stride: int = typer.Option(1, help="Series: rows between window starts."),
+    columns: Optional[str] = typer.Option(None, help="Series: sensor columns, comma-separated."),
+    drop: Optional[str] = typer.Option(None, help="Series: columns to leave out, comma-separated."),
+    combine: str = typer.Option("mean", help="Series: mean, max or last (causal)."),
+    scaler: str = typer.Option("standard", help="Series: standard, minmax or none."),
+    encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
 ):
-    """Train a detector on folders of normal images and save it."""
-    from reconad import ImageDetector
+    """Train a detector on folders of normal images (or normal sensor CSV files) and save it."""
+    from reconad import ImageDetector, cli_series
 
+    if cli_series.is_series_input(normal, kind):
+        console.print(cli_series.train(
+            normal, out, columns=columns, drop=drop, encoding=encoding, model=model, window=window,
+            stride=stride, combine=combine, scaler=scaler, score=score or "mae", loss=loss,
+            epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim, width=width,
+            depth=depth, patience=patience, threshold_method=threshold_method,
+            threshold_param=threshold_param, device=device, random_state=seed, verbose=0 if quiet else 1))
+        return
     for folder in normal:
         _check_dir(folder, "normal-image")
     det = ImageDetector(model=model, epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim,
@@ -107,13 +123,24 @@ def score(
     paths: List[Path] = typer.Argument(..., help="Image files or folders."),
     model: Path = typer.Option(..., help="Model folder, or a model registry folder (its current version)."),
     out: Optional[Path] = typer.Option(None, help="CSV file to write (default: standard output)."),
+    encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
 ):
-    """Score images: a CSV of file, score, label, model_version (MODEL may be a registry folder)."""
+    """Score images (CSV of file, score, label, model_version) or sensor CSV files
+    (file, time, score, label); MODEL may be a registry folder."""
+    from reconad import SeriesDetector, cli_series
     from reconad._atomic import write_text
     from reconad.data.images import expand_paths
     from reconad.registry import load_model
 
     det = load_model(model)
+    if isinstance(det, SeriesDetector):
+        text, n, n_anom = cli_series.score(det, paths, encoding)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            write_text(out, text)
+            console.print(f"wrote {out}: {n} time steps, {n_anom} anomalous")
+        return
     files = expand_paths(paths)
     scores = det.decision_function([str(f) for f in files])
     labels = (scores > det.threshold_).astype(int)
@@ -131,16 +158,29 @@ def score(
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., help="Model folder, or a model registry folder (its current version)."),
-    normal: Path = typer.Option(..., help="Folder of normal images."),
-    anomalous: Path = typer.Option(..., help="Folder of anomalous images."),
+    normal: Optional[Path] = typer.Option(None, help="Folder of normal images."),
+    anomalous: Optional[Path] = typer.Option(None, help="Folder of anomalous images."),
     out: Path = typer.Option(..., help="Output folder for metrics and plots."),
+    input: Optional[Path] = typer.Option(None, "--input", help="Series: labelled sensor CSV file."),
+    label_column: str = typer.Option("anomaly", help="Series: the 0/1 label column."),
+    encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
 ):
-    """Metrics and plots on labelled folders of normal and anomalous images."""
+    """Metrics and plots on labelled folders of images, or on a labelled sensor CSV file."""
+    from reconad import SeriesDetector, cli_series
     from reconad.data.images import list_image_files
     from reconad.evaluation import evaluate_images
     from reconad.registry import load_model
 
     det = load_model(model)
+    if isinstance(det, SeriesDetector):
+        if input is None:
+            raise ValueError("a series model needs --input FILE.csv with a label column")
+        result = cli_series.evaluate(det, input, label_column, out, encoding)
+        _print_metrics(result, f"{input.name} (VUS-PR {result['vus_pr']:.4f}, FAR {result['far']:.4f})")
+        console.print(f"wrote {out}/: metrics.json, report.txt, series.png, loss.png")
+        return
+    if normal is None or anomalous is None:
+        raise ValueError("an image model needs --normal and --anomalous folders")
     normal_files = [str(f) for f in list_image_files(normal)]
     anomalous_files = [str(f) for f in list_image_files(anomalous)]
     result = evaluate_images(det, normal_files, anomalous_files, out)
@@ -352,6 +392,9 @@ def alerts_flush(config: Path = ALERTS_CONFIG, timeout: float = typer.Option(30.
     console.print("outbox empty" if ok else f"still waiting: {d.pending()}", highlight=False)
     if not ok:
         raise typer.Exit(1)
+
+
+@app.command()
 def tune(
     out: Path = typer.Option(..., help="JSON file for the best parameters and all trials."),
     table: Optional[Path] = typer.Option(None, help="CSV of normal rows (tables)."),
@@ -412,6 +455,33 @@ def tune(
         table_out.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table_out)
     console.print(f"wrote {out} ({result['elapsed_s']:.0f} s)")
+
+
+@app.command()
+def monitor(
+    model: Path = typer.Option(..., help="Series model folder."),
+    input: str = typer.Option(..., "--input", help="CSV file to follow as it grows, or - for standard input."),
+    alerts: Optional[Path] = typer.Option(None, help="JSON-lines file for alerts (default: standard output)."),
+    log: Optional[Path] = typer.Option(None, help="Log file (the log also goes to standard error)."),
+    consecutive: int = typer.Option(1, help="Steps over the threshold in a row needed for an alert."),
+    top: int = typer.Option(3, help="Sensors named in each alert."),
+    follow: bool = typer.Option(True, help="Keep reading a file as it grows (Ctrl-C stops)."),
+    idle_timeout: Optional[float] = typer.Option(None, help="Stop following after this many idle seconds."),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the stream (e.g. cp932)."),
+):
+    """Score a live sensor stream causally; one JSON line per alert."""
+    from reconad import SeriesDetector, cli_series
+    from reconad.registry import load_model
+
+    det = load_model(model)
+    if not isinstance(det, SeriesDetector):
+        raise ValueError(f"{model} is not a series model")
+    if input != "-" and not Path(input).is_file():
+        raise FileNotFoundError(f"input file not found: {input}")
+    summary = cli_series.monitor(det, input, alerts=alerts, log_file=log, consecutive=consecutive, top=top,
+                                 follow=follow, idle_timeout=idle_timeout, encoding=encoding)
+    err_console.print(f"rows {summary['rows']}, scored {summary['scored']}, malformed {summary['malformed']}, "
+                      f"alerts {summary['alerts']}")
 
 
 def main() -> None:

@@ -103,3 +103,129 @@ def localization_metrics(masks, maps, max_fpr: float = 0.3) -> dict:
     return {"pixel_roc_auc": float(skm.roc_auc_score(y, s)) if both else float("nan"),
             "aupro": aupro(masks, maps, max_fpr) if both else float("nan"),
             "n_pixels": int(y.size), "n_defect_pixels": int(y.sum())}
+# --- series metrics -----------------------------------------------------------------------
+
+def _ranges(labels: np.ndarray) -> np.ndarray:
+    """``(k, 2)`` start and end (inclusive) of each run of non-zero labels."""
+    pos = np.r_[0, (np.asarray(labels) > 0).astype(np.int8), 0]
+    edges = np.flatnonzero(np.diff(pos))
+    return edges.reshape(-1, 2) - np.array([0, 1])
+
+
+def point_adjust(y_true, y_pred) -> np.ndarray:
+    """Point-adjusted predictions: every step of a true anomaly range counts as detected
+    when at least one of its steps is flagged (the lenient protocol of many papers; it
+    inflates scores, so it is reported apart, never as plain F1)."""
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(y_pred).astype(int).ravel().copy()
+    for s, e in _ranges(y):
+        if p[s:e + 1].any():
+            p[s:e + 1] = 1
+    return p
+
+
+def binary_counts(y_true, y_pred) -> dict:
+    """Pointwise confusion counts and F1 = TP / (TP + (FP + FN) / 2), FAR = FP / (FP + TN),
+    MAR = FN / (FN + TP)."""
+    y = np.asarray(y_true).astype(bool).ravel()
+    p = np.asarray(y_pred).astype(bool).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"{y.size} labels for {p.size} predictions")
+    tp, fp = int((y & p).sum()), int((~y & p).sum())
+    fn, tn = int((y & ~p).sum()), int((~y & ~p).sum())
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "f1": tp / (tp + (fp + fn) / 2) if tp + fp + fn else 0.0,
+            "far": fp / (fp + tn) if fp + tn else 0.0,
+            "mar": fn / (fn + tp) if fn + tp else 0.0}
+
+
+def _buffered_labels(y: np.ndarray, buffer: int) -> np.ndarray:
+    """Soft labels of the range-based PR curve: 1 inside a true range; outside, within
+    ``buffer // 2`` steps of it, ``sqrt(1 - d / buffer)`` at distance ``d`` (capped at 1)."""
+    soft = y.astype(np.float64)
+    half = buffer // 2
+    if half == 0:
+        return soft
+    n = len(y)
+    d = np.arange(1, half + 1)
+    w = np.sqrt(1 - d / buffer)
+    for s, e in _ranges(y):
+        after = e + d
+        soft[after[after < n]] += w[after < n]
+        before = s - d
+        soft[before[before >= 0]] += w[before >= 0]
+    return np.minimum(soft, 1.0)
+
+
+def _check_pair(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(int).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"{y.size} labels for {s.size} scores")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or infinite values")
+    return y, s
+
+
+def _range_ap(y: np.ndarray, order: np.ndarray, rank: np.ndarray, last: np.ndarray, buffer: int) -> float:
+    soft = _buffered_labels(y, buffer)
+    ranges = _ranges(soft)
+    p_new = (y.sum() + soft.sum()) / 2
+    tp = np.cumsum(soft[order])
+    # the rank at which each (buffered) range is first flagged; ranges hit among the top k
+    lengths = ranges[:, 1] - ranges[:, 0] + 1
+    seg_of = np.repeat(np.arange(len(ranges)), lengths)
+    members = np.concatenate([np.arange(a, b + 1) for a, b in ranges])
+    first_hit = np.full(len(ranges), len(y))
+    np.minimum.at(first_hit, seg_of, rank[members])
+    hit = np.searchsorted(np.sort(first_hit), np.arange(len(y)), side="right")
+    recall = np.r_[0.0, (np.minimum(tp / p_new, 1.0) * hit / len(ranges))[last]]
+    precision = np.r_[1.0, (tp / np.arange(1, len(y) + 1))[last]]
+    # trapezoids between consecutive thresholds, from (recall 0, precision 1)
+    return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+
+
+def _ranking(s: np.ndarray):
+    order = np.argsort(-s, kind="stable")
+    rank = np.empty(len(s), dtype=np.int64)
+    rank[order] = np.arange(len(s))
+    sorted_s = s[order]
+    last = np.r_[sorted_s[1:] != sorted_s[:-1], True]  # a threshold after each tie group
+    return order, rank, last
+
+
+def range_pr_auc(y_true, scores, buffer: int) -> float:
+    """Area under the range-based precision-recall curve for one buffer length
+    (Paparrizos et al., VLDB 2022). Labels become soft (see ``_buffered_labels``); at
+    each threshold (every distinct score; steps with score >= it are flagged)
+    TP = sum of the soft labels of flagged steps, recall = min(TP / P', 1) x (share of
+    the buffered anomaly ranges with a flagged step), P' = (P + sum of soft labels) / 2,
+    precision = TP / flagged steps; the area is summed by trapezoids over the thresholds,
+    from (recall 0, precision 1), as in the authors' reference code."""
+    y, s = _check_pair(y_true, scores)
+    if y.sum() == 0:
+        return float("nan")
+    return _range_ap(y, *_ranking(s), int(buffer))
+
+
+def vus_pr(y_true, scores, max_buffer: int = 120) -> float:
+    """Volume under the range-based PR surface (VUS-PR, Paparrizos et al., VLDB 2022):
+    the mean of ``range_pr_auc`` over buffer lengths 0, 1, ..., ``max_buffer``."""
+    y, s = _check_pair(y_true, scores)
+    if y.sum() == 0:
+        return float("nan")
+    ranking = _ranking(s)
+    return float(np.mean([_range_ap(y, *ranking, b) for b in range(int(max_buffer) + 1)]))
+
+
+def series_evaluate(y_true, scores, threshold: float, max_buffer: int = 120) -> dict:
+    """Per-step numbers for a series: ROC-AUC, PR-AUC, VUS-PR, pointwise F1/FAR/MAR at
+    ``threshold`` and, apart, the point-adjusted F1 (``f1_point_adjusted``)."""
+    y = np.asarray(y_true).astype(int).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    out = evaluate(y, s, threshold)
+    pred = s > threshold
+    out.update({k: v for k, v in binary_counts(y, pred).items() if k in ("far", "mar")})
+    out["vus_pr"] = vus_pr(y, s, max_buffer) if y.any() else float("nan")
+    out["f1_point_adjusted"] = binary_counts(y, point_adjust(y, pred))["f1"]
+    return out

@@ -222,3 +222,42 @@ def decision_contour(score_fn, X, threshold: float, path: str | os.PathLike, lab
     ax.set_title("Anomaly score over two features")
     ax.legend(loc="upper right", fontsize=8)
     save_figure(fig, path)
+
+
+def _shade(ax, mask, x, color: str, label: str) -> None:
+    """Shade the runs where ``mask`` is true."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    for k, (a, b) in enumerate(edges.reshape(-1, 2)):
+        ax.axvspan(x[a], x[min(b, len(x) - 1)], color=color, alpha=0.2, lw=0, label=label if k == 0 else None)
+
+
+def series_plot(frame, scores, threshold: float, path: str | os.PathLike, y_true=None, y_pred=None,
+                columns: list[str] | None = None, max_panels: int = 12) -> None:
+    """One panel per sensor (or the chosen ``columns``), then the score with the
+    threshold; true anomalies shaded red, detected ones orange."""
+    import pandas as pd
+
+    frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(np.asarray(frame))
+    cols = list(columns or frame.columns)[:max_panels]
+    x = frame.index if isinstance(frame.index, pd.DatetimeIndex) else np.arange(len(frame))
+    scores = np.asarray(scores, dtype=float)
+    fig, axes = plt.subplots(len(cols) + 1, 1, figsize=(11, 1.3 * (len(cols) + 1) + 0.6), sharex=True)
+    for ax, col in zip(axes, cols):
+        ax.plot(x, frame[col].to_numpy(), lw=0.7, color="tab:blue")
+        ax.set_ylabel(str(col), rotation=0, ha="right", fontsize=8)
+        ax.tick_params(labelsize=7)
+    ax = axes[-1]
+    ax.plot(x, scores, lw=0.8, color="black", label="score")
+    ax.axhline(threshold, color="tab:red", ls="--", lw=0.8, label=f"threshold {threshold:.4g}")
+    ax.set_ylabel("score", rotation=0, ha="right", fontsize=8)
+    for a in axes:
+        if y_true is not None:
+            _shade(a, y_true, x, "tab:red", "true anomaly" if a is ax else None)
+        if y_pred is not None:
+            _shade(a, y_pred, x, "tab:orange", "detected" if a is ax else None)
+    ax.legend(loc="upper left", fontsize=7, ncol=4)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -2,6 +2,7 @@
 
 from reconad.detectors.base import BaseDetector, load
 from reconad.detectors.image import ImageDetector
+from reconad.detectors.series import SeriesDetector
 from reconad.detectors.tabular import TabularDetector
 
-__all__ = ["BaseDetector", "ImageDetector", "TabularDetector", "load"]
+__all__ = ["BaseDetector", "ImageDetector", "SeriesDetector", "TabularDetector", "load"]

@@ -1,0 +1,279 @@
+"""``SeriesDetector``: autoencoders trained on windows of normal multivariate sensor
+series; a time step is as anomalous as the windows around it are hard to rebuild."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reconad import models, scoring, windows
+from reconad.data import series as sdata
+from reconad.detectors.base import BaseDetector
+from reconad.models.registry import spec
+from reconad.training import fit_model, resolve_device, seed_everything, split_validation
+
+#: public model names -> registered networks (other registered names are used as given)
+SERIES_MODELS = {"conv_ae": "conv1d_ae", "lstm_ae": "lstm_ae", "lstm_vae": "lstm_vae", "dense_ae": "dense_ae"}
+SERIES_SCORES = ("mae", "mse")
+
+
+class SeriesDetector(BaseDetector):
+    """Anomaly detector for multivariate sensor series by window reconstruction.
+
+    The series is scaled (scaler fitted on the training rows only), cut into windows of
+    ``window`` rows every ``stride`` rows, and rebuilt by an autoencoder. A window's error
+    per sensor is the mean over its rows of the absolute (``score="mae"``) or squared
+    (``"mse"``) difference; the window score is the sum over sensors. Each time step gets
+    the ``combine`` of the windows that cover it (``"mean"``, ``"max"``, or ``"last"``,
+    the causal score of the window that ends at the step).
+
+    Parameters
+    ----------
+    model : {"conv_ae", "lstm_ae", "lstm_vae", "dense_ae"}, default "conv_ae"
+        1-D convolutional AE; LSTM encoder -> latent -> LSTM decoder; its variational
+        version; dense AE on flattened windows. Any other registered model name is used as is.
+    window, stride : int, default 60 and 1
+    combine : {"mean", "max", "last"}, default "mean"
+    score : {"mae", "mse"}, default "mae"
+    normalize_sensors : bool, default False
+        Divide each sensor's window error by its median over the training windows, so that
+        every sensor counts alike in the sum.
+    scaler : {"standard", "minmax", "none"}, default "standard"
+    columns : list of str or None
+        Sensor columns of a DataFrame to use; None takes every numeric column.
+    fill_limit : int, default 5
+        Missing values are filled by linear interpolation over at most this many steps;
+        longer gaps raise ``ValueError``. ``n_filled_`` counts the filled values of ``fit``.
+    latent_dim, width, depth, model_kwargs : model size (None keeps the model's default).
+    loss : {"mse", "l1"} or None, training loss (None: the model's default, ``mse``).
+    epochs, batch_size, lr, weight_decay, validation_fraction, patience : training.
+    threshold_method, threshold_param : threshold from the held-out windows' scores
+        (``percentile`` 95 by default; see ``calibrate``).
+    device, random_state, verbose : as for ``ImageDetector``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from reconad import SeriesDetector
+    >>> t = np.arange(600)
+    >>> X = np.c_[np.sin(t / 10), np.cos(t / 10)]
+    >>> det = SeriesDetector(window=20, epochs=2, verbose=0).fit(X[:400])
+    >>> det.decision_function(X[400:]).shape
+    (200,)
+    """
+
+    def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
+                 combine: str = "mean", score: str = "mae", normalize_sensors: bool = False,
+                 scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
+                 latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
+                 model_kwargs: dict | None = None, loss: str | None = None, epochs: int = 50,
+                 batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.0,
+                 validation_fraction: float = 0.1, patience: int | None = 5,
+                 threshold_method: str = "percentile", threshold_param: float | None = None,
+                 device: str = "auto", random_state: int | None = 0, verbose: int = 1):
+        self.model = model
+        self.window = window
+        self.stride = stride
+        self.combine = combine
+        self.score = score
+        self.normalize_sensors = normalize_sensors
+        self.scaler = scaler
+        self.columns = columns
+        self.fill_limit = fill_limit
+        self.latent_dim = latent_dim
+        self.width = width
+        self.depth = depth
+        self.model_kwargs = model_kwargs
+        self.loss = loss
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.threshold_method = threshold_method
+        self.threshold_param = threshold_param
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- settings ---------------------------------------------------------------------
+    def _network(self) -> str:
+        name = SERIES_MODELS.get(self.model, self.model)
+        spec(name)  # unknown names fail here
+        return name
+
+    def _model_kwargs(self) -> dict:
+        kw = dict(self.model_kwargs or {})
+        if self._network() == "dense_ae":
+            kw.setdefault("output", "linear")
+        for name in ("latent_dim", "width", "depth"):
+            if getattr(self, name) is not None:
+                kw[name] = getattr(self, name)
+        return kw
+
+    def _check_settings(self) -> None:
+        self._network()
+        if int(self.window) < 2 or int(self.stride) < 1:
+            raise ValueError(f"window must be >= 2 and stride >= 1, got {self.window} and {self.stride}")
+        if self.combine not in windows.COMBINE:
+            raise ValueError(f"unknown combine {self.combine!r}; choose one of {', '.join(windows.COMBINE)}")
+        if self.score not in SERIES_SCORES:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SERIES_SCORES)}")
+        if self.scaler not in sdata.SCALERS:
+            raise ValueError(f"unknown scaler {self.scaler!r}; choose one of {', '.join(sdata.SCALERS)}")
+        if (self.loss or "mse") not in ("mse", "l1"):
+            raise ValueError(f"unknown loss {self.loss!r}; choose 'mse' or 'l1'")
+
+    def _build(self) -> torch.nn.Module:
+        return models.build(self._network(), (int(self.window), self.n_features_), **self._model_kwargs())
+
+    # --- input ------------------------------------------------------------------------
+    @staticmethod
+    def _segments(X) -> list:
+        if isinstance(X, (list, tuple)) and X and all(
+                isinstance(s, (pd.DataFrame, np.ndarray)) and np.ndim(s) == 2 for s in X):
+            return list(X)
+        return [X]
+
+    def _prepare(self, X, fitting: bool) -> sdata.Series:
+        cols = self.columns if self.columns is not None or fitting else None
+        s = sdata.prepare(X, cols, int(self.fill_limit))
+        if not fitting:
+            self._check_fitted()
+            if isinstance(X, pd.DataFrame) and self.columns is None and s.columns != self.columns_:
+                if set(self.columns_) <= set(s.columns):
+                    extra = sorted(set(s.columns) - set(self.columns_))
+                    raise ValueError(f"columns differ from training: extra column(s) {', '.join(extra)}; "
+                                     f"pass columns=[...] when fitting to choose sensors")
+                missing = [c for c in self.columns_ if c not in s.columns]
+                if missing:
+                    raise ValueError(f"columns differ from training: missing column(s) {', '.join(missing)}")
+                s = sdata.prepare(X, self.columns_, int(self.fill_limit))
+            if s.values.shape[1] != self.n_features_:
+                raise ValueError(f"the series has {s.values.shape[1]} sensor columns but the model "
+                                 f"was trained on {self.n_features_}")
+        if len(s.values) < int(self.window):
+            raise ValueError(f"too few rows: the series has {len(s.values)} rows, fewer than one "
+                             f"window of {self.window}")
+        return s
+
+    # --- fit --------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Train on normal data: one series (DataFrame, array ``(T, F)``, CSV path) or a list
+        of normal segments (windows never cross segment borders). Returns ``self``."""
+        self._check_settings()
+        segs = [self._prepare(seg, fitting=True) for seg in self._segments(X)]
+        cols = segs[0].columns
+        for s in segs[1:]:
+            if s.columns != cols:
+                raise ValueError("all normal segments must have the same sensor columns")
+        self.columns_ = list(cols)
+        self.n_features_ = len(cols)
+        self.n_filled_ = int(sum(s.n_filled for s in segs))
+        self.center_, self.scale_ = sdata.fit_scaler(np.concatenate([s.values for s in segs]), self.scaler)
+        wins = np.concatenate([windows.make_windows(sdata.apply_scaler(s.values, self.center_, self.scale_),
+                                                    int(self.window), int(self.stride)) for s in segs])
+        wins = np.ascontiguousarray(wins, dtype=np.float32)
+        if len(wins) < 2:
+            raise ValueError(f"too few rows: need at least {int(self.window) + 1} rows for two windows "
+                             f"of {self.window}")
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.random_state)
+        self.model_ = self._build()
+        tr_idx, val_idx = split_validation(len(wins), self.validation_fraction, self.random_state)
+        tensor = torch.from_numpy(wins)
+        train, val = tensor[tr_idx], (tensor[val_idx] if len(val_idx) else None)
+        loss_name = self.loss or "mse"
+
+        def loss_fn(model, xb):
+            out = scoring.loss(xb, model(xb), loss_name)
+            kl = getattr(model, "kl", None)
+            return out + model.beta * kl if kl is not None and model.training else out
+
+        result = fit_model(self.model_, loss_fn, train, val, epochs=self.epochs,
+                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                           patience=self.patience, device=self.device_, seed=self.random_state,
+                           verbose=self.verbose)
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.sensor_norm_ = np.ones(self.n_features_, np.float32)
+        if self.normalize_sensors:
+            raw = self._sensor_errors(wins)
+            self.sensor_norm_ = np.maximum(np.median(raw, 0), 1e-6).astype(np.float32)
+        held_out = wins[val_idx] if len(val_idx) else wins
+        self._set_threshold_from(self._sensor_errors(held_out).sum(1))
+        return self
+
+    # --- scoring ----------------------------------------------------------------------
+    def _sensor_errors(self, wins: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Per-window, per-sensor errors ``(n, F)`` of scaled windows ``(n, window, F)``."""
+        self.model_.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(wins), batch_size):
+                xb = torch.from_numpy(np.array(wins[start:start + batch_size], dtype=np.float32)).to(self.device_)
+                err = scoring.elementwise(xb, self.model_(xb), "l1" if self.score == "mae" else "mse")
+                out.append(err.mean(1).cpu().numpy())
+        if not out:
+            return np.zeros((0, self.n_features_), np.float32)
+        return np.concatenate(out) / getattr(self, "sensor_norm_", 1.0)
+
+    def _windows_of(self, X) -> tuple[np.ndarray, sdata.Series]:
+        s = self._prepare(X, fitting=False)
+        scaled = sdata.apply_scaler(s.values, self.center_, self.scale_)
+        return windows.make_windows(scaled, int(self.window), int(self.stride)), s
+
+    def window_scores(self, X, per_sensor: bool = False) -> np.ndarray:
+        """Scores of the windows ``(n,)`` (``(n, F)`` per sensor); window ``j`` starts at
+        row ``j * stride``."""
+        wins, _ = self._windows_of(X)
+        err = self._sensor_errors(wins)
+        return err if per_sensor else err.sum(1)
+
+    def decision_function(self, X, combine: str | None = None) -> np.ndarray:
+        """Anomaly score per time step ``(T,)``, higher = more anomalous."""
+        how = combine or self.combine
+        wins, s = self._windows_of(X)
+        return windows.to_steps(self._sensor_errors(wins).sum(1), len(s.values), int(self.window),
+                                int(self.stride), how)
+
+    def sensor_scores(self, X, combine: str | None = None) -> pd.DataFrame:
+        """Per-sensor contributions ``(T, F)`` as a DataFrame (rows sum to the step scores)."""
+        how = combine or self.combine
+        wins, s = self._windows_of(X)
+        per = windows.to_steps(self._sensor_errors(wins), len(s.values), int(self.window),
+                               int(self.stride), how)
+        return pd.DataFrame(per, columns=self.columns_, index=s.index)
+
+    def score_scaled_windows(self, wins: np.ndarray) -> np.ndarray:
+        """Per-sensor errors ``(n, F)`` of windows already scaled with ``center_``/``scale_``
+        (used by the monitor, which keeps its own buffer)."""
+        self._check_fitted()
+        return self._sensor_errors(wins)
+
+    # --- persistence ------------------------------------------------------------------
+    def _fitted_state(self):
+        fitted = {"columns_": self.columns_, "n_features_": self.n_features_,
+                  "n_filled_": self.n_filled_, "history_": self.history_, "best_epoch_": self.best_epoch_}
+        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        tensors.update({"state.center_": torch.from_numpy(self.center_),
+                        "state.scale_": torch.from_numpy(self.scale_),
+                        "state.sensor_norm_": torch.from_numpy(self.sensor_norm_)})
+        return fitted, tensors
+
+    def _restore_state(self, fitted, tensors):
+        self.columns_ = list(fitted["columns_"])
+        self.n_features_ = int(fitted["n_features_"])
+        self.n_filled_ = int(fitted["n_filled_"])
+        self.history_ = fitted["history_"]
+        self.best_epoch_ = fitted["best_epoch_"]
+        self.center_ = tensors.pop("state.center_").numpy()
+        self.scale_ = tensors.pop("state.scale_").numpy()
+        self.sensor_norm_ = tensors.pop("state.sensor_norm_").numpy()
+        self.device_ = resolve_device(self.device)
+        self.model_ = self._build()
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model_.load_state_dict(state)
+        self.model_.to(self.device_).eval()
