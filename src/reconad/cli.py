@@ -70,9 +70,10 @@ def demo(
 
 @app.command()
 def train(
-    normal: List[Path] = typer.Option(..., "--normal", help="Folder(s) of normal images."),
+    normal: Optional[List[Path]] = typer.Option(None, "--normal", help="Folder(s) of normal images."),
     out: Path = typer.Option(..., help="Model folder to write."),
-    model: str = typer.Option("conv_ae", help="conv_ae, dense_ae or tutorial_cae."),
+    model: str = typer.Option("conv_ae", help="conv_ae, dense_ae, tutorial_cae, conv_vae, dense_vae, "
+                                              "paper_vae or gmm."),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(1e-3),
@@ -87,17 +88,32 @@ def train(
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    mvtec: Optional[Path] = typer.Option(None, help="MVTec-layout folder: trains on ROOT/train/good."),
+    patch_size: Optional[int] = typer.Option(None, help="Patch mode: train on random crops of this size."),
+    stride: int = typer.Option(16, help="Patch mode: grid step when scoring."),
+    patches_per_image: int = typer.Option(32, help="Patch mode: random crops per training image."),
+    pca_components: Optional[int] = typer.Option(None, help="gmm: PCA components N_h."),
 ):
-    """Train a detector on folders of normal images and save it."""
+    """Train a detector on folders of normal images (or an MVTec folder) and save it."""
     from reconad import ImageDetector
+    from reconad.data import layouts
 
-    for folder in normal:
-        _check_dir(folder, "normal-image")
+    if (normal is None) == (mvtec is None):
+        raise ValueError("give either --normal DIR or --mvtec ROOT")
+    if mvtec is not None:
+        train_files, _ = layouts.mvtec(mvtec)
+        inputs = [str(p) for p in train_files]
+    else:
+        for folder in normal:
+            _check_dir(folder, "normal-image")
+        inputs = [str(p) for p in normal]
     det = ImageDetector(model=model, epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim,
                         width=width, depth=depth, score=score, loss=loss, patience=patience,
                         threshold_method=threshold_method, threshold_param=threshold_param,
-                        device=device, random_state=seed, verbose=0 if quiet else 1)
-    det.fit([str(p) for p in normal])
+                        device=device, random_state=seed, verbose=0 if quiet else 1,
+                        patch_size=patch_size, stride=stride, patches_per_image=patches_per_image,
+                        model_kwargs={"pca_components": pca_components} if pca_components else None)
+    det.fit(inputs)
     det.save(out)
     console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1})")
 
@@ -131,16 +147,42 @@ def score(
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., help="Model folder."),
-    normal: Path = typer.Option(..., help="Folder of normal images."),
-    anomalous: Path = typer.Option(..., help="Folder of anomalous images."),
+    normal: Optional[Path] = typer.Option(None, help="Folder of normal images."),
+    anomalous: Optional[Path] = typer.Option(None, help="Folder of anomalous images."),
     out: Path = typer.Option(..., help="Output folder for metrics and plots."),
+    masks: Optional[Path] = typer.Option(None, help="Folder of defect masks (<name>.png or <name>_mask.png); "
+                                                    "adds pixel ROC-AUC, AUPRO and heatmaps."),
+    mvtec: Optional[Path] = typer.Option(None, help="MVTec-layout folder: evaluates on ROOT/test with "
+                                                    "ROOT/ground_truth masks."),
+    stride: int = typer.Option(4, help="Patch mode: grid step of the anomaly maps."),
 ):
-    """Metrics and plots on labelled folders of normal and anomalous images."""
+    """Metrics and plots on labelled folders of normal and anomalous images (plain folders
+    or an MVTec folder); with masks also pixel-level metrics and heatmaps."""
     from reconad import load
+    from reconad.data import layouts
     from reconad.data.images import list_image_files
-    from reconad.evaluation import evaluate_images
+    from reconad.evaluation import evaluate_images, evaluate_with_maps
 
     det = load(model)
+    if mvtec is not None or masks is not None or det.patch_size is not None:
+        if mvtec is not None:
+            if normal is not None or anomalous is not None:
+                raise ValueError("give either --mvtec ROOT or --normal/--anomalous folders")
+            _, data = layouts.mvtec(mvtec)
+        else:
+            if normal is None or anomalous is None:
+                raise ValueError("give --normal DIR and --anomalous DIR (or --mvtec ROOT)")
+            data = layouts.plain(normal, anomalous, masks)
+        with_masks = data.has_masks
+        result = evaluate_with_maps(det, data.files, data.labels, data.masks if with_masks else None,
+                                    out, stride=stride)
+        _print_metrics(result, f"{len(data.files)} images, {sum(data.labels)} anomalous")
+        if with_masks:
+            console.print(f"pixel ROC-AUC {result['pixel_roc_auc']:.4f}   AUPRO {result['aupro']:.4f}")
+        console.print(f"wrote {out}/: metrics.json, report.txt, scores.png, roc.png, heatmaps.png")
+        return
+    if normal is None or anomalous is None:
+        raise ValueError("give --normal DIR and --anomalous DIR (or --mvtec ROOT)")
     normal_files = [str(f) for f in list_image_files(normal)]
     anomalous_files = [str(f) for f in list_image_files(anomalous)]
     result = evaluate_images(det, normal_files, anomalous_files, out)
