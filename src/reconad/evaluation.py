@@ -37,6 +37,8 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
     plots.score_histogram(s_norm, s_anom, detector.threshold_, out / "scores.png", result["score"])
     plots.roc_curve(y, scores, out / "roc.png")
     # 18 normal and 18 anomalous images, each beside its reconstruction
+    if detector.model == "gmm":  # the GMM does not reconstruct images
+        return result
     pick = np.concatenate([normal[:18], anomalous[:18]])
     images = pick[..., 0] if pick.shape[-1] == 1 else pick
     plots.reconstruction_grid(images, detector.reconstruct(pick), out / "reconstructions.png",
