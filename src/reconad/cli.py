@@ -70,9 +70,10 @@ def demo(
 
 @app.command()
 def train(
-    normal: List[Path] = typer.Option(..., "--normal", help="Folder(s) of normal images."),
+    normal: Optional[List[Path]] = typer.Option(None, "--normal", help="Folder(s) of normal images."),
     out: Path = typer.Option(..., help="Model folder to write."),
-    model: str = typer.Option("conv_ae", help="conv_ae, dense_ae or tutorial_cae."),
+    model: str = typer.Option("conv_ae", help="conv_ae, dense_ae, tutorial_cae, conv_vae, dense_vae, "
+                                              "paper_vae or gmm."),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(1e-3),
@@ -95,11 +96,18 @@ def train(
     combine: str = typer.Option("mean", help="Series: mean, max or last (causal)."),
     scaler: str = typer.Option("standard", help="Series: standard, minmax or none."),
     encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
+    mvtec: Optional[Path] = typer.Option(None, help="MVTec-layout folder: trains on ROOT/train/good."),
+    patch_size: Optional[int] = typer.Option(None, help="Patch mode: train on random crops of this size."),
+    patch_stride: int = typer.Option(16, help="Patch mode: grid step when scoring."),
+    patches_per_image: int = typer.Option(32, help="Patch mode: random crops per training image."),
+    pca_components: Optional[int] = typer.Option(None, help="gmm: PCA components N_h."),
 ):
-    """Train a detector on folders of normal images (or normal sensor CSV files) and save it."""
+    """Train a detector on folders of normal images (or an MVTec folder), or on normal
+    sensor CSV files, and save it."""
     from reconad import ImageDetector, cli_series
+    from reconad.data import layouts
 
-    if cli_series.is_series_input(normal, kind):
+    if normal and cli_series.is_series_input(normal, kind):
         console.print(cli_series.train(
             normal, out, columns=columns, drop=drop, encoding=encoding, model=model, window=window,
             stride=stride, combine=combine, scaler=scaler, score=score or "mae", loss=loss,
@@ -107,13 +115,22 @@ def train(
             depth=depth, patience=patience, threshold_method=threshold_method,
             threshold_param=threshold_param, device=device, random_state=seed, verbose=0 if quiet else 1))
         return
-    for folder in normal:
-        _check_dir(folder, "normal-image")
+    if (normal is None) == (mvtec is None):
+        raise ValueError("give either --normal DIR or --mvtec ROOT")
+    if mvtec is not None:
+        train_files, _ = layouts.mvtec(mvtec)
+        inputs = [str(p) for p in train_files]
+    else:
+        for folder in normal:
+            _check_dir(folder, "normal-image")
+        inputs = [str(p) for p in normal]
     det = ImageDetector(model=model, epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim,
                         width=width, depth=depth, score=score, loss=loss, patience=patience,
                         threshold_method=threshold_method, threshold_param=threshold_param,
-                        device=device, random_state=seed, verbose=0 if quiet else 1)
-    det.fit([str(p) for p in normal])
+                        device=device, random_state=seed, verbose=0 if quiet else 1,
+                        patch_size=patch_size, stride=patch_stride, patches_per_image=patches_per_image,
+                        model_kwargs={"pca_components": pca_components} if pca_components else None)
+    det.fit(inputs)
     det.save(out)
     console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1})")
 
@@ -164,11 +181,18 @@ def evaluate(
     input: Optional[Path] = typer.Option(None, "--input", help="Series: labelled sensor CSV file."),
     label_column: str = typer.Option("anomaly", help="Series: the 0/1 label column."),
     encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
+    masks: Optional[Path] = typer.Option(None, help="Folder of defect masks (<name>.png or <name>_mask.png); "
+                                                    "adds pixel ROC-AUC, AUPRO and heatmaps."),
+    mvtec: Optional[Path] = typer.Option(None, help="MVTec-layout folder: evaluates on ROOT/test with "
+                                                    "ROOT/ground_truth masks."),
+    stride: int = typer.Option(4, help="Patch mode: grid step of the anomaly maps."),
 ):
-    """Metrics and plots on labelled folders of images, or on a labelled sensor CSV file."""
+    """Metrics and plots on labelled folders of images (plain folders or an MVTec folder;
+    with masks also pixel-level metrics and heatmaps), or on a labelled sensor CSV file."""
     from reconad import SeriesDetector, cli_series
+    from reconad.data import layouts
     from reconad.data.images import list_image_files
-    from reconad.evaluation import evaluate_images
+    from reconad.evaluation import evaluate_images, evaluate_with_maps
     from reconad.registry import load_model
 
     det = load_model(model)
@@ -179,8 +203,25 @@ def evaluate(
         _print_metrics(result, f"{input.name} (VUS-PR {result['vus_pr']:.4f}, FAR {result['far']:.4f})")
         console.print(f"wrote {out}/: metrics.json, report.txt, series.png, loss.png")
         return
+    if mvtec is not None or masks is not None or det.patch_size is not None:
+        if mvtec is not None:
+            if normal is not None or anomalous is not None:
+                raise ValueError("give either --mvtec ROOT or --normal/--anomalous folders")
+            _, data = layouts.mvtec(mvtec)
+        else:
+            if normal is None or anomalous is None:
+                raise ValueError("give --normal DIR and --anomalous DIR (or --mvtec ROOT)")
+            data = layouts.plain(normal, anomalous, masks)
+        with_masks = data.has_masks
+        result = evaluate_with_maps(det, data.files, data.labels, data.masks if with_masks else None,
+                                    out, stride=stride)
+        _print_metrics(result, f"{len(data.files)} images, {sum(data.labels)} anomalous")
+        if with_masks:
+            console.print(f"pixel ROC-AUC {result['pixel_roc_auc']:.4f}   AUPRO {result['aupro']:.4f}")
+        console.print(f"wrote {out}/: metrics.json, report.txt, scores.png, roc.png, heatmaps.png")
+        return
     if normal is None or anomalous is None:
-        raise ValueError("an image model needs --normal and --anomalous folders")
+        raise ValueError("give --normal DIR and --anomalous DIR (or --mvtec ROOT)")
     normal_files = [str(f) for f in list_image_files(normal)]
     anomalous_files = [str(f) for f in list_image_files(anomalous)]
     result = evaluate_images(det, normal_files, anomalous_files, out)

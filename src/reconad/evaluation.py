@@ -37,8 +37,53 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
     plots.score_histogram(s_norm, s_anom, detector.threshold_, out / "scores.png", result["score"])
     plots.roc_curve(y, scores, out / "roc.png")
     # 18 normal and 18 anomalous images, each beside its reconstruction
+    if detector.model == "gmm":  # the GMM does not reconstruct images
+        return result
     pick = np.concatenate([normal[:18], anomalous[:18]])
     images = pick[..., 0] if pick.shape[-1] == 1 else pick
     plots.reconstruction_grid(images, detector.reconstruct(pick), out / "reconstructions.png",
                               title="rows 1-3: normal, rows 4-6: anomalous")
+    return result
+
+
+def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | os.PathLike | None = None,
+                       n_examples: int = 8, stride: int = 4) -> dict:
+    """Score image files of any size (patch-mode detectors), and with ``mask_files``
+    (a path or None per file; None = defect-free) add pixel ROC-AUC and AUPRO from the
+    anomaly maps. With ``out_dir``, write ``metrics.json``, ``report.txt``, ``scores.png``,
+    ``roc.png`` and ``heatmaps.png`` (up to ``n_examples`` images, half of them defective)."""
+    from reconad.data.images import to_image_list
+    from reconad.data.layouts import read_mask
+
+    # (H, W, C) floats in 0..1: valid detector input for any size
+    images = [im.transpose(1, 2, 0) for im in to_image_list([str(f) for f in files],
+                                                            channels=detector.input_shape_[0])]
+    y = np.asarray(labels, dtype=int)
+    scores = detector.decision_function(images)
+    result = metrics.evaluate(y, scores, detector.threshold_)
+    result["score"] = detector._score_name()
+    result["model"] = detector.model
+    maps = None
+    if mask_files is not None:
+        maps = detector.anomaly_map(images, stride=stride)
+        masks = [read_mask(m, im.shape[:2]) for m, im in zip(mask_files, images)]
+        result.update(metrics.localization_metrics(masks, list(maps)))
+    if out_dir is None:
+        return result
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "metrics.json", json.dumps(result, indent=2))
+    write_text(out / "report.txt", metrics.classification_report(y, scores, detector.threshold_) + "\n")
+    plots.score_histogram(scores[y == 0], scores[y == 1], detector.threshold_, out / "scores.png", result["score"])
+    if len(np.unique(y)) == 2:
+        plots.roc_curve(y, scores, out / "roc.png")
+    half = n_examples // 2
+    pick = list(np.flatnonzero(y == 0)[:half]) + list(np.flatnonzero(y == 1)[:n_examples - half])
+    pick_maps = [maps[i] for i in pick] if maps is not None else list(
+        detector.anomaly_map([images[i] for i in pick], stride=stride))
+    shown = [images[i][..., 0] if images[i].shape[-1] == 1 else images[i] for i in pick]
+    shown_masks = ([read_mask(mask_files[i], images[i].shape[:2]) for i in pick]
+                   if mask_files is not None else None)
+    plots.heatmap_overlays(shown, pick_maps, out / "heatmaps.png", masks=shown_masks,
+                           scores=scores[pick], labels=y[pick], threshold=detector.threshold_)
     return result

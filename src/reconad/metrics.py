@@ -83,11 +83,14 @@ def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300) -> float:
     if not regions or normal.size == 0:
         return float("nan")
     fprs = np.linspace(0.0, max_fpr, n_steps + 1)
-    thresholds = np.quantile(normal, 1.0 - fprs)
+    # the first threshold lies just above every defect-free pixel: false-positive rate 0
+    thresholds = np.r_[np.nextafter(normal.max(), np.inf), np.quantile(normal, 1.0 - fprs[1:])]
     normal_sorted = np.sort(normal)
     fpr_actual = 1.0 - np.searchsorted(normal_sorted, thresholds, side="left") / normal.size
     pro = np.mean([1.0 - np.searchsorted(r, thresholds, side="left") / r.size for r in regions], axis=0)
     fpr_actual = np.clip(fpr_actual, 0.0, max_fpr)
+    if fpr_actual[-1] < max_fpr:  # ties or few pixels: carry the last PRO to max_fpr
+        fpr_actual, pro = np.r_[fpr_actual, max_fpr], np.r_[pro, pro[-1]]
     trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
     return float(trapezoid(pro, fpr_actual) / max_fpr)
 

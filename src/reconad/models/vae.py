@@ -20,6 +20,7 @@ from reconad import scoring
 from reconad.models.registry import register
 
 DECODERS = ("gaussian", "bernoulli")
+INIT_LOG_VAR = -3.0
 
 
 class VAEOutput(NamedTuple):
@@ -48,8 +49,9 @@ class _VAEBase(nn.Module):
         mu_x = torch.sigmoid(raw[:, :channels])
         if self.decoder == "bernoulli":
             return mu_x, None
-        # log sigma^2 >= min_log_var, smooth: min + softplus(raw - min)
-        log_var_x = self.min_log_var + F.softplus(raw[:, channels:] - self.min_log_var)
+        # log sigma^2 >= min_log_var, smooth: min + softplus(raw + init - min); a raw output
+        # of 0 gives log sigma^2 near INIT_LOG_VAR (sigma about 0.2, a fair start for 0..1 data)
+        log_var_x = self.min_log_var + F.softplus(raw[:, channels:] + INIT_LOG_VAR - self.min_log_var)
         return mu_x, log_var_x
 
     def _sample(self, mu_z: torch.Tensor, log_var_z: torch.Tensor) -> torch.Tensor:

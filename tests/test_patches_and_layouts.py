@@ -1,0 +1,122 @@
+"""Patch mode, anomaly maps, localisation metrics and folder layouts."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reconad import ImageDetector, load, patches
+from reconad.data import layouts
+from reconad.metrics import aupro, localization_metrics
+
+
+def _texture(rng, h, w):
+    """Smooth stripes with noise: a simple normal surface."""
+    cols = 0.5 + 0.15 * np.sin(np.arange(w) / 3.0 + rng.uniform(0, 6))
+    return np.clip(cols[None, :] + rng.normal(0, 0.03, (h, w)), 0, 1).astype(np.float32)
+
+
+def test_scores_to_map_is_mean_of_covering_patches():
+    rng = np.random.default_rng(0)
+    h, w, size, stride = 13, 17, 5, 3
+    rows, cols = patches.grid_shape(h, w, size, stride)
+    grid = rng.random((rows, cols))
+    total, count = np.zeros((rows * stride + size, cols * stride + size)), np.zeros((rows * stride + size, cols * stride + size))
+    for i in range(rows):
+        for j in range(cols):
+            total[i * stride:i * stride + size, j * stride:j * stride + size] += grid[i, j]
+            count[i * stride:i * stride + size, j * stride:j * stride + size] += 1
+    expected = total[:h, :w] / count[:h, :w]
+    np.testing.assert_allclose(patches.scores_to_map(grid, size, stride, h, w), expected)
+
+
+def test_grid_batches_match_direct_crops():
+    img = torch.rand(1, 20, 23)
+    got = torch.cat(list(patches.iter_grid_batches(img, 8, 4, batch_size=7)))
+    rows, cols = patches.grid_shape(20, 23, 8, 4)
+    assert got.shape == (rows * cols, 1, 8, 8)
+    padded = patches.pad_to_grid(img, 8, 4)
+    torch.testing.assert_close(got[cols + 2], padded[:, 4:12, 8:16])
+
+
+def test_map_has_input_size_and_peaks_on_planted_defect(tmp_path):
+    rng = np.random.default_rng(0)
+    train = [_texture(rng, int(rng.integers(40, 56)), int(rng.integers(40, 64))) for _ in range(30)]
+    det = ImageDetector(model="gmm", latent_dim=2, model_kwargs={"pca_components": 8}, patch_size=12,
+                        stride=4, patches_per_image=40, verbose=0).fit(train)
+    normal = _texture(rng, 50, 61)
+    defect = normal.copy()
+    defect[30:36, 40:46] = 1.0
+    maps = det.anomaly_map([normal, defect, defect[:45, :52]], stride=2)
+    assert [m.shape for m in maps] == [(50, 61), (50, 61), (45, 52)]
+    peak = np.unravel_index(np.argmax(maps[1]), maps[1].shape)
+    assert 24 <= peak[0] <= 41 and 34 <= peak[1] <= 51
+    scores = det.decision_function([normal, defect])
+    assert scores[1] > scores[0] and scores[1] > det.threshold_
+    top = ImageDetector(**{**det.get_params(), "patch_aggregate": "topk", "top_k": 3})
+    assert top.fit(train).decision_function([defect]).shape == (1,)
+    det.save(tmp_path / "m")
+    np.testing.assert_allclose(load(tmp_path / "m").anomaly_map([defect], stride=2)[0], maps[1], rtol=1e-6)
+
+
+def test_patch_vae_trains_and_maps_images_of_any_size():
+    rng = np.random.default_rng(1)
+    train = [_texture(rng, 40, int(rng.integers(40, 50))) for _ in range(8)]
+    det = ImageDetector(model="conv_vae", latent_dim=4, width=4, depth=2, epochs=1, patch_size=16, stride=8,
+                        patches_per_image=8, verbose=0).fit(train)
+    maps = det.anomaly_map(train[:2], score="elbo", stride=4)
+    assert [m.shape for m in maps] == [im.shape for im in train[:2]]
+    grids = det.patch_scores(train[:1])
+    assert grids[0].shape == patches.grid_shape(*train[0].shape, 16, 8)
+    with pytest.raises(ValueError, match="smaller than patch_size"):
+        det.decision_function([np.zeros((10, 30), np.float32)])
+
+
+def test_localization_metrics_perfect_and_random():
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((20, 20), bool) for _ in range(3)]
+    masks[0][2:6, 2:6] = True
+    masks[1][10:12, 5:15] = True
+    perfect = [m.astype(float) + rng.random(m.shape) * 0.1 for m in masks]
+    m = localization_metrics(masks, perfect)
+    assert m["pixel_roc_auc"] == pytest.approx(1.0) and m["aupro"] == pytest.approx(1.0, abs=1e-6)
+    noise = [rng.random(k.shape) for k in masks]
+    assert 0.0 <= aupro(masks, noise) < 0.3
+
+
+def _png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_mvtec_layout(tmp_path):
+    img = np.full((8, 8), 128, np.uint8)
+    for i in range(3):
+        _png(tmp_path / "train" / "good" / f"{i:03d}.png", img)
+    _png(tmp_path / "test" / "good" / "000.png", img)
+    _png(tmp_path / "test" / "crack" / "000.png", img)
+    _png(tmp_path / "test" / "crack" / "001.png", img)
+    _png(tmp_path / "ground_truth" / "crack" / "000_mask.png", np.eye(8, dtype=np.uint8) * 255)
+    train, test = layouts.mvtec(tmp_path)
+    assert len(train) == 3
+    assert test.labels == [1, 1, 0] and test.types == ["crack", "crack", "good"]
+    assert test.masks[0].name == "000_mask.png" and test.masks[1] is None and not test.has_masks
+    mask = layouts.read_mask(test.masks[0], (8, 8))
+    assert mask.dtype == bool and mask.sum() == 8
+
+
+def test_plain_layout_with_mask_folder_and_masks_beside_images(tmp_path):
+    img = np.full((8, 8), 128, np.uint8)
+    _png(tmp_path / "ok" / "a.png", img)
+    _png(tmp_path / "bad" / "b.png", img)
+    _png(tmp_path / "masks" / "b.png", img)
+    data = layouts.plain(tmp_path / "ok", tmp_path / "bad", tmp_path / "masks")
+    assert data.labels == [0, 1] and data.masks[0] is None and data.masks[1].parent.name == "masks"
+    assert data.has_masks
+    # magnetic-tile style: X.jpg with its mask X.png in the same folder
+    Image.fromarray(img).save(tmp_path / "beside" / "c.jpg") if (tmp_path / "beside").mkdir() is None else None
+    _png(tmp_path / "beside" / "c.png", img)
+    beside = layouts.plain(tmp_path / "ok", tmp_path / "beside")
+    assert [f.name for f in beside.files] == ["a.png", "c.jpg"] and beside.masks[1].name == "c.png"
+    with pytest.raises(FileNotFoundError, match="mask folder not found"):
+        layouts.plain(tmp_path / "ok", tmp_path / "bad", tmp_path / "nope")
