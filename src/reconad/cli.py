@@ -148,6 +148,22 @@ def evaluate(
     console.print(f"wrote {out}/: metrics.json, report.txt and plots")
 
 
+@app.command("export")
+def export_model(
+    model: Path = typer.Option(..., help="Model folder."),
+    format: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    out: Path = typer.Option(..., help="File to write."),
+    input_dtype: str = typer.Option("uint8", help="ONNX input type: uint8 (0..255) or float32 (0..1)."),
+):
+    """Export a model as one graph: raw input in; score, label and anomaly map out."""
+    from reconad import load
+    from reconad.export import export
+
+    det = load(model)
+    export(det, out, format=format, input_dtype=input_dtype)
+    console.print(f"wrote {out} ({format}; threshold {det.threshold_:.6g})")
+
+
 def main() -> None:
     """Entry point: errors in the input become one line on stderr and exit code 2."""
     from sklearn.exceptions import NotFittedError
