@@ -164,6 +164,32 @@ def export_model(
     console.print(f"wrote {out} ({format}; threshold {det.threshold_:.6g})")
 
 
+@app.command("serve")
+def serve_model(
+    model: Path = typer.Option(..., help="Model folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every network)."),
+    port: int = typer.Option(8000),
+    token: Optional[str] = typer.Option(None, envvar="RECONAD_TOKEN",
+                                        help="Require 'Authorization: Bearer TOKEN' (or set RECONAD_TOKEN)."),
+    max_request_mb: float = typer.Option(10.0, help="Largest request body in MiB."),
+    max_batch: int = typer.Option(1024, help="Most samples in one request."),
+):
+    """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
+    try:
+        from reconad.serve import serve
+    except ImportError as exc:
+        raise ValueError(str(exc)) from None
+
+    if not model.exists():
+        raise FileNotFoundError(f"model folder not found: {model}")
+    if max_batch < 1 or max_request_mb <= 0:
+        raise ValueError("--max-batch and --max-request-mb must be positive")
+    console.print(f"serving {model} on http://{host}:{port} (API page: /docs)"
+                  f"{'; bearer token required' if token else ''}")
+    serve(model, host=host, port=port, token=token or None,
+          max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch)
+
+
 def main() -> None:
     """Entry point: errors in the input become one line on stderr and exit code 2."""
     from sklearn.exceptions import NotFittedError

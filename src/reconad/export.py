@@ -104,7 +104,8 @@ def trace_network(network: nn.Module, example: torch.Tensor) -> torch.jit.Script
     """Trace a fitted network (a pure module with tensor in, tensor(s) out) for scripting
     into a wrapper; raises ``ExportError`` when it cannot be traced."""
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.trace(network, example, check_trace=False)
     except Exception as exc:  # tracing failures come as many exception types
         raise ExportError(f"the network {type(network).__name__} cannot be traced: {exc}") from None
@@ -148,8 +149,10 @@ def export(detector, path: str | os.PathLike, format: str = "onnx", input_dtype:
         data = _onnx_bytes(graph)
     else:
         buf = io.BytesIO()
-        torch.jit.save(graph.script_module, buf,
-                       _extra_files={"reconad.json": json.dumps(graph.metadata)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is still supported
+            torch.jit.save(graph.script_module, buf,
+                           _extra_files={"reconad.json": json.dumps(graph.metadata)})
         data = buf.getvalue()
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -183,7 +186,9 @@ def _onnx_bytes(graph: ScoringGraph) -> bytes:
 def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict]:
     """Load an exported TorchScript file and its metadata."""
     extra = {"reconad.json": ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return module, json.loads(extra["reconad.json"] or "{}")
 
 
@@ -253,7 +258,9 @@ def _image_graph(detector, input_dtype: str) -> ScoringGraph:
     module = ImageScorer(network, score, detector.threshold_, c).eval()
     traced = trace_network(network, net_example)
     try:
-        script = torch.jit.script(ImageScorer(traced, score, detector.threshold_, c).eval())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            script = torch.jit.script(ImageScorer(traced, score, detector.threshold_, c).eval())
     except Exception as exc:
         raise ExportError(f"model {detector.model!r} cannot be scripted: {exc}") from None
     meta = {"model": detector.model, "score": score, "input_shape": list(example.shape[1:]),
