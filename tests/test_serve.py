@@ -14,44 +14,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from reconad.detectors.base import BaseDetector
+from conftest import RowDetector
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from reconad.serve import create_app  # noqa: E402
-
-
-class RowDetector(BaseDetector):
-    """A tiny stand-in for a table model: squared distance to the training mean."""
-
-    def __init__(self, q: float = 95):
-        self.q = q
-
-    def _check(self, X):
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in self.feature_names_in_ if c not in X.columns]
-            if missing:
-                raise ValueError(f"missing columns: {', '.join(missing)}")
-            X = X[list(self.feature_names_in_)]
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected rows of {self.n_features_in_} values, got shape {X.shape}")
-        if not np.isfinite(X).all():
-            raise ValueError("rows contain NaN or infinite values")
-        return X
-
-    def fit(self, X, y=None):
-        self.feature_names_in_ = np.array(list(X.columns))
-        self.n_features_in_ = X.shape[1]
-        self.mean_ = X.to_numpy(float).mean(0)
-        self.history_ = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}
-        self._set_threshold_from(self.decision_function(X))
-        return self
-
-    def decision_function(self, X):
-        return ((self._check(X) - self.mean_) ** 2).sum(1)
 
 
 @pytest.fixture(scope="module")

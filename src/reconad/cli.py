@@ -190,6 +190,52 @@ def serve_model(
           max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch)
 
 
+@app.command("report")
+def report_html(
+    model: Path = typer.Option(..., help="Model folder."),
+    out: Path = typer.Option(..., help="HTML file to write."),
+    data: Optional[List[Path]] = typer.Option(None, "--data",
+                                              help="Unlabelled data: image files/folders, or a CSV for row models."),
+    normal: Optional[Path] = typer.Option(None, help="Folder of normal images (labelled)."),
+    anomalous: Optional[Path] = typer.Option(None, help="Folder of anomalous images (labelled)."),
+    label_column: Optional[str] = typer.Option(None, help="CSV data: column with 0/1 labels."),
+    top: int = typer.Option(8, help="How many of the most anomalous samples to show."),
+):
+    """One self-contained HTML page: metrics, loss curve, scores, ROC, worst samples."""
+    import pandas as pd
+
+    from reconad import load
+    from reconad.data.images import expand_paths, list_image_files
+    from reconad.report import write_report
+    from reconad.inputs import input_kind
+
+    det = load(model)
+    y = None
+    if input_kind(det) == "images":
+        if (normal is None) != (anomalous is None) or (normal is not None and data):
+            raise ValueError("give --data (unlabelled), or both --normal and --anomalous (labelled)")
+        if normal is not None:
+            _check_dir(normal, "normal-image")
+            _check_dir(anomalous, "anomalous-image")
+            pos = [str(f) for f in list_image_files(normal)]
+            neg = [str(f) for f in list_image_files(anomalous)]
+            X, y = pos + neg, [0] * len(pos) + [1] * len(neg)
+        elif data:
+            X = [str(f) for f in expand_paths(data)]
+        else:
+            raise ValueError("no data: give --data, or --normal and --anomalous")
+    else:
+        if not data or len(data) != 1 or not data[0].is_file():
+            raise ValueError("row models take one CSV file: --data FILE.csv")
+        X = pd.read_csv(data[0])
+        if label_column is not None:
+            if label_column not in X.columns:
+                raise ValueError(f"label column {label_column!r} not in {data[0]}")
+            y = X.pop(label_column).to_numpy()
+    write_report(det, X, out, y=y, n_top=top)
+    console.print(f"wrote {out}")
+
+
 def main() -> None:
     """Entry point: errors in the input become one line on stderr and exit code 2."""
     from sklearn.exceptions import NotFittedError

@@ -50,15 +50,11 @@ except ImportError:  # pragma: no cover - the serve extra is missing
 
 from reconad._version import __version__
 from reconad.data.images import decode_image
+from reconad.inputs import input_kind
 
 TOKEN_ENV = "RECONAD_TOKEN"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 1024
-
-
-def input_kind(detector) -> str:
-    """``"images"`` or ``"rows"``: what ``/score`` takes for this detector."""
-    return "images" if hasattr(detector, "anomaly_map") and hasattr(detector, "input_shape_") else "rows"
 
 
 class BadInput(Exception):
