@@ -173,6 +173,7 @@ def serve_model(
                                         help="Require 'Authorization: Bearer TOKEN' (or set RECONAD_TOKEN)."),
     max_request_mb: float = typer.Option(10.0, help="Largest request body in MiB."),
     max_batch: int = typer.Option(1024, help="Most samples in one request."),
+    threads: int = typer.Option(1, help="Torch threads for scoring (1 suits many small requests)."),
 ):
     """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
     try:
@@ -182,12 +183,12 @@ def serve_model(
 
     if not model.exists():
         raise FileNotFoundError(f"model folder not found: {model}")
-    if max_batch < 1 or max_request_mb <= 0:
-        raise ValueError("--max-batch and --max-request-mb must be positive")
+    if max_batch < 1 or max_request_mb <= 0 or threads < 1:
+        raise ValueError("--max-batch, --max-request-mb and --threads must be positive")
     console.print(f"serving {model} on http://{host}:{port} (API page: /docs)"
                   f"{'; bearer token required' if token else ''}")
     serve(model, host=host, port=port, token=token or None,
-          max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch)
+          max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch, threads=threads)
 
 
 @app.command("report")

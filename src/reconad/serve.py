@@ -298,11 +298,17 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
 
 def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-          log_level: str = "warning") -> None:
-    """Load the model at ``model_path`` and serve it until interrupted."""
+          threads: int | None = 1, log_level: str = "warning") -> None:
+    """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
+    the torch threads for scoring (None keeps torch's default): one thread suits many
+    small requests and avoids idle threads spinning on a busy CPU."""
+    import torch
     import uvicorn
 
     from reconad import load
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
 
     detector = load(model_path)
     app = create_app(detector, token=token, max_request_bytes=max_request_bytes, max_batch=max_batch,
