@@ -4,6 +4,8 @@ Every exportable family is a row of ``FAMILIES``: a name and a function that ret
 fitted detector and real inputs for it (uint8 arrays as a user holds them).
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,9 @@ def _mnist_real(d):
     return np.concatenate([d["test_ones"][:40], d["test_zeros"][:40]])
 
 
+_FITTED = {}
+
+
 def _image(model, score=None, rgb=False, **kw):
     def make(d):
         train, real = d["train_ones"][:200], _mnist_real(d)
@@ -29,8 +34,11 @@ def _image(model, score=None, rgb=False, **kw):
             tint = np.array([1.0, 0.6, 0.3])
             train = (train[..., None] * tint).astype(np.uint8)
             real = (real[..., None] * tint).astype(np.uint8)
-        det = ImageDetector(model=model, epochs=1, batch_size=32, verbose=0, random_state=0, **kw)
-        det.fit(train)
+        key = (model, rgb, tuple(sorted(kw.items())))
+        if key not in _FITTED:  # families that differ only in the score share one network
+            _FITTED[key] = ImageDetector(model=model, epochs=1, batch_size=32, verbose=0, random_state=0,
+                                         **kw).fit(train)
+        det = copy.deepcopy(_FITTED[key])
         if score is not None:  # another score term on the same network, threshold re-derived
             det.set_params(score=score).calibrate(train[:100])
         return det, real
