@@ -4,14 +4,16 @@ For each family: fit on 2,000 MNIST 1s (1 epoch; speed does not depend on traini
 export to ONNX (uint8 input), then time (a) scoring the 10,000 MNIST test images in
 batches of 256 (best of 3) and (b) one image per call (median of 200 calls), with
 ``ImageDetector.decision_function`` and with an ONNX Runtime session on the exported
-file (which also computes labels and maps). Both run on one thread (``torch.set_num_threads(1)``,
-``intra_op_num_threads=1``): a fair match that stays steady on a shared CPU.
+file (which also computes labels and maps). Both run on the same number of threads
+(``--threads``, default 1: a fair match that stays steady on a shared CPU); results go to
+``docs/export_speed.md`` (1 thread) or ``docs/export_speed_<n>threads.md``.
 
-    python benchmarks/export_speed.py
+    python benchmarks/export_speed.py [--threads 1]
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -46,13 +48,16 @@ def _median_call(fn, calls: int = 200) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=1)
+    threads = parser.parse_args().threads
+    torch.set_num_threads(threads)
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     mnist = np.load(data_dir() / "mnist" / "mnist.npz")
     x_train, y_train, x_test = mnist["x_train"], mnist["y_train"], mnist["x_test"]
-    rows, data = [], {"machine": machine(), "threads": 1, "families": {}}
+    rows, data = [], {"machine": machine(), "threads": threads, "families": {}}
     for name in FAMILIES:
         det = ImageDetector(model=name, epochs=1, device="cpu", verbose=0).fit(x_train[y_train == 1][:2000])
         with tempfile.TemporaryDirectory() as tmp:
@@ -84,14 +89,14 @@ def main() -> None:
     table = markdown_table(["model", "Python images/s", "ONNX Runtime images/s", "ratio (batches)",
                             "Python ms / 1 image", "ONNX Runtime ms / 1 image", "ratio (1 image)"], rows)
     print("\n" + table)
-    md = ("# ONNX Runtime against the Python detector, 28×28 images, CPU\n\n"
+    md = (f"# ONNX Runtime against the Python detector, 28×28 images, CPU, {threads} thread(s)\n\n"
           "Scores of the 10,000 MNIST test images in batches of 256 (best of 3), and one image per call "
           "(median of 200 calls); the ONNX graph takes the raw uint8 images and also returns labels and "
-          "anomaly maps. One thread each (torch and ONNX Runtime). Ratio = Python time / ONNX Runtime time "
+          f"anomaly maps. {threads} thread(s) each (torch and ONNX Runtime). Ratio = Python time / ONNX Runtime time "
           "(above 1: ONNX Runtime is faster). Scores agree to a relative 1e-5 (checked in the run).\n\n"
-          f"Command: `python benchmarks/export_speed.py`  \nMachine: {machine()}; load average {load} at "
+          f"Command: `python benchmarks/export_speed.py --threads {threads}`  \nMachine: {machine()}; load average {load} at "
           "the end of the run (the CPU is shared, so times are noisy).\n\n" + table + "\n")
-    write_results("export_speed", md, data)
+    write_results("export_speed" if threads == 1 else f"export_speed_{threads}threads", md, data)
 
 
 if __name__ == "__main__":
