@@ -108,7 +108,10 @@ def main() -> None:
           "uploads one MNIST test image as a PNG file (multipart/form-data) to `POST /score` and gets its "
           "score, label and the threshold back. The clients (httpx, asyncio) run in one process on the same "
           "machine as the service, so they share its CPU. One client: requests one after another; "
-          f"{args.clients} clients: each sends its next request as soon as the last one is answered.\n\n"
+          f"{args.clients} clients: each sends its next request as soon as the last one is answered, so "
+          f"the service always has {args.clients} requests waiting and a request's latency is about "
+          f"{args.clients} / throughput (Little's law); the latency of a single image is the 1-client row. "
+          "Scoring runs one request at a time on one torch thread (`reconad serve --threads 1`).\n\n"
           f"Command: `python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients}`  \n"
           f"Machine: {machine()}; load average {load} at the end of the run (the CPU is shared).\n\n"
           + table + "\n")

@@ -92,6 +92,8 @@ def _post(client, **kw):
 
 @pytest.mark.parametrize("kwargs, status, words", [
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+    ({"content": b"[" * 50_000 + b"]" * 50_000, "headers": {"content-type": "application/json"}}, 400,
+     "not valid JSON"),
     ({"json": {"images": []}}, 422, "'instances'"),
     ({"json": {"instances": []}}, 422, "non-empty list"),
     ({"json": {"instances": np.zeros((2, 20, 20), int).tolist()}}, 422, "20x20"),

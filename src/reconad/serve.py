@@ -104,7 +104,7 @@ def _map_png(amap: np.ndarray) -> tuple[str, float]:
     top = float(amap.max())
     scaled = np.zeros(amap.shape, np.uint8) if top <= 0 else np.clip(amap / top * 255.0 + 0.5, 0, 255)
     buf = io.BytesIO()
-    Image.fromarray(scaled.astype(np.uint8), mode="L").save(buf, format="PNG")
+    Image.fromarray(scaled.astype(np.uint8)).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii"), top
 
 
@@ -161,6 +161,8 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                 payload = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BadInput(400, f"body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise BadInput(400, "body is not valid JSON: nested too deeply") from None
             if isinstance(payload, dict):
                 if "instances" not in payload:
                     raise BadInput(422, "JSON object needs an 'instances' field (a list)")
