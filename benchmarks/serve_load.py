@@ -111,7 +111,10 @@ def main() -> None:
           f"{args.clients} clients: each sends its next request as soon as the last one is answered, so "
           f"the service always has {args.clients} requests waiting and a request's latency is about "
           f"{args.clients} / throughput (Little's law); the latency of a single image is the 1-client row. "
-          "Scoring runs one request at a time on one torch thread (`reconad serve --threads 1`).\n\n"
+          "Scoring runs one request at a time, on the event loop, on one torch thread "
+          "(`reconad serve --threads 1`). The long tail under 50 clients (p99, max) is requests that "
+          "waited behind others; where it arises (client pool, accept queue, event loop) is not yet "
+          "measured.\n\n"
           f"Command: `python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients}`  \n"
           f"Machine: {machine()}; load average {load} at the end of the run (the CPU is shared).\n\n"
           + table + "\n")
