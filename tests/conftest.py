@@ -2,10 +2,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from reconad import ImageDetector
+from reconad.detectors.base import BaseDetector
 from reconad.data.samples import load_mnist_01
 
 DATA_DIR = Path(os.environ.get("RECONAD_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -31,3 +33,34 @@ def write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
         Image.fromarray(im).save(p)
         paths.append(p)
     return paths
+
+
+class RowDetector(BaseDetector):
+    """A tiny stand-in for a table model: squared distance to the training mean."""
+
+    def __init__(self, q: float = 95):
+        self.q = q
+
+    def _check(self, X):
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in self.feature_names_in_ if c not in X.columns]
+            if missing:
+                raise ValueError(f"missing columns: {', '.join(missing)}")
+            X = X[list(self.feature_names_in_)]
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected rows of {self.n_features_in_} values, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("rows contain NaN or infinite values")
+        return X
+
+    def fit(self, X, y=None):
+        self.feature_names_in_ = np.array(list(X.columns))
+        self.n_features_in_ = X.shape[1]
+        self.mean_ = X.to_numpy(float).mean(0)
+        self.history_ = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}
+        self._set_threshold_from(self.decision_function(X))
+        return self
+
+    def decision_function(self, X):
+        return ((self._check(X) - self.mean_) ** 2).sum(1)

@@ -525,6 +525,95 @@ def monitor(
                       f"alerts {summary['alerts']}")
 
 
+@app.command("export")
+def export_model(
+    model: Path = typer.Option(..., help="Model folder."),
+    format: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    out: Path = typer.Option(..., help="File to write."),
+    input_dtype: str = typer.Option("uint8", help="ONNX input type: uint8 (0..255) or float32 (0..1)."),
+):
+    """Export a model as one graph: raw input in; score, label and anomaly map out."""
+    from reconad import load
+    from reconad.export import export
+
+    det = load(model)
+    export(det, out, format=format, input_dtype=input_dtype)
+    console.print(f"wrote {out} ({format}; threshold {det.threshold_:.6g})")
+
+
+@app.command("serve")
+def serve_model(
+    model: Path = typer.Option(..., help="Model folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every network)."),
+    port: int = typer.Option(8000),
+    token: Optional[str] = typer.Option(None, envvar="RECONAD_TOKEN",
+                                        help="Require 'Authorization: Bearer TOKEN' (or set RECONAD_TOKEN)."),
+    max_request_mb: float = typer.Option(10.0, help="Largest request body in MiB."),
+    max_batch: int = typer.Option(1024, help="Most samples in one request."),
+    threads: int = typer.Option(1, help="Torch threads for scoring (1 suits many small requests)."),
+):
+    """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
+    try:
+        from reconad.serve import serve
+    except ImportError as exc:
+        raise ValueError(str(exc)) from None
+
+    if not model.exists():
+        raise FileNotFoundError(f"model folder not found: {model}")
+    if max_batch < 1 or max_request_mb <= 0 or threads < 1:
+        raise ValueError("--max-batch, --max-request-mb and --threads must be positive")
+    console.print(f"serving {model} on http://{host}:{port} (API page: /docs)"
+                  f"{'; bearer token required' if token else ''}")
+    serve(model, host=host, port=port, token=token or None,
+          max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch, threads=threads)
+
+
+@app.command("report")
+def report_html(
+    model: Path = typer.Option(..., help="Model folder."),
+    out: Path = typer.Option(..., help="HTML file to write."),
+    data: Optional[List[Path]] = typer.Option(None, "--data",
+                                              help="Unlabelled data: image files/folders, or a CSV for row models."),
+    normal: Optional[Path] = typer.Option(None, help="Folder of normal images (labelled)."),
+    anomalous: Optional[Path] = typer.Option(None, help="Folder of anomalous images (labelled)."),
+    label_column: Optional[str] = typer.Option(None, help="CSV data: column with 0/1 labels."),
+    top: int = typer.Option(8, help="How many of the most anomalous samples to show."),
+):
+    """One self-contained HTML page: metrics, loss curve, scores, ROC, worst samples."""
+    import pandas as pd
+
+    from reconad import load
+    from reconad.data.images import expand_paths, list_image_files
+    from reconad.report import write_report
+    from reconad.inputs import input_kind
+
+    det = load(model)
+    y = None
+    if input_kind(det) == "images":
+        if (normal is None) != (anomalous is None) or (normal is not None and data):
+            raise ValueError("give --data (unlabelled), or both --normal and --anomalous (labelled)")
+        if normal is not None:
+            _check_dir(normal, "normal-image")
+            _check_dir(anomalous, "anomalous-image")
+            pos = [str(f) for f in list_image_files(normal)]
+            neg = [str(f) for f in list_image_files(anomalous)]
+            X, y = pos + neg, [0] * len(pos) + [1] * len(neg)
+        elif data:
+            X = [str(f) for f in expand_paths(data)]
+        else:
+            raise ValueError("no data: give --data, or --normal and --anomalous")
+    else:
+        if not data or len(data) != 1 or not data[0].is_file():
+            raise ValueError("row models take one CSV file: --data FILE.csv")
+        X = pd.read_csv(data[0])
+        if label_column is not None:
+            if label_column not in X.columns:
+                raise ValueError(f"label column {label_column!r} not in {data[0]}")
+            y = X.pop(label_column).to_numpy()
+    write_report(det, X, out, y=y, n_top=top)
+    console.print(f"wrote {out}")
+
+
 def main() -> None:
     """Entry point: errors in the input become one line on stderr and exit code 2."""
     from sklearn.exceptions import NotFittedError

@@ -37,16 +37,17 @@ def loss_curve(history: dict, path: str | os.PathLike, best_epoch: int | None = 
 
 
 def score_histogram(normal, anomalous, threshold: float, path: str | os.PathLike,
-                    score_name: str = "score") -> None:
-    """Histograms of normal and anomalous scores with the threshold line."""
+                    score_name: str = "score", names: tuple[str, str] = ("normal", "anomalous")) -> None:
+    """Histograms of normal and anomalous scores with the threshold line; ``names`` are
+    the legend labels of the two groups."""
     normal = np.asarray(normal, dtype=float)
     anomalous = np.asarray(anomalous, dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4))
     both = np.concatenate([normal, anomalous, [threshold]])
     bins = np.linspace(both.min(), both.max(), 60)
-    ax.hist(normal, bins=bins, alpha=0.6, label=f"normal (n={normal.size})", color="tab:blue")
+    ax.hist(normal, bins=bins, alpha=0.6, label=f"{names[0]} (n={normal.size})", color="tab:blue")
     if anomalous.size:
-        ax.hist(anomalous, bins=bins, alpha=0.6, label=f"anomalous (n={anomalous.size})", color="tab:red")
+        ax.hist(anomalous, bins=bins, alpha=0.6, label=f"{names[1]} (n={anomalous.size})", color="tab:red")
     ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.4g}")
     ax.set_xlabel(f"anomaly score ({score_name})")
     ax.set_ylabel("count")
@@ -259,5 +260,24 @@ def series_plot(frame, scores, threshold: float, path: str | os.PathLike, y_true
         if y_pred is not None:
             _shade(a, y_pred, x, "tab:orange", "detected" if a is ax else None)
     ax.legend(loc="upper left", fontsize=7, ncol=4)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def anomaly_gallery(images, maps, titles, path: str | os.PathLike, cols: int = 4) -> None:
+    """Each image (0..1, ``(H, W)`` or ``(H, W, 3)``) above its anomaly map (heat colours),
+    ``cols`` pairs per row, with one title per image."""
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.4 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        r, c = 2 * (i // cols), i % cols
+        img = np.asarray(images[i], dtype=float)
+        axes[r, c].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        axes[r, c].set_title(titles[i], fontsize=8)
+        im = axes[r + 1, c].imshow(maps[i], cmap="inferno")
+        fig.colorbar(im, ax=axes[r + 1, c], fraction=0.046, pad=0.02)
     fig.tight_layout()
     save_figure(fig, path)

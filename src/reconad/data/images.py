@@ -139,3 +139,19 @@ def to_image_list(X, channels: int | None = None) -> list[np.ndarray]:
             channels = max(1 if a.ndim == 2 else a.shape[2] for a in arrays)
         return [to_float_array(a[None], channels=channels)[0] for a in arrays]
     return list(to_float_array(X, channels=channels))
+
+
+def decode_image(data: bytes, channels: int | None = None, name: str = "upload") -> np.ndarray:
+    """Image file content (PNG, JPEG, ...) as uint8 ``(H, W, C)``, converted like
+    ``read_image``; ``name`` appears in the error for unreadable content."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if channels is None:
+                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
+            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image {name}: {exc}") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr

@@ -1,0 +1,316 @@
+"""A scoring service for a fitted detector: FastAPI on uvicorn.
+
+``create_app(detector)`` returns the application; ``reconad serve`` runs it.
+
+* ``POST /score``: the body is one of
+  - ``application/json``: ``{"instances": [...]}`` or a bare list: images as nested
+    arrays ``(N, H, W[, C])`` (integers 0..255 or floats 0..1) for image models; rows
+    (lists of numbers, or objects of column -> value) for table and series models;
+  - ``text/csv``: rows with a header line (table and series models);
+  - ``multipart/form-data``: image files (PNG, JPEG, ...), any field name;
+  - ``image/png`` or ``image/jpeg``: one image file as the raw body.
+  It answers ``{"n", "scores", "labels", "threshold", "score"}``; with ``?map=true`` (image
+  models) also ``maps`` (8-bit grayscale PNG per image, base64) and ``map_max`` (the map
+  value that white stands for).
+* ``GET /health``, ``GET /model`` (input kind and shape, threshold, parameters, limits),
+  ``GET /docs`` (the OpenAPI page) and ``GET /openapi.json``.
+
+Limits: ``max_request_bytes`` (413) and ``max_batch`` samples per request (413). Bad input
+gets a 4xx whose ``detail`` names the problem. With a token, ``/score`` and ``/model``
+need ``Authorization: Bearer <token>`` (401 otherwise).
+
+The service only uses the detector's public face: ``decision_function``, ``anomaly_map``,
+``threshold_``, ``input_shape_`` and ``get_params``. The kind of input follows from it:
+a detector with ``anomaly_map`` takes images; any other takes rows (a 2-D array or a
+``pandas.DataFrame`` passed to ``decision_function``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import secrets
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+try:
+    from fastapi import FastAPI, Query, Request
+    from fastapi.responses import JSONResponse
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartException, MultiPartParser
+except ImportError:  # pragma: no cover - the serve extra is missing
+    raise ImportError("the scoring service needs FastAPI and uvicorn: pip install 'reconad[serve]'") from None
+
+from reconad._version import __version__
+from reconad.data.images import decode_image
+from reconad.inputs import input_kind
+
+TOKEN_ENV = "RECONAD_TOKEN"
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BATCH = 1024
+
+
+class BadInput(Exception):
+    """A request the service refuses, with its HTTP status and a message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- turning request bodies into detector input ----------------------------------------
+
+def _json_images(payload) -> np.ndarray:
+    try:
+        arr = np.asarray(payload)
+    except ValueError as exc:  # ragged nesting
+        raise BadInput(422, f"images must be equally sized nested arrays: {exc}") from None
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise BadInput(422, "images must be arrays of numbers (integers 0..255 or floats 0..1), "
+                            f"got {'ragged or mixed values' if arr.dtype == object else arr.dtype}")
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise BadInput(422, f"integer pixel values must lie in 0..255; they range from "
+                                f"{arr.min()} to {arr.max()}")
+        return arr.astype(np.uint8)
+    return arr.astype(np.float32)
+
+
+def _json_rows(payload):
+    if not isinstance(payload, list) or not payload:
+        raise BadInput(422, "rows must be a non-empty list")
+    if all(isinstance(r, dict) for r in payload):
+        return pd.DataFrame.from_records(payload)
+    try:
+        arr = np.asarray(payload, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(422, f"rows must be equally long lists of numbers: {exc}") from None
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2:
+        raise BadInput(422, f"rows must form a 2-D table; got {arr.ndim} dimensions")
+    return arr
+
+
+def _map_png(amap: np.ndarray) -> tuple[str, float]:
+    top = float(amap.max())
+    scaled = np.zeros(amap.shape, np.uint8) if top <= 0 else np.clip(amap / top * 255.0 + 0.5, 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(scaled.astype(np.uint8)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii"), top
+
+
+# --- the application ---------------------------------------------------------------------
+
+def create_app(detector, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None):
+    """The FastAPI application serving ``detector`` (fitted)."""
+    if not hasattr(detector, "threshold_"):
+        raise ValueError("the detector is not fitted; serve a fitted or loaded model")
+    kind = input_kind(detector)
+    channels = int(detector.input_shape_[0]) if kind == "images" else None
+
+    app = FastAPI(title="reconad scoring service", version=__version__,
+                  description="Anomaly scores, labels and maps from a fitted reconad model.")
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(request: Request, exc: BadInput):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    def check_token(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(), token.encode()):
+            raise BadInput(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')")
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadInput(400, "invalid Content-Length header")
+            if int(declared) > max_request_bytes:
+                raise BadInput(413, f"request body of {int(declared)} bytes exceeds the limit of "
+                                    f"{max_request_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_request_bytes:
+                raise BadInput(413, f"request body exceeds the limit of {max_request_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if not body:
+            raise BadInput(400, "empty request body")
+        return body
+
+    async def parse(request: Request, body: bytes):
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json":
+            try:
+                payload = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadInput(400, f"body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise BadInput(400, "body is not valid JSON: nested too deeply") from None
+            if isinstance(payload, dict):
+                if "instances" not in payload:
+                    raise BadInput(422, "JSON object needs an 'instances' field (a list)")
+                payload = payload["instances"]
+            if not isinstance(payload, list) or not payload:
+                raise BadInput(422, "'instances' must be a non-empty list")
+            if len(payload) > max_batch:
+                raise BadInput(413, f"batch of {len(payload)} exceeds the limit of {max_batch} samples")
+            return _json_images(payload) if kind == "images" else _json_rows(payload)
+        if ctype in ("text/csv", "application/csv"):
+            if kind == "images":
+                raise BadInput(415, "this model takes images: send image files or JSON arrays, not CSV")
+            try:
+                frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+                raise BadInput(422, f"cannot read CSV: {exc}") from None
+            if frame.empty:
+                raise BadInput(422, "CSV has no data rows")
+            return frame
+        if ctype == "multipart/form-data" or ctype.startswith("image/"):
+            if kind != "images":
+                raise BadInput(415, "this model takes rows: send JSON rows or CSV, not image files")
+            if ctype.startswith("image/"):
+                uploads = [("body", body)]
+            else:
+                uploads = await _multipart_files(request, body)
+            if not uploads:
+                raise BadInput(422, "no image files in the form")
+            if len(uploads) > max_batch:
+                raise BadInput(413, f"batch of {len(uploads)} exceeds the limit of {max_batch} samples")
+            try:
+                images = [decode_image(data, channels, name=name) for name, data in uploads]
+            except ValueError as exc:
+                raise BadInput(422, str(exc)) from None
+            shapes = {im.shape for im in images}
+            if len(shapes) > 1:
+                raise BadInput(422, f"uploaded images differ in size: {sorted(shapes)[:3]}")
+            return np.stack(images)
+        raise BadInput(415, f"unsupported content type {ctype or '(none)'!r}; send application/json, "
+                            "text/csv, multipart/form-data or image/png")
+
+    async def _multipart_files(request: Request, body: bytes) -> list[tuple[str, bytes]]:
+        async def stream():
+            yield body
+            yield b""
+
+        parser = MultiPartParser(Headers(raw=request.headers.raw), stream(), max_files=max_batch + 1,
+                                 max_fields=max_batch + 1)
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise BadInput(400, f"cannot read the form: {exc.message}") from None
+        files = []
+        for _, value in form.multi_items():
+            if hasattr(value, "read"):
+                files.append((value.filename or "upload", await value.read()))
+        return files
+
+    def score(X, want_map: bool) -> dict:
+        scores = np.asarray(detector.decision_function(X), dtype=np.float64)
+        maps = detector.anomaly_map(X) if want_map else None
+        threshold = float(detector.threshold_)
+        out: dict[str, Any] = {
+            "n": int(scores.shape[0]),
+            "scores": [None if not math.isfinite(s) else float(s) for s in scores],
+            "labels": (scores > threshold).astype(int).tolist(),
+            "threshold": threshold,
+        }
+        if maps is not None:
+            pngs = [_map_png(m) for m in maps]
+            out["maps"] = [p for p, _ in pngs]
+            out["map_max"] = [t for _, t in pngs]
+        return out
+
+    body_doc = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "properties": {"instances": {"type": "array"}}},
+                             "example": {"instances": [[[0, 255], [255, 0]]]}},
+        "text/csv": {"schema": {"type": "string"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    }}}
+
+    @app.post("/score", openapi_extra=body_doc,
+              summary="Anomaly scores and labels (and maps for images) for a batch")
+    async def score_endpoint(request: Request,
+                             map: bool = Query(False, description="image models: add the anomaly maps as PNG")):
+        check_token(request)
+        if map and kind != "images":
+            raise BadInput(422, "maps are only available for image models")
+        body = await read_body(request)
+        X = await parse(request, body)
+        if len(X) > max_batch:
+            raise BadInput(413, f"batch of {len(X)} exceeds the limit of {max_batch} samples")
+        try:
+            # scored on the event loop: one request at a time, in arrival order, with no
+            # thread hand-over (the model call is short, and a CPU has no spare core anyway)
+            return score(X, map)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadInput(422, str(exc).strip("'\"")) from None
+
+    @app.get("/health", summary="Liveness")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/model", summary="What the model expects, and its metadata")
+    async def model_info(request: Request):
+        check_token(request)
+        info: dict[str, Any] = {
+            "name": model_name,
+            "detector": type(detector).__name__,
+            "input": {"kind": kind},
+            "threshold": float(detector.threshold_),
+            "threshold_method": getattr(detector, "threshold_method_", None),
+            "params": json.loads(json.dumps(detector.get_params(deep=False), default=str)),
+            "limits": {"max_request_bytes": max_request_bytes, "max_batch": max_batch},
+            "reconad_version": __version__,
+        }
+        if kind == "images":
+            c, h, w = (int(v) for v in detector.input_shape_)
+            info["input"].update({"height": h, "width": w, "channels": c,
+                                  "formats": ["image files (PNG, JPEG, ...) as multipart/form-data or "
+                                              "image/png", "JSON arrays (N, H, W[, C]): integers "
+                                              "0..255 or floats 0..1"]})
+        else:
+            info["input"]["formats"] = ["JSON rows (lists of numbers or column objects)", "CSV with a header"]
+            if hasattr(detector, "feature_names_in_"):
+                info["input"]["columns"] = [str(c) for c in detector.feature_names_in_]
+            if hasattr(detector, "n_features_in_"):
+                info["input"]["n_features"] = int(detector.n_features_in_)
+        return info
+
+    return app
+
+
+def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
+          threads: int | None = 1, log_level: str = "warning") -> None:
+    """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
+    the torch threads for scoring (None keeps torch's default): one thread suits many
+    small requests and avoids idle threads spinning on a busy CPU."""
+    import torch
+    import uvicorn
+
+    from reconad import load
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+
+    detector = load(model_path)
+    app = create_app(detector, token=token, max_request_bytes=max_request_bytes, max_batch=max_batch,
+                     model_name=str(model_path))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
