@@ -87,6 +87,11 @@ def train(
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    distributed: bool = typer.Option(False, "--distributed", help="Train data-parallel across the "
+                                     "processes started by torchrun (NCCL on GPUs, gloo on CPUs); "
+                                     "--batch-size is the global batch."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Folder for a checkpoint after every epoch; "
+                                              "a rerun resumes from it."),
 ):
     """Train a detector on folders of normal images and save it."""
     from reconad import ImageDetector
@@ -97,9 +102,25 @@ def train(
                         width=width, depth=depth, score=score, loss=loss, patience=patience,
                         threshold_method=threshold_method, threshold_param=threshold_param,
                         device=device, random_state=seed, verbose=0 if quiet else 1)
-    det.fit([str(p) for p in normal])
-    det.save(out)
-    console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1})")
+    _fit_and_save(det, [str(p) for p in normal], out, distributed, checkpoint)
+
+
+def _fit_and_save(det, X, out: Path, distributed: bool, checkpoint: Optional[Path]) -> None:
+    """Fit (distributed and/or from a checkpoint when asked); only rank 0 writes the model."""
+    from reconad import distributed as ddp
+    from reconad.training import fit_settings
+
+    if distributed:
+        ddp.require_launcher()
+    try:
+        with fit_settings(distributed=True if distributed else None, checkpoint=checkpoint):
+            det.fit(X)
+        if ddp.is_main_process():
+            det.save(out)
+            console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1}"
+                          + (f", {ddp.world_size()} processes" if ddp.world_size() > 1 else "") + ")")
+    finally:
+        ddp.shutdown()
 
 
 @app.command()
