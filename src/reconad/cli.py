@@ -125,11 +125,35 @@ def _fit_and_save(det, X, out: Path, distributed: bool, checkpoint: Optional[Pat
 
 @app.command()
 def score(
-    paths: List[Path] = typer.Argument(..., help="Image files or folders."),
+    paths: Optional[List[Path]] = typer.Argument(None, help="Image files or folders."),
     model: Path = typer.Option(..., help="Model folder."),
     out: Optional[Path] = typer.Option(None, help="CSV file to write (default: standard output)."),
+    input: Optional[str] = typer.Option(None, "--input", help="With --engine dask: a glob (quoted) of "
+                                        "Parquet files (tables, series) or image files to score."),
+    output: Optional[Path] = typer.Option(None, "--output", help="With --engine dask: folder for the "
+                                          "scores as Parquet partitions."),
+    engine: str = typer.Option("local", help="local (this process, PATHS to a CSV) or dask "
+                               "(--input to Parquet partitions, on a Dask cluster)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (default: a local cluster)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes of the local Dask cluster "
+                                          "(default: one per CPU core)."),
+    id_column: Optional[str] = typer.Option(None, help="Series: the column that tells machines apart."),
 ):
-    """Score images: a CSV of file, score, label."""
+    """Score images: a CSV of file, score, label. With --engine dask: score Parquet tables or
+    series, or images, on a Dask cluster and write Parquet partitions of scores."""
+    if engine not in ("local", "dask"):
+        raise ValueError(f"unknown engine {engine!r}; choose local or dask")
+    if engine == "dask" or input is not None or output is not None:
+        if engine != "dask" or input is None or output is None or paths:
+            raise ValueError("scoring --input to --output needs --engine dask and no PATHS, e.g. "
+                             "reconad score --model MODEL --input 'data/*.parquet' --output out/ --engine dask")
+        from reconad.dask_scoring import score_to_parquet
+
+        score_to_parquet(model, input, output, scheduler=scheduler, workers=workers, id_column=id_column)
+        console.print(f"wrote {output}/ (Parquet, one file per partition)")
+        return
+    if not paths:
+        raise ValueError("give image files or folders to score, or --input with --engine dask")
     from reconad import load
     from reconad._atomic import write_text
     from reconad.data.images import expand_paths
