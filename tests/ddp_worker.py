@@ -5,7 +5,8 @@ with ``training.fit_model`` on fixed random data.
         [--checkpoint DIR] [--crash-in-epoch K]
 
 ``--crash-in-epoch K`` kills rank 1 at its first step of epoch K (0-based), as a power cut
-would; rank 0 writes the final weights and the epoch the run resumed from.
+would; rank 0 writes the final weights and the epoch the run resumed from. ``fit_model``
+is not told to train distributed: it finds the torchrun environment by itself.
 """
 
 import argparse
@@ -43,7 +44,7 @@ def main() -> None:
         return (net(xb) - xb).square().mean()
 
     result = fit_model(model, loss_fn, train, val, epochs=EPOCHS, batch_size=BATCH, lr=1e-2,
-                       device=torch.device("cpu"), seed=0, verbose=0, distributed=True,
+                       device=torch.device("cpu"), seed=0, verbose=0,
                        checkpoint=args.checkpoint)
     if ddp.is_main_process():
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)

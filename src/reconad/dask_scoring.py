@@ -135,7 +135,9 @@ def score_dask(model: str | os.PathLike, data, *, id_column: str | None = None,
     or several series, rows in time order, machines told apart by ``id_column``; a series
     may be split across partitions anywhere) or a Dask bag of image paths. The result
     keeps the non-feature columns and adds ``score`` and ``label`` (``path``, ``score``,
-    ``label`` for images)."""
+    ``label`` for images). For series the first pass, which reads the first and last rows
+    of every partition, runs during this call; the scoring itself runs when the result is
+    computed or written."""
     dask, dd, db = _dask()
     path, det = _check_model(model)
     kind = frame_scoring.kind_of(det)
