@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import resource
 import shutil
 import tempfile
@@ -112,6 +113,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes to try it out")
     args = ap.parse_args()
     small, large, steps = (500_000, 1_000_000, 2_500_000) if args.quick else (2_000_000, 20_000_000, 10_000_000)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         models = detectors(scratch / "models")
@@ -162,7 +164,9 @@ def main() -> None:
           "loading the model. Peak memory is each worker process's maximum resident set size.\n\n"
           f"Detectors: table: {models['table'][0]}; series: {models['series'][0]}.\n\n"
           f"Command: `python benchmarks/scale_out.py{' --quick' if args.quick else ''}`  \n"
-          f"Machine: {machine()}.\n\n" + table + "\n\n" + summary + "\n")
+          f"Machine: {machine()}; load average before {load_before[0]:.1f}, after "
+          f"{os.getloadavg()[0]:.1f} (other jobs on the same cores make the 2-worker speed-up "
+          "smaller).\n\n" + table + "\n\n" + summary + "\n")
     if args.quick:
         return
     write_results("scale_out", md,
