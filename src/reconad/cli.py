@@ -101,6 +101,11 @@ def train(
     patch_stride: int = typer.Option(16, help="Patch mode: grid step when scoring."),
     patches_per_image: int = typer.Option(32, help="Patch mode: random crops per training image."),
     pca_components: Optional[int] = typer.Option(None, help="gmm: PCA components N_h."),
+    distributed: bool = typer.Option(False, "--distributed", help="Train data-parallel across the "
+                                     "processes started by torchrun (NCCL on GPUs, gloo on CPUs); "
+                                     "--batch-size is the global batch."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Folder for a checkpoint after every epoch; "
+                                              "a rerun resumes from it."),
 ):
     """Train a detector on folders of normal images (or an MVTec folder), or on normal
     sensor CSV files, and save it."""
@@ -130,20 +135,60 @@ def train(
                         device=device, random_state=seed, verbose=0 if quiet else 1,
                         patch_size=patch_size, stride=patch_stride, patches_per_image=patches_per_image,
                         model_kwargs={"pca_components": pca_components} if pca_components else None)
-    det.fit(inputs)
-    det.save(out)
-    console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1})")
+    _fit_and_save(det, inputs, out, distributed, checkpoint)
+
+
+def _fit_and_save(det, X, out: Path, distributed: bool, checkpoint: Optional[Path]) -> None:
+    """Fit (distributed and/or from a checkpoint when asked); only rank 0 writes the model."""
+    from reconad import distributed as ddp
+    from reconad.training import fit_settings
+
+    if distributed:
+        ddp.require_launcher()
+    try:
+        with fit_settings(distributed=True if distributed else None, checkpoint=checkpoint):
+            det.fit(X)
+        if ddp.is_main_process():
+            det.save(out)
+            console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1}"
+                          + (f", {ddp.world_size()} processes" if ddp.world_size() > 1 else "") + ")")
+    finally:
+        ddp.shutdown()
 
 
 @app.command()
 def score(
-    paths: List[Path] = typer.Argument(..., help="Image files or folders."),
+    paths: Optional[List[Path]] = typer.Argument(None, help="Image files or folders."),
     model: Path = typer.Option(..., help="Model folder, or a model registry folder (its current version)."),
     out: Optional[Path] = typer.Option(None, help="CSV file to write (default: standard output)."),
+    input: Optional[str] = typer.Option(None, "--input", help="With --engine dask: a glob (quoted) of "
+                                        "Parquet files (tables, series) or image files to score."),
+    output: Optional[Path] = typer.Option(None, "--output", help="With --engine dask: folder for the "
+                                          "scores as Parquet partitions."),
+    engine: str = typer.Option("local", help="local (this process, PATHS to a CSV) or dask "
+                               "(--input to Parquet partitions, on a Dask cluster)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (default: a local cluster)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes of the local Dask cluster "
+                                          "(default: one per CPU core)."),
+    id_column: Optional[str] = typer.Option(None, help="Series: the column that tells machines apart."),
     encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
 ):
     """Score images (CSV of file, score, label, model_version) or sensor CSV files
-    (file, time, score, label); MODEL may be a registry folder."""
+    (file, time, score, label); MODEL may be a registry folder. With --engine dask: score
+    Parquet tables or series, or images, on a Dask cluster and write Parquet partitions."""
+    if engine not in ("local", "dask"):
+        raise ValueError(f"unknown engine {engine!r}; choose local or dask")
+    if engine == "dask" or input is not None or output is not None:
+        if engine != "dask" or input is None or output is None or paths:
+            raise ValueError("scoring --input to --output needs --engine dask and no PATHS, e.g. "
+                             "reconad score --model MODEL --input 'data/*.parquet' --output out/ --engine dask")
+        from reconad.dask_scoring import score_to_parquet
+
+        score_to_parquet(model, input, output, scheduler=scheduler, workers=workers, id_column=id_column)
+        console.print(f"wrote {output}/ (Parquet, one file per partition)")
+        return
+    if not paths:
+        raise ValueError("give image files or folders to score, or --input with --engine dask")
     from reconad import SeriesDetector, cli_series
     from reconad._atomic import write_text
     from reconad.data.images import expand_paths

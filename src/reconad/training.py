@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from reconad import checkpoint as checkpoints
+from reconad import distributed as ddp
+
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` picks CUDA when present, else the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise ValueError(f"unknown device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is None and ddp.launched():
+        dev = ddp.cuda_device_for_this_process()  # one GPU per torchrun process
     return dev
 
 
@@ -47,6 +55,7 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "val_loss": []})
     best_epoch: int = -1
     stopped_early: bool = False
+    resumed_from_epoch: int | None = None
 
 
 def _progress(verbose: int, total: int):
@@ -81,6 +90,53 @@ def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+@dataclass(frozen=True)
+class FitSettings:
+    """Defaults for ``fit_model`` arguments a detector does not pass itself."""
+
+    distributed: bool | None = None
+    checkpoint: str | os.PathLike | None = None
+
+
+_SETTINGS: contextvars.ContextVar[FitSettings] = contextvars.ContextVar("fit_settings", default=FitSettings())
+
+
+@contextlib.contextmanager
+def fit_settings(*, distributed: bool | None = None,
+                 checkpoint: str | os.PathLike | None = None) -> Iterator[FitSettings]:
+    """Within the block, every ``fit_model`` call (so every detector's ``fit``) trains
+    distributed (True; None: when started by ``torchrun``) and keeps a checkpoint in the
+    folder ``checkpoint``, resuming from it when it holds an unfinished run.
+
+    >>> from reconad.training import fit_settings
+    >>> with fit_settings(checkpoint="ckpt"):      # doctest: +SKIP
+    ...     det.fit(X)
+    """
+    token = _SETTINGS.set(FitSettings(distributed=distributed, checkpoint=checkpoint))
+    try:
+        yield _SETTINGS.get()
+    finally:
+        _SETTINGS.reset(token)
+
+
+def _shard_loss_sums(model: nn.Module, loss_fn: Callable, data: torch.Tensor, batch_size: int,
+                     device: torch.device) -> tuple[float, int]:
+    """Loss summed over ``data`` (batch mean times batch size) and the count, in eval mode."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            xb = data[start:start + batch_size].to(device)
+            total += float(loss_fn(model, xb)) * len(xb)
+            count += len(xb)
+    return total, count
+
+
+def _parameter_checksum(model: nn.Module) -> float:
+    with torch.no_grad():
+        return float(sum(p.double().sum() for p in model.parameters()))
+
+
 def fit_model(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
@@ -96,47 +152,106 @@ def fit_model(
     seed: int | None,
     verbose: int = 1,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    distributed: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> FitResult:
     """Train ``model`` with Adam on ``loss_fn(model, batch)``; keep the weights with the best
     validation loss (training loss when there is no validation data) and restore them.
-    Early stopping after ``patience`` epochs without improvement when ``patience`` is set."""
+    Early stopping after ``patience`` epochs without improvement when ``patience`` is set.
+
+    ``distributed`` (default: from ``fit_settings``, else True when ``torchrun`` started
+    several processes) trains data-parallel with ``DistributedDataParallel``: every process
+    draws the same shuffled order, takes every ``world``-th sample of each batch of
+    ``batch_size`` (so ``batch_size`` is the global batch and the batches are those of a
+    single process), and the gradients, losses and the early-stopping decision are agreed
+    with ``all_reduce``. ``loss_fn`` must run the forward pass as ``model(batch)``.
+    ``checkpoint`` (a folder; default from ``fit_settings``) is written by rank 0 after
+    every epoch, and a run that finds an unfinished checkpoint of the same run resumes from
+    it."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    settings = _SETTINGS.get()
+    distributed = settings.distributed if distributed is None else distributed
+    checkpoint = settings.checkpoint if checkpoint is None else checkpoint
+    group = ddp.group(distributed, device)
+    if group.world > 1 and batch_size < 2 * group.world:
+        raise ValueError(f"batch_size {batch_size} is the global batch: with {group.world} processes "
+                         f"it must be at least {2 * group.world}")
     model.to(device)
+    net = group.wrap(model)
     opt = adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed())
     result = FitResult()
-    best, best_state, waited = math.inf, None, 0
+    best, best_state, waited, first_epoch = math.inf, None, 0, 0
+    run = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+           "patience": patience, "seed": seed, "n_train": len(train),
+           "n_val": 0 if val is None else len(val),
+           "parameters": sum(p.numel() for p in model.parameters())}
+    if checkpoint is not None:
+        resumed = checkpoints.load(checkpoint, run=run, model=model, optimizer=opt, generator=gen)
+        if resumed is not None:
+            first_epoch = resumed["epoch"] + 1
+            progress = resumed["progress"]
+            result.history = progress["history"]
+            result.best_epoch = progress["best_epoch"]
+            result.stopped_early = progress["stopped_early"]
+            best, waited = progress["best"], progress["waited"]
+            best_state = resumed["best_state"]
+            result.resumed_from_epoch = resumed["epoch"]
+            if result.stopped_early:
+                first_epoch = epochs
     n_batches = math.ceil(len(train) / batch_size)
-    progress = _progress(verbose, epochs)
-    task = progress.add_task("fit", total=epochs, info="") if progress else None
+    min_batch = 2 * group.world  # a batch of one breaks batch norm and adds only noise
+    progress = _progress(verbose if group.main else 0, epochs)
+    task = progress.add_task("fit", total=epochs, completed=first_epoch, info="") if progress else None
     if progress:
         progress.start()
     try:
-        for epoch in range(epochs):
-            model.train()
+        for epoch in range(first_epoch, epochs):
+            net.train()
             order = torch.randperm(len(train), generator=gen)
+            if group.world > 1 and augment is not None:
+                aug_gen = torch.Generator().manual_seed(
+                    hash((int(seed) if seed is not None else 0, group.rank, epoch)) % 2**63)
+            else:
+                aug_gen = gen
             total = 0.0
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
-                if len(idx) < 2 and len(train) >= 2:
-                    continue  # a batch of one breaks batch norm and adds only noise
+                if len(idx) < min_batch and len(train) >= 2:
+                    continue
+                share = 1.0
+                if group.world > 1:
+                    n_global = len(idx)
+                    idx = idx[group.rank::group.world]
+                    share = group.world * len(idx) / n_global  # weights the mean to the global one
                 xb = train[idx]
                 if augment is not None:
-                    xb = augment(xb, gen)
+                    xb = augment(xb, aug_gen)
                 xb = xb.to(device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model, xb)
+                loss = loss_fn(net, xb)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; "
                                              "lower the learning rate")
-                loss.backward()
+                (loss * share if share != 1.0 else loss).backward()
                 opt.step()
                 total += float(loss.detach()) * len(idx)
+            if group.world > 1:
+                total, = group.sum(total)
+                if not group.same_everywhere(_parameter_checksum(model)):
+                    raise RuntimeError("the processes' weights diverged: the loss function must run "
+                                       "the forward pass as model(batch) so that gradients are shared")
             train_loss = total / len(train)
-            val_loss = batch_mean_loss(model, loss_fn, val, batch_size, device) if val is not None and len(val) else train_loss
+            if val is not None and len(val):
+                val_total, val_count = _shard_loss_sums(model, loss_fn, val[group.rank::group.world],
+                                                        batch_size, device)
+                val_total, val_count = group.sum(val_total, val_count)
+                val_loss = val_total / max(val_count, 1)
+            else:
+                val_loss = train_loss
             result.history["train_loss"].append(train_loss)
             result.history["val_loss"].append(val_loss)
             if val_loss < best:
@@ -146,8 +261,18 @@ def fit_model(
                 waited += 1
             if progress:
                 progress.update(task, advance=1, info=f"loss {train_loss:.5f}  val {val_loss:.5f}")
-            if patience is not None and waited >= patience:
+            stop = group.any(patience is not None and waited >= patience)
+            if stop:
                 result.stopped_early = True
+            if checkpoint is not None and group.main:
+                checkpoints.save(checkpoint, run=run, epoch=epoch, model=model, optimizer=opt,
+                                 generator=gen, best_state=best_state,
+                                 progress={"history": result.history, "best_epoch": result.best_epoch,
+                                           "stopped_early": result.stopped_early, "best": best,
+                                           "waited": waited})
+            if checkpoint is not None:
+                group.barrier()  # the checkpoint of this epoch is complete before anyone goes on
+            if stop:
                 break
     finally:
         if progress:
@@ -156,3 +281,4 @@ def fit_model(
         model.load_state_dict(best_state)
     model.eval()
     return result
+
