@@ -87,6 +87,8 @@ def train(
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    backbone: Optional[str] = typer.Option(None, help="Feature models: efficientnet_lite0 or a weights file."),
+    image_size: Optional[int] = typer.Option(None, help="Feature models: short side in pixels (default 320)."),
 ):
     """Train a detector on folders of normal images and save it."""
     from reconad import ImageDetector
@@ -96,7 +98,8 @@ def train(
     det = ImageDetector(model=model, epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim,
                         width=width, depth=depth, score=score, loss=loss, patience=patience,
                         threshold_method=threshold_method, threshold_param=threshold_param,
-                        device=device, random_state=seed, verbose=0 if quiet else 1)
+                        device=device, random_state=seed, verbose=0 if quiet else 1,
+                        backbone=backbone, image_size=image_size)
     det.fit([str(p) for p in normal])
     det.save(out)
     console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1})")
