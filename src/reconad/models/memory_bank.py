@@ -30,7 +30,7 @@ def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = 128,
     return chosen
 
 
-def nearest_distance(query: torch.Tensor, bank: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def nearest_distance(query: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """Euclidean distance of each row of ``query (L, C)`` to its nearest row of ``bank (K, C)``."""
     out = []
     for start in range(0, len(query), chunk):
