@@ -29,8 +29,8 @@ from reconad import feature_detection as fd
 
 SETTINGS = {
     "feature_knn": {},
-    "feature_ae": {"epochs": 10},
-    "feature_vae": {"epochs": 10},
+    "feature_ae": {"epochs": 5},
+    "feature_vae": {"epochs": 5},
 }
 
 

@@ -48,9 +48,9 @@ OPTIONS = {
     "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
     "topk": 10,
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
-    "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
-    "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
-    "max_vectors": 200000,     # feature_ae/vae: random training vectors
+    "memory_size": 4000,       # feature_knn: vectors kept in the memory bank
+    "coreset_pool": 40000,     # feature_knn: random vectors the coreset is chosen from
+    "max_vectors": 100000,     # feature_ae/vae: random training vectors
     "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
     "extract_batch": 8,        # images per backbone batch
 }
