@@ -88,7 +88,7 @@ def train(
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, help="No progress bar."),
     backbone: Optional[str] = typer.Option(None, help="Feature models: efficientnet_lite0 or a weights file."),
-    image_size: Optional[int] = typer.Option(None, help="Feature models: short side in pixels (default 320)."),
+    image_size: Optional[int] = typer.Option(None, help="Feature models: short side in pixels (default 256)."),
 ):
     """Train a detector on folders of normal images and save it."""
     from reconad import ImageDetector

