@@ -106,6 +106,8 @@ def train(
                                      "--batch-size is the global batch."),
     checkpoint: Optional[Path] = typer.Option(None, help="Folder for a checkpoint after every epoch; "
                                               "a rerun resumes from it."),
+    backbone: Optional[str] = typer.Option(None, help="Feature models: efficientnet_lite0 or a weights file."),
+    image_size: Optional[int] = typer.Option(None, help="Feature models: short side in pixels (default 256)."),
 ):
     """Train a detector on folders of normal images (or an MVTec folder), or on normal
     sensor CSV files, and save it."""
@@ -134,7 +136,8 @@ def train(
                         threshold_method=threshold_method, threshold_param=threshold_param,
                         device=device, random_state=seed, verbose=0 if quiet else 1,
                         patch_size=patch_size, stride=patch_stride, patches_per_image=patches_per_image,
-                        model_kwargs={"pca_components": pca_components} if pca_components else None)
+                        model_kwargs={"pca_components": pca_components} if pca_components else None,
+                        backbone=backbone, image_size=image_size)
     _fit_and_save(det, inputs, out, distributed, checkpoint)
 
 

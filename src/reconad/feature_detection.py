@@ -1,0 +1,362 @@
+"""Fit and score ``ImageDetector``'s feature models on a frozen pretrained backbone.
+
+=================  ==========================================================================
+model              what it learns from the normal images' feature vectors
+=================  ==========================================================================
+``feature_ae``     an autoencoder of 1x1 convolutions; score: squared error per location
+``feature_vae``    a VAE with a Gaussian decoder; score: the unregularised term
+                   ``M = sum 1/2 (mu - x)^2 / sigma^2`` per location
+``feature_knn``    a memory bank (greedy coreset); score: distance to the nearest vector
+=================  ==========================================================================
+
+Each image keeps its aspect ratio: it is resized so that its short side is
+``image_size`` pixels, the backbone turns it into a feature map (several stages on one
+grid, see :class:`reconad.models.features.FeaturePyramid`), the head scores every
+location, the image score is the maximum or the mean of the ``topk`` highest locations,
+and the anomaly map is the location map resized to the image and smoothed.
+
+The functions here take the ``ImageDetector`` and set its fitted attributes; the
+detector calls them when its ``model`` is one of :data:`FEATURE_MODELS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reconad import feature_scoring
+from reconad.data.image_list import to_image_list
+from reconad.models.feature_heads import FeatureAE, FeatureVAE
+from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
+                                     sha256_file)
+from reconad.models.memory_bank import greedy_coreset, nearest_distance
+from reconad.persistence import ModelFileError
+from reconad.training import fit_model, resolve_device, seed_everything, split_validation
+
+FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
+DEFAULT_IMAGE_SIZE = 256
+
+# Settings taken from ``model_kwargs`` (with these defaults).
+OPTIONS = {
+    "stages": ("s8", "s16"),   # backbone stages by output stride, put on the finest one's grid
+    "pool": 3,                 # neighbourhood averaging of each stage (1 = none)
+    "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
+    "topk": 10,
+    "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
+    "memory_size": 4000,       # feature_knn: vectors kept in the memory bank
+    "coreset_pool": 40000,     # feature_knn: random vectors the coreset is chosen from
+    "max_vectors": 100000,     # feature_ae/vae: random training vectors
+    "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
+    "extract_batch": 8,        # images per backbone batch
+}
+HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
+SCORES = {"feature_ae": ("mse", "l1"), "feature_vae": ("unregularised", "nll", "mse"),
+          "feature_knn": ("distance",)}
+
+
+def is_feature_model(name: str) -> bool:
+    return name in FEATURE_MODELS
+
+
+# --- settings -------------------------------------------------------------------------
+def options(det) -> dict:
+    """``OPTIONS`` updated from ``det.model_kwargs``; unknown keys are an error."""
+    kw = dict(det.model_kwargs or {})
+    unknown = sorted(set(kw) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown model_kwargs {unknown} for model {det.model!r}; "
+                         f"known: {', '.join(OPTIONS)}")
+    opts = {**OPTIONS, **kw}
+    opts["stages"] = tuple(opts["stages"])
+    if opts["image_score"] not in feature_scoring.IMAGE_SCORES:
+        raise ValueError(f"unknown image_score {opts['image_score']!r}; choose one of "
+                         f"{', '.join(feature_scoring.IMAGE_SCORES)}")
+    for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch"):
+        if int(opts[name]) < 1:
+            raise ValueError(f"model_kwargs {name} must be at least 1, got {opts[name]}")
+    return opts
+
+
+def image_size(det) -> int:
+    size = DEFAULT_IMAGE_SIZE if det.image_size is None else det.image_size
+    if not isinstance(size, (int, np.integer)) or size < 32:
+        raise ValueError(f"image_size (short side in pixels) must be an integer >= 32, got {size!r}")
+    return int(size)
+
+
+def score_name(det, score: str | None = None) -> str:
+    name = score or det.score or SCORES[det.model][0]
+    if name not in SCORES[det.model]:
+        raise ValueError(f"unknown score {name!r} for model {det.model!r}; choose one of "
+                         f"{', '.join(SCORES[det.model])}")
+    return name
+
+
+def _head_kwargs(det) -> dict:
+    return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in HEAD_DEFAULTS.items()}
+
+
+def _build_head(det, channels: int) -> torch.nn.Module:
+    cls = FeatureAE if det.model == "feature_ae" else FeatureVAE
+    return cls(channels, **_head_kwargs(det))
+
+
+# --- features -------------------------------------------------------------------------
+def _backbone_name(det):
+    return EFFICIENTNET_LITE0 if det.backbone is None else det.backbone
+
+
+def load_pyramid(det) -> FeaturePyramid:
+    """Build the frozen feature pyramid; sets ``backbone_file_`` and ``backbone_sha256_``."""
+    opts = options(det)
+    net, path = load_backbone(_backbone_name(det))
+    pyramid = FeaturePyramid(fuse_batchnorm(net), opts["stages"], pool=int(opts["pool"]))
+    det.backbone_file_ = str(path)
+    det.backbone_sha256_ = sha256_file(path)
+    det.device_ = resolve_device(det.device)
+    det.pyramid_ = pyramid.to(det.device_).to(memory_format=torch.channels_last).eval()
+    return det.pyramid_
+
+
+def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Height and width after scaling the short side to ``short_side`` (aspect kept)."""
+    s = short_side / min(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def _by_shape(arrays) -> dict[tuple, list[int]]:
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, a in enumerate(arrays):
+        groups[tuple(a.shape)].append(i)
+    return groups
+
+
+def extract_features(det, X) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+    """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes.
+    Images of the same size go through the backbone together."""
+    images = to_image_list(X, channels=3)
+    pyramid = getattr(det, "pyramid_", None)
+    if pyramid is None:
+        pyramid = load_pyramid(det)
+    size, batch = image_size(det), int(options(det)["extract_batch"])
+    feats: list[torch.Tensor | None] = [None] * len(images)
+    with torch.no_grad():
+        for shape, idx in _by_shape(images).items():
+            target = resized_shape(shape[1], shape[2], size)
+            for start in range(0, len(idx), batch):
+                part = idx[start:start + batch]
+                x = torch.from_numpy(np.stack([images[i] for i in part])).to(det.device_)
+                if x.shape[-2:] != target:
+                    x = F.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=True)
+                out = pyramid(x.contiguous(memory_format=torch.channels_last)).float().cpu().contiguous()
+                for i, f in zip(part, out):
+                    feats[i] = f
+    return feats, [im.shape[1:] for im in images]
+
+
+def _vectors(feats: list[torch.Tensor]) -> torch.Tensor:
+    """All locations of all maps as rows ``(M, C)``."""
+    return torch.cat([f.flatten(1).T for f in feats])
+
+
+def _subsample(rows: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    if len(rows) <= n:
+        return rows
+    return rows[torch.randperm(len(rows), generator=gen)[:n]]
+
+
+# --- fit ------------------------------------------------------------------------------
+def fit(det, X):
+    """Fit feature model ``det.model`` on normal images ``X``; returns ``det``."""
+    _check_settings(det)
+    load_pyramid(det)
+    feats, _ = extract_features(det, X)
+    return fit_features(det, feats)
+
+
+def _check_settings(det) -> None:
+    if det.model not in FEATURE_MODELS:
+        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(FEATURE_MODELS)})")
+    options(det)
+    image_size(det)
+    score_name(det)
+
+
+def fit_features(det, feats: list[torch.Tensor]):
+    """Fit the head on feature maps from :func:`extract_features` (lets callers extract
+    once and compare heads); returns ``det``."""
+    _check_settings(det)
+    if len(feats) < 2:
+        raise ValueError(f"need at least 2 normal images to fit, got {len(feats)}")
+    opts = options(det)
+    det.device_ = resolve_device(det.device)
+    seed_everything(det.random_state)
+    gen = torch.Generator().manual_seed(int(det.random_state or 0))
+    tr_idx, val_idx = split_validation(len(feats), det.validation_fraction, det.random_state)
+    train = [feats[i] for i in tr_idx]
+    held_out = [feats[i] for i in val_idx] or train
+    vectors = _vectors(train)
+    det.feature_channels_ = int(vectors.shape[1])
+    det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
+    if det.model == "feature_knn":
+        pool = _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_)
+        keep = greedy_coreset(pool, int(opts["memory_size"]), seed=det.random_state)
+        det.memory_bank_ = pool[keep.to(pool.device)].contiguous()
+        det.model_ = None
+    else:
+        det.feature_mean_ = vectors.mean(0)
+        det.feature_std_ = vectors.std(0).clamp_min(1e-6)
+        train_rows = _standardise(det, _subsample(vectors, int(opts["max_vectors"]), gen))
+        val_rows = _standardise(det, _subsample(_vectors(held_out), max(int(opts["max_vectors"]) // 10, 1), gen))
+        det.model_ = _build_head(det, det.feature_channels_)
+        loss = _loss_fn(det.model)
+        result = fit_model(det.model_, lambda m, xb: loss(m, xb[:, :, None, None]), train_rows, val_rows,
+                           epochs=det.epochs, batch_size=int(opts["batch_vectors"]), lr=det.lr,
+                           weight_decay=det.weight_decay, patience=det.patience, device=det.device_,
+                           seed=det.random_state, verbose=det.verbose)
+        det.history_, det.best_epoch_ = result.history, result.best_epoch
+    det._set_threshold_from(image_scores(det, score_maps(det, held_out)))
+    return det
+
+
+def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
+    return (rows - det.feature_mean_) / det.feature_std_
+
+
+def _loss_fn(model: str):
+    if model == "feature_ae":
+        return lambda m, x: (m(x) - x).square().mean()
+
+    def vae_loss(m, x):
+        mu_x, logvar_x, mu_z, logvar_z = m(x)
+        nll = feature_scoring.gaussian_nll(x, mu_x, logvar_x)
+        return (nll + feature_scoring.kl_standard_normal(mu_z, logvar_z)).mean() / x.shape[1]
+
+    return vae_loss
+
+
+# --- scoring --------------------------------------------------------------------------
+def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
+    """Score map ``(N, h, w)`` of a batch of feature maps ``(N, C, h, w)`` on the device."""
+    if det.model == "feature_knn":
+        n, c, h, w = f.shape
+        d = nearest_distance(f.permute(0, 2, 3, 1).reshape(-1, c), det.memory_bank_)
+        return d.view(n, h, w)
+    mean = det.feature_mean_.to(f.device).view(1, -1, 1, 1)
+    std = det.feature_std_.to(f.device).view(1, -1, 1, 1)
+    z = (f - mean) / std
+    out = det.model_(z)
+    if det.model == "feature_ae":
+        return (out - z).square().sum(1) if score == "mse" else (out - z).abs().sum(1)
+    mu_x, logvar_x = out[0], out[1]
+    if score == "unregularised":
+        return feature_scoring.unregularised_score(z, mu_x, logvar_x)
+    if score == "nll":
+        return feature_scoring.gaussian_nll(z, mu_x, logvar_x)
+    return feature_scoring.squared_error(z, mu_x)
+
+
+def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list[torch.Tensor]:
+    """Per-location score maps ``(h, w)`` (CPU) of feature maps ``(C, h, w)``."""
+    name = score_name(det, score)
+    if det.model_ is not None:
+        det.model_.to(det.device_).eval()
+    if det.model == "feature_knn":
+        det.memory_bank_ = det.memory_bank_.to(det.device_)
+    out: list[torch.Tensor | None] = [None] * len(feats)
+    with torch.no_grad():
+        for _, idx in _by_shape(feats).items():
+            for start in range(0, len(idx), 32):
+                part = idx[start:start + 32]
+                maps = _map_of(det, torch.stack([feats[i] for i in part]).to(det.device_), name).cpu()
+                for i, m in zip(part, maps):
+                    out[i] = m
+    return out
+
+
+def image_scores(det, maps: list[torch.Tensor]) -> np.ndarray:
+    opts = options(det)
+    return np.array([float(feature_scoring.image_score(m, opts["image_score"], int(opts["topk"])))
+                     for m in maps], dtype=np.float64)
+
+
+def decision_function(det, X, score: str | None = None) -> np.ndarray:
+    det._check_fitted()
+    score_name(det, score)
+    feats, _ = extract_features(det, X)
+    return image_scores(det, score_maps(det, feats, score))
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float) -> np.ndarray:
+    """A location map ``(h, w)`` resized to the image ``size`` and smoothed with a
+    Gaussian of ``sigma`` pixels (0 = none)."""
+    m = F.interpolate(score_map[None, None], size=tuple(size), mode="bilinear", align_corners=False)
+    if sigma > 0:
+        k = _gaussian_kernel(sigma)
+        r = len(k) // 2
+        m = F.pad(m, (r, r, r, r), mode="replicate")
+        m = F.conv2d(F.conv2d(m, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    return m[0, 0].numpy()
+
+
+def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> list[np.ndarray]:
+    opts = options(det)
+    short = image_size(det)
+    maps = score_maps(det, feats, score)
+    return [upsample_map(m, hw, float(opts["smooth_sigma"]) * min(hw) / short) for m, hw in zip(maps, sizes)]
+
+
+def anomaly_map(det, X, score: str | None = None):
+    """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
+    det._check_fitted()
+    score_name(det, score)
+    feats, sizes = extract_features(det, X)
+    maps = anomaly_maps_from_features(det, feats, sizes, score)
+    return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+
+
+# --- persistence ----------------------------------------------------------------------
+def fitted_state(det) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Fitted settings and tensors; the backbone's weights are not saved, only its file
+    name and checksum."""
+    fitted = {"backbone_file_": det.backbone_file_, "backbone_sha256_": det.backbone_sha256_,
+              "feature_channels_": det.feature_channels_, "history_": det.history_,
+              "best_epoch_": det.best_epoch_}
+    if det.model == "feature_knn":
+        return fitted, {"state.memory_bank_": det.memory_bank_}
+    tensors = {f"model.{k}": v for k, v in det.model_.state_dict().items()}
+    tensors["state.feature_mean_"] = det.feature_mean_
+    tensors["state.feature_std_"] = det.feature_std_
+    return fitted, tensors
+
+
+def restore_state(det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Rebuild a saved feature model; the backbone must be the very file it was fitted with."""
+    load_pyramid(det)
+    if det.backbone_sha256_ != fitted["backbone_sha256_"]:
+        raise ModelFileError(
+            f"backbone weights {det.backbone_file_} differ from those the model was fitted with "
+            f"({Path(fitted['backbone_file_']).name}, sha256 {fitted['backbone_sha256_'][:12]}...)")
+    det.feature_channels_ = int(fitted["feature_channels_"])
+    det.history_, det.best_epoch_ = fitted["history_"], fitted["best_epoch_"]
+    if det.model == "feature_knn":
+        det.model_ = None
+        det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
+        return
+    det.feature_mean_ = tensors["state.feature_mean_"]
+    det.feature_std_ = tensors["state.feature_std_"]
+    det.model_ = _build_head(det, det.feature_channels_)
+    det.model_.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    det.model_.to(det.device_).eval()

@@ -1,0 +1,51 @@
+"""Score terms in feature space, per location, and the image score from a map.
+
+For a Gaussian decoder with mean ``mu`` and log-variance ``logvar`` per feature:
+
+=================  ===============================================  ==========================
+name               per location (summed over channels)              role
+=================  ===============================================  ==========================
+``unregularised``  ``1/2 (x - mu)^2 / sigma^2``                      anomaly score M
+``nll``            ``1/2 (x - mu)^2 / sigma^2 + 1/2 log(2 pi sigma^2)``  reconstruction term of the loss
+``kl``             ``KL(N(mu_z, sigma_z^2) || N(0, 1))``            regulariser of the loss
+=================  ===============================================  ==========================
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+IMAGE_SCORES = ("max", "topk")
+
+
+def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """``sum_c (x - x_hat)^2`` per location: ``(N, C, H, W) -> (N, H, W)``."""
+    return (x - x_hat).square().sum(1)
+
+
+def unregularised_score(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``M = sum_c 1/2 (mu - x)^2 / sigma^2`` per location: ``(N, C, H, W) -> (N, H, W)``."""
+    return 0.5 * ((x - mu).square() * (-logvar).exp()).sum(1)
+
+
+def gaussian_nll(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of ``x`` under ``N(mu, exp(logvar))`` per location."""
+    return unregularised_score(x, mu, logvar) + 0.5 * (logvar + math.log(2 * math.pi)).sum(1)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` per location."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+
+
+def image_score(score_map: torch.Tensor, method: str = "topk", k: int = 10) -> torch.Tensor:
+    """One score per image from its map ``(H, W)`` or ``(N, H, W)``: the maximum or the
+    mean of the ``k`` highest locations."""
+    flat = score_map.flatten(-2)
+    if method == "max":
+        return flat.max(-1).values
+    if method == "topk":
+        return flat.topk(min(int(k), flat.shape[-1]), dim=-1).values.mean(-1)
+    raise ValueError(f"unknown image_score {method!r}; choose one of {', '.join(IMAGE_SCORES)}")

