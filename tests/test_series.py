@@ -241,14 +241,27 @@ def test_cli_series_train_score_evaluate_monitor(tmp_path, frame):
     assert (tmp_path / "ev" / "series.png").stat().st_size > 0
     stream = tmp_path / "stream.csv"
     stream.write_text(test.drop(columns=["anomaly"]).to_csv(index=False) + "bad,row\n", encoding="utf-8")
+    config = tmp_path / "channels.json"
+    config.write_text(json.dumps({"outbox": str(tmp_path / "outbox"),
+                                  "channels": [{"type": "log", "path": str(tmp_path / "channel.jsonl")}]}))
     res = runner.invoke(app, ["monitor", "--model", str(tmp_path / "m"), "--input", str(stream), "--no-follow",
                               "--alerts", str(tmp_path / "alerts.jsonl"), "--log", str(tmp_path / "mon.log"),
-                              "--consecutive", "3"])
+                              "--consecutive", "3", "--alert-config", str(config)])
     assert res.exit_code == 0, res.output
     alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert alerts and alerts[0]["top_sensors"][0]["sensor"] == SENSORS[0]
+    version = alerts[0]["model_version"]
+    assert isinstance(version, str) and len(version) == 12  # weights checksum outside a registry
+    delivered = [json.loads(x) for x in (tmp_path / "channel.jsonl").read_text().splitlines()]
+    assert [a["row"] for a in delivered] == [a["row"] for a in alerts]
+    assert all(a["model_version"] == version for a in delivered)
     log = (tmp_path / "mon.log").read_text()
     assert "skipped" in log and '"malformed": 1' in log
+    # retraining a series model keeps its sensor columns, even when the new file has more
+    res = runner.invoke(app, ["retrain", "--model", str(tmp_path / "m"), "--data", str(test_csv),
+                              "--out", str(tmp_path / "m2"), "--set", "epochs=1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert load(tmp_path / "m2").columns_ == load(tmp_path / "m").columns_
 
 
 # --- metrics ------------------------------------------------------------------------------

@@ -557,6 +557,8 @@ def monitor(
     follow: bool = typer.Option(True, help="Keep reading a file as it grows (Ctrl-C stops)."),
     idle_timeout: Optional[float] = typer.Option(None, help="Stop following after this many idle seconds."),
     encoding: str = typer.Option("utf-8", help="Text encoding of the stream (e.g. cp932)."),
+    alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON: webhook, e-mail, log); "
+                                                "each alert is also sent there."),
 ):
     """Score a live sensor stream causally; one JSON line per alert."""
     from reconad import SeriesDetector, cli_series
@@ -568,7 +570,8 @@ def monitor(
     if input != "-" and not Path(input).is_file():
         raise FileNotFoundError(f"input file not found: {input}")
     summary = cli_series.monitor(det, input, alerts=alerts, log_file=log, consecutive=consecutive, top=top,
-                                 follow=follow, idle_timeout=idle_timeout, encoding=encoding)
+                                 follow=follow, idle_timeout=idle_timeout, encoding=encoding,
+                                 alert_config=alert_config)
     err_console.print(f"rows {summary['rows']}, scored {summary['scored']}, malformed {summary['malformed']}, "
                       f"alerts {summary['alerts']}")
 

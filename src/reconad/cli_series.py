@@ -102,7 +102,7 @@ def evaluate(det, path: Path, label_column: str, out: Path, encoding: str | None
 
 
 def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
-            follow: bool, idle_timeout: float | None, encoding: str) -> dict:
+            follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None = None) -> dict:
     from reconad.monitor import Monitor, follow as follow_lines
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -115,6 +115,11 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
     for h in handlers:
         h.setFormatter(fmt)
         logger.addHandler(h)
+    dispatcher = None
+    if alert_config is not None:
+        from reconad.alerts import AlertDispatcher
+
+        dispatcher = AlertDispatcher(alert_config, defaults={"model_version": getattr(det, "model_version_", None)})
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout
     mon = Monitor(det, consecutive=consecutive, top_k=top)
     logger.info("monitoring %s with threshold %.6g, %d consecutive step(s)", source, mon.threshold, consecutive)
@@ -122,6 +127,8 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
         for lines in follow_lines(source, follow=follow, idle_timeout=idle_timeout, encoding=encoding):
             for alert in mon.push_lines(lines):
                 sink.write(json.dumps(alert, ensure_ascii=False) + "\n")
+                if dispatcher is not None:
+                    dispatcher.submit(alert)
             sink.flush()
     except KeyboardInterrupt:
         logger.info("stopped")
@@ -130,6 +137,8 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
         logger.info("summary: %s", json.dumps(summary))
         if sink is not sys.stdout:
             sink.close()
+        if dispatcher is not None and not dispatcher.close(timeout=10):
+            logger.warning("some alerts are not delivered yet; they wait in %s", dispatcher.outbox)
         for h in handlers:
             logger.removeHandler(h)
             h.close()

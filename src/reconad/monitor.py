@@ -63,6 +63,7 @@ class Monitor:
         self.threshold = float(detector.threshold_ if threshold is None else threshold)
         self.columns = list(detector.columns_)
         self.window = int(detector.window)
+        self.model_version = getattr(detector, "model_version_", None)
         self._history = np.empty((0, len(self.columns)), np.float32)
         self._last_raw: np.ndarray | None = None
         self._run = 0
@@ -137,6 +138,8 @@ class Monitor:
             contrib = errors[i - offset]
             top = np.argsort(-contrib)[:self.top_k]
             alerts.append({
+                "kind": "anomaly",
+                "model_version": self.model_version,
                 "timestamp": stamps[i],
                 "row": first_row + int(i),
                 "score": float(scores[i]),

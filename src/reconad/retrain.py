@@ -63,6 +63,8 @@ def retrain(model, data: list[str | os.PathLike], out: str | os.PathLike, overri
     old = load_model(model)
     parent = model_version(old)
     new = clone(old)
+    if getattr(old, "columns_", None) is not None and "columns" in new.get_params() and new.columns is None:
+        new.set_params(columns=list(old.columns_))  # the same input columns as the model had
     if overrides:
         new.set_params(**overrides)
     fit_data = read_fit_data(new, data)

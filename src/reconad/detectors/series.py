@@ -160,6 +160,12 @@ class SeriesDetector(BaseDetector):
         return s
 
     # --- fit --------------------------------------------------------------------------
+    def read_fit_data(self, paths: list) -> list[pd.DataFrame]:
+        """Normal segments from CSV files (delimiter and encoding detected), one per file."""
+        from reconad.data.csv import read_csv
+
+        return [read_csv(p) for p in paths]
+
     def fit(self, X, y=None):
         """Train on normal data: one series (DataFrame, array ``(T, F)``, CSV path) or a list
         of normal segments (windows never cross segment borders). Returns ``self``."""
