@@ -109,8 +109,9 @@ def train(
     backbone: Optional[str] = typer.Option(None, help="Feature models: efficientnet_lite0 or a weights file."),
     image_size: Optional[int] = typer.Option(None, help="Feature models: short side in pixels (default 256)."),
 ):
-    """Train a detector on folders of normal images (or an MVTec folder), or on normal
-    sensor CSV files, and save it."""
+    """Train a detector on normal images or normal sensor CSV files, and save it.
+
+    Images: folders (--normal) or an MVTec folder (--mvtec). Series: CSV files."""
     from reconad import ImageDetector, cli_series
     from reconad.data import layouts
 
@@ -176,9 +177,11 @@ def score(
     id_column: Optional[str] = typer.Option(None, help="Series: the column that tells machines apart."),
     encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
 ):
-    """Score images (CSV of file, score, label, model_version) or sensor CSV files
-    (file, time, score, label); MODEL may be a registry folder. With --engine dask: score
-    Parquet tables or series, or images, on a Dask cluster and write Parquet partitions."""
+    """Score images or sensor CSV files; write a CSV of scores and labels.
+
+    Images give file, score, label, model_version; sensor CSV files give file, time, score,
+    label. MODEL may be a registry folder. With --engine dask: score Parquet tables or
+    series, or images, on a Dask cluster and write Parquet partitions."""
     if engine not in ("local", "dask"):
         raise ValueError(f"unknown engine {engine!r}; choose local or dask")
     if engine == "dask" or input is not None or output is not None:
@@ -235,8 +238,10 @@ def evaluate(
                                                     "ROOT/ground_truth masks."),
     stride: int = typer.Option(4, help="Patch mode: grid step of the anomaly maps."),
 ):
-    """Metrics and plots on labelled folders of images (plain folders or an MVTec folder;
-    with masks also pixel-level metrics and heatmaps), or on a labelled sensor CSV file."""
+    """Metrics and plots on labelled images or a labelled sensor CSV file.
+
+    Images: plain folders or an MVTec folder; with masks also pixel-level metrics and
+    heatmaps."""
     from reconad import SeriesDetector, cli_series
     from reconad.data import layouts
     from reconad.data.images import list_image_files
