@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from reconad import feature_scoring
-from reconad.data.image_list import to_image_list
+from reconad.data.images import to_image_list
 from reconad.models.feature_heads import FeatureAE, FeatureVAE
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)

@@ -1,21 +1,22 @@
 """Score terms in feature space, per location, and the image score from a map.
 
-For a Gaussian decoder with mean ``mu`` and log-variance ``logvar`` per feature:
+The Gaussian terms are those of :mod:`reconad.scoring` (A, M and D of the product-photo
+VAE), summed over the feature channels of each location:
 
 =================  ===============================================  ==========================
 name               per location (summed over channels)              role
 =================  ===============================================  ==========================
-``unregularised``  ``1/2 (x - mu)^2 / sigma^2``                      anomaly score M
-``nll``            ``1/2 (x - mu)^2 / sigma^2 + 1/2 log(2 pi sigma^2)``  reconstruction term of the loss
-``kl``             ``KL(N(mu_z, sigma_z^2) || N(0, 1))``            regulariser of the loss
+``unregularised``  M = ``1/2 (x - mu)^2 / sigma^2``                  anomaly score
+``nll``            M + A, A = ``1/2 log(2 pi sigma^2)``             reconstruction term of the loss
+``kl``             D = ``KL(N(mu_z, sigma_z^2) || N(0, 1))``        regulariser of the loss
 =================  ===============================================  ==========================
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from reconad.scoring import log_normalizer, normalized_distance
 
 IMAGE_SCORES = ("max", "topk")
 
@@ -26,17 +27,17 @@ def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 def unregularised_score(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``M = sum_c 1/2 (mu - x)^2 / sigma^2`` per location: ``(N, C, H, W) -> (N, H, W)``."""
-    return 0.5 * ((x - mu).square() * (-logvar).exp()).sum(1)
+    """M per location: ``(N, C, H, W) -> (N, H, W)``."""
+    return normalized_distance(x, mu, logvar).sum(1)
 
 
 def gaussian_nll(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of ``x`` under ``N(mu, exp(logvar))`` per location."""
-    return unregularised_score(x, mu, logvar) + 0.5 * (logvar + math.log(2 * math.pi)).sum(1)
+    """Negative log-likelihood of ``x`` under ``N(mu, exp(logvar))`` per location: M + A."""
+    return (normalized_distance(x, mu, logvar) + log_normalizer(logvar)).sum(1)
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, exp(logvar)) || N(0, I))`` per location."""
+    """D per location: ``KL(N(mu, exp(logvar)) || N(0, I))`` summed over channels."""
     return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
 
 

@@ -70,13 +70,7 @@ def _progress(verbose: int, total: int):
 def batch_mean_loss(model: nn.Module, loss_fn: Callable, data: torch.Tensor, batch_size: int,
                     device: torch.device) -> float:
     """Mean loss over ``data`` in evaluation mode, weighted by batch size."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            xb = data[start:start + batch_size].to(device)
-            total += float(loss_fn(model, xb)) * len(xb)
-            count += len(xb)
+    total, count = _shard_loss_sums(model, loss_fn, data, batch_size, device)
     return total / max(count, 1)
 
 
