@@ -189,6 +189,26 @@ def test_monitor_matches_causal_scores_in_any_chunking(det, frame):
     assert np.isnan(got[:det.window - 1]).all()
 
 
+def test_monitor_adaptive_threshold_is_causal_and_bounded(det, frame):
+    values = frame[SENSORS].to_numpy()
+    fixed = Monitor(det)
+    fixed.push(values)
+    rule = {"method": "rolling_quantile", "q": 0.9, "window": 100, "min_samples": 20}
+    mon = Monitor(det, threshold_rule=rule)
+    thresholds = []
+    for chunk in np.array_split(values, 20):
+        mon.push(chunk)
+        thresholds.append(mon.threshold)
+    np.testing.assert_allclose(mon.last_scores, fixed.last_scores[-len(mon.last_scores):])  # scores unchanged
+    assert len(set(thresholds)) > 1  # the rule moved the threshold
+    bounds = (mon.threshold_rule.lower, mon.threshold_rule.upper)
+    assert all(bounds[0] <= t <= bounds[1] for t in thresholds)
+    # a fault far above the threshold does not raise it
+    before = mon.threshold
+    mon.push(values[-50:] + 50.0)
+    assert mon.threshold <= before * 1.01
+
+
 def test_monitor_survives_malformed_rows_and_loses_none(det, frame):
     lines = frame.to_csv(sep=";", index=False).splitlines()
     header, rows = lines[0], lines[1:]

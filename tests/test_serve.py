@@ -198,3 +198,19 @@ def test_cli_serve(small_detector, tmp_path, mnist01):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_anomalies_go_to_the_alert_channels(small_detector, mnist01, tmp_path):
+    from reconad.alerts import AlertDispatcher
+
+    config = {"outbox": str(tmp_path / "outbox"), "channels": [{"type": "log", "path": str(tmp_path / "a.jsonl")}]}
+    with AlertDispatcher(config, background=False, defaults={"model_version": "v0007"}) as alerts:
+        c = TestClient(create_app(small_detector, alerts=alerts))
+        x = np.concatenate([mnist01["test_ones"][:5], mnist01["test_zeros"][:5]])
+        r = c.post("/score", json={"instances": x.tolist()})
+        assert r.status_code == 200
+        flagged = [i for i, label in enumerate(r.json()["labels"]) if label]
+        assert flagged
+    sent = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [a["index"] for a in sent] == flagged
+    assert all(a["model_version"] == "v0007" and a["source"] == "service" for a in sent)

@@ -564,6 +564,8 @@ def monitor(
     encoding: str = typer.Option("utf-8", help="Text encoding of the stream (e.g. cp932)."),
     alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON: webhook, e-mail, log); "
                                                 "each alert is also sent there."),
+    threshold_rule: Optional[str] = typer.Option(None, help="fixed (default), rolling_quantile, pot, or JSON "
+                                                 "such as '{\"method\": \"pot\", \"q\": 1e-3}'."),
 ):
     """Score a live sensor stream causally; one JSON line per alert."""
     from reconad import SeriesDetector, cli_series
@@ -576,7 +578,7 @@ def monitor(
         raise FileNotFoundError(f"input file not found: {input}")
     summary = cli_series.monitor(det, input, alerts=alerts, log_file=log, consecutive=consecutive, top=top,
                                  follow=follow, idle_timeout=idle_timeout, encoding=encoding,
-                                 alert_config=alert_config)
+                                 alert_config=alert_config, threshold_rule=threshold_rule)
     err_console.print(f"rows {summary['rows']}, scored {summary['scored']}, malformed {summary['malformed']}, "
                       f"alerts {summary['alerts']}")
 
@@ -607,6 +609,8 @@ def serve_model(
     max_request_mb: float = typer.Option(10.0, help="Largest request body in MiB."),
     max_batch: int = typer.Option(1024, help="Most samples in one request."),
     threads: int = typer.Option(1, help="Torch threads for scoring (1 suits many small requests)."),
+    alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON): samples labelled "
+                                                "anomalous are sent there too."),
 ):
     """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
     try:
@@ -621,7 +625,8 @@ def serve_model(
     console.print(f"serving {model} on http://{host}:{port} (API page: /docs)"
                   f"{'; bearer token required' if token else ''}")
     serve(model, host=host, port=port, token=token or None,
-          max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch, threads=threads)
+          max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch, threads=threads,
+          alert_config=alert_config)
 
 
 @app.command("report")

@@ -8,7 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 SERIES_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -102,7 +101,8 @@ def evaluate(det, path: Path, label_column: str, out: Path, encoding: str | None
 
 
 def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
-            follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None = None) -> dict:
+            follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None = None,
+            threshold_rule: str | None = None) -> dict:
     from reconad.monitor import Monitor, follow as follow_lines
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -121,7 +121,8 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
 
         dispatcher = AlertDispatcher(alert_config, defaults={"model_version": getattr(det, "model_version_", None)})
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout
-    mon = Monitor(det, consecutive=consecutive, top_k=top)
+    rule = json.loads(threshold_rule) if threshold_rule and threshold_rule.lstrip().startswith("{") else threshold_rule
+    mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule)
     logger.info("monitoring %s with threshold %.6g, %d consecutive step(s)", source, mon.threshold, consecutive)
     try:
         for lines in follow_lines(source, follow=follow, idle_timeout=idle_timeout, encoding=encoding):

@@ -42,7 +42,7 @@ def classification_report(y_true, scores, threshold: float) -> str:
             target_names=["normal", "anomaly"], digits=4, zero_division=0,
         ),
         "confusion matrix (rows: true, columns: predicted)",
-        f"              normal  anomaly",
+        "              normal  anomaly",
         f"  normal  {c['tn']:>10d} {c['fp']:>8d}",
         f"  anomaly {c['fn']:>10d} {c['tp']:>8d}",
     ]

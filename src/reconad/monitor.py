@@ -46,6 +46,11 @@ class Monitor:
         Sensors named in an alert (largest contributions first).
     threshold : float or None
         Overrides ``detector.threshold_``.
+    threshold_rule : str, dict or None
+        How the threshold follows the stream (see :mod:`reconad.adaptive_threshold`):
+        None or ``"fixed"`` keeps it; ``"rolling_quantile"`` or ``"pot"`` (or a dict with
+        ``method`` and its settings) re-estimate it from recent normal-looking scores,
+        within bounds. The steps of one ``push`` are judged by the threshold before it.
 
     Attributes
     ----------
@@ -53,7 +58,10 @@ class Monitor:
     last_scores : scores of the steps of the latest ``push`` (NaN while warming up)
     """
 
-    def __init__(self, detector, consecutive: int = 1, top_k: int = 3, threshold: float | None = None):
+    def __init__(self, detector, consecutive: int = 1, top_k: int = 3, threshold: float | None = None,
+                 threshold_rule: str | dict | None = None):
+        from reconad.adaptive_threshold import make_threshold
+
         detector._check_fitted()
         if int(consecutive) < 1:
             raise ValueError(f"consecutive must be at least 1, got {consecutive}")
@@ -64,6 +72,8 @@ class Monitor:
         self.columns = list(detector.columns_)
         self.window = int(detector.window)
         self.model_version = getattr(detector, "model_version_", None)
+        self.threshold_rule = make_threshold(threshold_rule, detector.decision_scores_, self.threshold,
+                                             log=log.info)
         self._history = np.empty((0, len(self.columns)), np.float32)
         self._last_raw: np.ndarray | None = None
         self._run = 0
@@ -108,7 +118,9 @@ class Monitor:
         scores[m - n_new:] = errors.sum(1)
         self.n_scored += n_new
         self.last_scores = scores
-        return self._alerts(scores, errors, stamps, first_row, m - n_new)
+        alerts = self._alerts(scores, errors, stamps, first_row, m - n_new)
+        self.threshold = float(self.threshold_rule.update(scores[m - n_new:]))
+        return alerts
 
     def _fill(self, raw: np.ndarray) -> np.ndarray:
         """Missing values take the previous row's value (the training mean for the first)."""

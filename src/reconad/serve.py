@@ -109,8 +109,10 @@ def _map_png(amap: np.ndarray) -> tuple[str, float]:
 # --- the application ---------------------------------------------------------------------
 
 def create_app(detector, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-               max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None):
-    """The FastAPI application serving ``detector`` (fitted)."""
+               max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None, alerts=None):
+    """The FastAPI application serving ``detector`` (fitted). With ``alerts`` (a
+    :class:`reconad.alerts.AlertDispatcher`), every sample labelled anomalous is also sent
+    to the alert channels, with the model version."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
     kind = input_kind(detector)
@@ -227,7 +229,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "scores": [None if not math.isfinite(s) else float(s) for s in scores],
             "labels": (scores > threshold).astype(int).tolist(),
             "threshold": threshold,
+            "model_version": getattr(detector, "model_version_", None),
         }
+        if alerts is not None:
+            version = {"model_version": out["model_version"]} if out["model_version"] else {}
+            for i in np.flatnonzero(scores > threshold):
+                alerts.submit({"kind": "anomaly", "source": "service", "index": int(i),
+                               "score": float(scores[i]), "threshold": threshold, **version})
         if maps is not None:
             pngs = [_map_png(m) for m in maps]
             out["maps"] = [p for p, _ in pngs]
@@ -298,19 +306,28 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
 
 def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-          threads: int | None = 1, log_level: str = "warning") -> None:
+          threads: int | None = 1, log_level: str = "warning", alert_config=None) -> None:
     """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
     the torch threads for scoring (None keeps torch's default): one thread suits many
     small requests and avoids idle threads spinning on a busy CPU."""
     import torch
     import uvicorn
 
-    from reconad import load
+    from reconad.registry import load_model
 
     if threads is not None:
         torch.set_num_threads(int(threads))
 
-    detector = load(model_path)
+    detector = load_model(model_path)
+    dispatcher = None
+    if alert_config is not None:
+        from reconad.alerts import AlertDispatcher
+
+        dispatcher = AlertDispatcher(alert_config, defaults={"model_version": detector.model_version_})
     app = create_app(detector, token=token, max_request_bytes=max_request_bytes, max_batch=max_batch,
-                     model_name=str(model_path))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+                     model_name=str(model_path), alerts=dispatcher)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    finally:
+        if dispatcher is not None:
+            dispatcher.close(timeout=10)
