@@ -159,3 +159,31 @@ def test_bad_input_is_named_before_any_work(tmp_path, small_detector):
     for args, message in [(["--input", "x*.png"], "--output"), (["--engine", "spark", "x.png"], "engine")]:
         result = CliRunner().invoke(app, ["score", "--model", str(tmp_path / "image-model"), *args])
         assert isinstance(result.exception, ValueError) and message in str(result.exception)
+
+
+def test_real_table_and_series_detectors_score_equal_in_process(cluster, tmp_path):
+    from reconad import SeriesDetector, TabularDetector
+
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame(rng.normal(size=(600, 4)), columns=list("abcd"))
+    tab = TabularDetector(epochs=2, verbose=0).fit(table.iloc[:300])
+    tab.save(tmp_path / "table-model")
+    got = read_scores(dask_scoring.score_to_parquet(tmp_path / "table-model", split_at(table, [50, 51, 333]),
+                                                    tmp_path / "table-scores",
+                                                    scheduler=cluster.scheduler_address))
+    want = frame_scoring.score_table(tab, table)
+    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())  # exactly
+    np.testing.assert_array_equal(got["label"].to_numpy(), want["label"].to_numpy())
+
+    frame = series_frame([157, 93, 40])
+    ser = SeriesDetector(window=8, width=4, epochs=2, verbose=0).fit(frame[["x", "y", "z"]].iloc[:150])
+    ser.save(tmp_path / "series-model")
+    cuts = {1, 2, 60, 151, 152, 200, 251}
+    scores = dask_scoring.score_dask(tmp_path / "series-model", split_at(frame, cuts), id_column="machine",
+                                     features=["x", "y", "z"])
+    got = plain_text(scores.compute().reset_index(drop=True))
+    want = frame_scoring.score_series(ser, frame, id_column="machine", features=["x", "y", "z"])
+    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())  # exactly
+    for m, rows in frame.groupby("machine").groups.items():
+        alone = ser.decision_function(frame.loc[rows, ["x", "y", "z"]].to_numpy())
+        np.testing.assert_allclose(want.loc[rows, "score"].to_numpy(), alone, rtol=1e-6)
