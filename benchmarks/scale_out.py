@@ -111,8 +111,11 @@ def run(kind: str, model: Path, n_rows: int, workers: int, scratch: Path) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes to try it out")
+    ap.add_argument("--series-steps", type=int, default=None,
+                    help="length of the long series (default 10,000,000; 2,500,000 with --quick)")
     args = ap.parse_args()
     small, large, steps = (500_000, 1_000_000, 2_500_000) if args.quick else (2_000_000, 20_000_000, 10_000_000)
+    steps = args.series_steps or steps
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -163,7 +166,8 @@ def main() -> None:
           "worker process; a fresh cluster per row; the time excludes starting the cluster and "
           "loading the model. Peak memory is each worker process's maximum resident set size.\n\n"
           f"Detectors: table: {models['table'][0]}; series: {models['series'][0]}.\n\n"
-          f"Command: `python benchmarks/scale_out.py{' --quick' if args.quick else ''}`  \n"
+          f"Command: `python benchmarks/scale_out.py{' --quick' if args.quick else ''}"
+          f"{f' --series-steps {args.series_steps}' if args.series_steps else ''}`  \n"
           f"Machine: {machine()}; load average before {load_before[0]:.1f}, after "
           f"{os.getloadavg()[0]:.1f} (other jobs on the same cores make the 2-worker speed-up "
           "smaller).\n\n" + table + "\n\n" + summary + "\n")

@@ -63,8 +63,12 @@ def kind_of(detector) -> str:
 def feature_columns(detector, frame: pd.DataFrame, features: Sequence[str] | None = None,
                     exclude: Sequence[str] = ()) -> list[str]:
     """The columns the detector scores: ``features`` when given, else the names it was
-    fitted on (``feature_names_in_``), else every numeric column not in ``exclude``."""
+    fitted on (``feature_names_in_``, or a series detector's ``columns_`` when the frame
+    has them all), else every numeric column not in ``exclude``."""
     names = features if features is not None else getattr(detector, "feature_names_in_", None)
+    fitted_columns = getattr(detector, "columns_", None)
+    if names is None and fitted_columns and all(c in frame.columns for c in fitted_columns):
+        names = list(fitted_columns)
     if names is None:
         names = [c for c in frame.columns if c not in exclude and pd.api.types.is_numeric_dtype(frame[c])]
     names = [str(c) for c in names]
