@@ -13,6 +13,15 @@ from reconad._atomic import write_text
 from reconad.data.images import to_float_array
 
 
+
+def _write_numbers(out_dir, result: dict, y, scores, threshold: float) -> Path:
+    """Write ``metrics.json`` and ``report.txt`` into ``out_dir`` (made if missing)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "metrics.json", json.dumps(result, indent=2))
+    write_text(out / "report.txt", metrics.classification_report(y, scores, threshold) + "\n")
+    return out
+
 def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | None = None) -> dict:
     """Score ``normal`` and ``anomalous`` images; return the metrics at the detector's
     threshold. With ``out_dir``, also write ``metrics.json``, ``report.txt`` and the plots
@@ -29,10 +38,7 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
     result["model"] = detector.model
     if out_dir is None:
         return result
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "metrics.json", json.dumps(result, indent=2))
-    write_text(out / "report.txt", metrics.classification_report(y, scores, detector.threshold_) + "\n")
+    out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
     plots.loss_curve(detector.history_, out / "loss.png", detector.best_epoch_)
     plots.score_histogram(s_norm, s_anom, detector.threshold_, out / "scores.png", result["score"])
     plots.roc_curve(y, scores, out / "roc.png")
@@ -70,10 +76,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
         result.update(metrics.localization_metrics(masks, list(maps)))
     if out_dir is None:
         return result
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "metrics.json", json.dumps(result, indent=2))
-    write_text(out / "report.txt", metrics.classification_report(y, scores, detector.threshold_) + "\n")
+    out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
     plots.score_histogram(scores[y == 0], scores[y == 1], detector.threshold_, out / "scores.png", result["score"])
     if len(np.unique(y)) == 2:
         plots.roc_curve(y, scores, out / "roc.png")

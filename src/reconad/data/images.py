@@ -56,6 +56,12 @@ def _is_path_list(X) -> bool:
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
 
 
+
+def _read_files(paths, channels: int | None) -> tuple[list[np.ndarray], int]:
+    """Read image files (folders expanded); ``channels`` None becomes the most any file has."""
+    images = [read_image(f, channels) for f in expand_paths(paths)]
+    return images, channels if channels is not None else max(im.shape[2] for im in images)
+
 def to_float_array(X, channels: int | None = None) -> np.ndarray:
     """Turn images into float32 ``(N, C, H, W)`` in 0..1.
 
@@ -65,11 +71,8 @@ def to_float_array(X, channels: int | None = None) -> np.ndarray:
     if isinstance(X, (str, os.PathLike)):
         X = [X]
     if _is_path_list(X):
-        files = expand_paths(X)
-        images = [read_image(f, channels) for f in files]
-        if channels is None:
-            channels = max(im.shape[2] for im in images)
-            images = [np.repeat(im, 3, axis=2) if im.shape[2] < channels else im for im in images]
+        images, channels = _read_files(X, channels)
+        images = [np.repeat(im, 3, axis=2) if im.shape[2] < channels else im for im in images]
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
             raise ValueError(f"image files differ in size: {sorted(shapes)[:3]}")
@@ -123,10 +126,7 @@ def to_image_list(X, channels: int | None = None) -> list[np.ndarray]:
     if isinstance(X, (str, os.PathLike)):
         X = [X]
     if _is_path_list(X):
-        files = expand_paths(X)
-        images = [read_image(f, channels) for f in files]
-        if channels is None:
-            channels = max(im.shape[2] for im in images)
+        images, channels = _read_files(X, channels)
         return [to_float_array(im[None], channels=channels)[0] for im in images]
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
