@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
@@ -50,6 +51,19 @@ def test_score_terms_and_anomaly_map(small_detector, mnist01):
     np.testing.assert_allclose(small_detector.decision_function(x, score="bce"), maps["bce"].sum((1, 2)), rtol=1e-5)
     rec = small_detector.reconstruct(x)
     assert rec.shape == (4, 28, 28) and rec.min() >= 0 and rec.max() <= 1
+
+
+def test_smoothed_anomaly_map(small_detector, mnist01):
+    x = mnist01["test_zeros"][:4]
+    raw = small_detector.anomaly_map(x, score="mse")
+    smooth = small_detector.anomaly_map(x, score="mse", sigma=2.0)
+    assert smooth.shape == raw.shape
+    np.testing.assert_allclose(smooth, [ndimage.gaussian_filter(m, 2.0, mode="nearest") for m in raw], rtol=1e-6)
+    roughness = lambda m: np.abs(np.diff(m, axis=-1)).mean()  # noqa: E731
+    assert roughness(smooth) < 0.5 * roughness(raw)
+    assert np.allclose(smooth.mean((1, 2)), raw.mean((1, 2)), rtol=0.1)   # smoothing moves, not adds, error
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        small_detector.anomaly_map(x, sigma=-1)
 
 
 def test_calibrate_methods(small_detector, mnist01):

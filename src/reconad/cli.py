@@ -237,6 +237,7 @@ def evaluate(
     mvtec: Optional[Path] = typer.Option(None, help="MVTec-layout folder: evaluates on ROOT/test with "
                                                     "ROOT/ground_truth masks."),
     stride: int = typer.Option(4, help="Patch mode: grid step of the anomaly maps."),
+    map_sigma: float = typer.Option(0.0, help="Gaussian smoothing of the anomaly maps, in pixels."),
 ):
     """Metrics and plots on labelled images or a labelled sensor CSV file.
 
@@ -267,7 +268,7 @@ def evaluate(
             data = layouts.plain(normal, anomalous, masks)
         with_masks = data.has_masks
         result = evaluate_with_maps(det, data.files, data.labels, data.masks if with_masks else None,
-                                    out, stride=stride)
+                                    out, stride=stride, sigma=map_sigma)
         _print_metrics(result, f"{len(data.files)} images, {sum(data.labels)} anomalous")
         if with_masks:
             console.print(f"pixel ROC-AUC {result['pixel_roc_auc']:.4f}   AUPRO {result['aupro']:.4f}")

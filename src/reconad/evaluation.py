@@ -53,10 +53,10 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
 
 
 def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | os.PathLike | None = None,
-                       n_examples: int = 8, stride: int = 4) -> dict:
+                       n_examples: int = 8, stride: int = 4, sigma: float = 0.0) -> dict:
     """Score image files of any size (patch-mode detectors), and with ``mask_files``
     (a path or None per file; None = defect-free) add pixel ROC-AUC and AUPRO from the
-    anomaly maps. With ``out_dir``, write ``metrics.json``, ``report.txt``, ``scores.png``,
+    anomaly maps (smoothed by a Gaussian of ``sigma`` pixels). With ``out_dir``, write ``metrics.json``, ``report.txt``, ``scores.png``,
     ``roc.png`` and ``heatmaps.png`` (up to ``n_examples`` images, half of them defective)."""
     from reconad.data.images import to_image_list
     from reconad.data.layouts import read_mask
@@ -71,7 +71,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     result["model"] = detector.model
     maps = None
     if mask_files is not None:
-        maps = detector.anomaly_map(images, stride=stride)
+        maps = detector.anomaly_map(images, stride=stride, sigma=sigma)
         masks = [read_mask(m, im.shape[:2]) for m, im in zip(mask_files, images)]
         result.update(metrics.localization_metrics(masks, list(maps)))
     if out_dir is None:
@@ -83,7 +83,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     half = n_examples // 2
     pick = list(np.flatnonzero(y == 0)[:half]) + list(np.flatnonzero(y == 1)[:n_examples - half])
     pick_maps = [maps[i] for i in pick] if maps is not None else list(
-        detector.anomaly_map([images[i] for i in pick], stride=stride))
+        detector.anomaly_map([images[i] for i in pick], stride=stride, sigma=sigma))
     shown = [images[i][..., 0] if images[i].shape[-1] == 1 else images[i] for i in pick]
     shown_masks = ([read_mask(mask_files[i], images[i].shape[:2]) for i in pick]
                    if mask_files is not None else None)
