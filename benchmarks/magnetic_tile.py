@@ -10,8 +10,10 @@ Preprocessing, the same for every model (no labels involved): images wider than 
 transposed to portrait, so the tile texture runs one way; each image is standardised
 (mean 0.5, 0.15 per standard deviation, clipped to 0..1), which removes the large
 brightness differences between normal tiles; then it is resized (bilinear) to a square:
-32x32 for the whole-image models, 64x64 for the patch models, whose maps are compared
-with the masks resized (nearest) to 64x64. All models are trained from scratch.
+32x32 for the whole-image models, 128x128 for the whole-image models whose per-pixel maps
+(smoothed, sigma 16 pixels) are compared with the masks resized (nearest) to 128x128,
+64x64 for the patch models, whose maps are compared with the masks resized to 64x64.
+All models are trained from scratch.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from _common import ROOT, machine, magnetic_tile_split, markdown_table, write_results
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
 from reconad import ImageDetector, plots
@@ -40,6 +43,14 @@ WHOLE_MODELS = {
             ["elbo", "unregularized", "recon_kl"]),
     "GMM": (dict(model="gmm", latent_dim=5, model_kwargs={"pca_components": 64}), ["nll", "unregularized"]),
 }
+MAPPED = 128  # side of the whole-image models whose per-pixel maps are scored against the masks
+MAP_SIGMA = MAPPED / 8  # Gaussian smoothing of their maps, in pixels (a sweep is in the JSON)
+MAPPED_MODELS = {
+    "AE": (dict(model="conv_ae", latent_dim=16, width=16, depth=4, epochs=30, batch_size=32), ["mse"]),
+    "VAE": (dict(model="conv_vae", latent_dim=16, width=16, depth=4, epochs=30, batch_size=32, beta=1.0),
+            ["elbo", "unregularized", "recon_kl"]),
+}
+SIGMA_SWEEP = (0, 4, 8, 16, 24, 32)
 PATCH = dict(patch_size=16, stride=4, patches_per_image=32)
 PATCH_MODELS = {
     "AE": (dict(model="conv_ae", latent_dim=16, width=16, depth=2, epochs=5, batch_size=64, **PATCH), ["mse"]),
@@ -78,14 +89,26 @@ def heatmap_timing(quick: bool) -> dict:
     train = (rng.random((4, 128, 128)) * 255).astype(np.uint8)
     image = (rng.random((1, 480, 640)) * 255).astype(np.uint8)
     out = {}
-    for name, kw in (("paper_vae N_c=16, N_z=10", dict(model="paper_vae", width=16, latent_dim=10, epochs=1)),
-                     ("gmm N_z=5, N_h=32", dict(model="gmm", latent_dim=5, model_kwargs={"pca_components": 32}))):
+    for name, kw, stride in (
+            ("paper_vae N_c=16, N_z=10, stride 4", dict(model="paper_vae", width=16, latent_dim=10, epochs=1), 4),
+            ("paper_vae N_c=16, N_z=10, stride 8", dict(model="paper_vae", width=16, latent_dim=10, epochs=1), 8),
+            ("gmm N_z=5, N_h=32, stride 4", dict(model="gmm", latent_dim=5, model_kwargs={"pca_components": 32}), 4)):
         det = ImageDetector(patch_size=96, patches_per_image=16, verbose=0, random_state=SEED, **kw).fit(train)
-        det.anomaly_map(image[:, :128, :128], stride=4)  # warm-up
+        det.anomaly_map(image[:, :128, :128], stride=stride)  # warm-up
         t0 = time.perf_counter()
-        m = det.anomaly_map(image if not quick else image[:, :240, :320], stride=4)
+        m = det.anomaly_map(image if not quick else image[:, :240, :320], stride=stride)
         out[name] = {"seconds": time.perf_counter() - t0, "map_shape": list(m.shape[1:])}
         print(f"heatmap {name}: {out[name]['seconds']:.1f} s for {m.shape[1]}x{m.shape[2]}", flush=True)
+    # the whole-image route: resize to the model's 128x128, smoothed map, resize back
+    det = ImageDetector(**MAPPED_MODELS["VAE"][0] | {"epochs": 1}, verbose=0, random_state=SEED).fit(
+        (rng.random((8, MAPPED, MAPPED))).astype(np.float32))
+    t0 = time.perf_counter()
+    small = np.asarray(Image.fromarray(image[0]).resize((MAPPED, MAPPED), Image.BILINEAR), np.float32) / 255
+    m = det.anomaly_map(small[None], sigma=MAP_SIGMA)[0]
+    m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((640, 480), Image.BILINEAR))
+    name = f"whole-image conv_vae {MAPPED}x{MAPPED}, resized to 640x480"
+    out[name] = {"seconds": time.perf_counter() - t0, "map_shape": list(m.shape)}
+    print(f"heatmap {name}: {out[name]['seconds']:.3f} s", flush=True)
     return out
 
 
@@ -105,15 +128,17 @@ def main() -> None:
         mask_files = split["test_masks"]
     t0 = time.perf_counter()
     data = {side: (np.stack([load(p, side) for p in train_files]), np.stack([load(p, side) for p in test_files]))
-            for side in (WHOLE, PATCHED)}
+            for side in (WHOLE, PATCHED, MAPPED)}
     masks = np.stack([load(p, PATCHED, mask=True) for p in mask_files])
+    masks_mapped = np.stack([load(p, MAPPED, mask=True) for p in mask_files])
     print(f"loaded {len(train_files)} training and {len(test_files)} test images in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
 
     results = {"machine": machine(), "torch_threads": torch.get_num_threads(),
                "load_average_at_start": os.getloadavg()[0], "quick": args.quick, "rows": []}
     fitted = {}
-    for mode, table, side in (("whole image", WHOLE_MODELS, WHOLE), ("patches", PATCH_MODELS, PATCHED)):
+    for mode, table, side in (("whole image", WHOLE_MODELS, WHOLE), ("whole image, maps", MAPPED_MODELS, MAPPED),
+                              ("patches", PATCH_MODELS, PATCHED)):
         train, test = data[side]
         for name, (kw, scores) in table.items():
             kw = dict(kw)
@@ -140,6 +165,16 @@ def main() -> None:
                     maps = det.anomaly_map(test, score=score, stride=PATCH["stride"])
                     row["map_seconds"] = time.perf_counter() - t1
                     row.update(localization_metrics(list(masks), list(maps)))
+                elif mode == "whole image, maps":
+                    t1 = time.perf_counter()
+                    raw = det.anomaly_map(test, score=score)
+                    maps = det.anomaly_map(test, score=score, sigma=MAP_SIGMA)
+                    row["map_seconds"] = time.perf_counter() - t1
+                    row.update(localization_metrics(list(masks_mapped), list(maps)))
+                    row["sigma"] = MAP_SIGMA
+                    row["pixel_roc_auc_by_sigma"] = {
+                        str(sg): float(roc_auc_score(masks_mapped.ravel(), (gaussian_filter(
+                            raw, (0, sg, sg), mode="nearest") if sg else raw).ravel())) for sg in SIGMA_SWEEP}
                 results["rows"].append(row)
                 print(f"{mode:11s} {name:3s} {score:13s} image ROC-AUC {row['image_roc_auc']:.4f}  "
                       + (f"pixel ROC-AUC {row['pixel_roc_auc']:.4f} AUPRO {row['aupro']:.4f}  " if "aupro" in row else "")
@@ -156,6 +191,12 @@ def main() -> None:
         plots.heatmap_overlays(list(test64), list(maps), docs / f"magnetic_tile_heatmaps_{name.lower()}.png",
                                masks=list(masks[pick]), scores=det.decision_function(test64, score=score),
                                labels=y[pick], cols=4)
+    det = fitted[("whole image, maps", "VAE")]
+    test128 = data[MAPPED][1][pick]
+    maps = det.anomaly_map(test128, score="unregularized", sigma=MAP_SIGMA)
+    plots.heatmap_overlays(list(test128), list(maps), docs / "magnetic_tile_heatmaps_vae128.png",
+                           masks=list(masks_mapped[pick]), labels=y[pick], cols=4,
+                           scores=det.decision_function(test128, score="unregularized"))
     vae = fitted[("whole image", "VAE")]
     plots.latent_space(vae.encode(data[WHOLE][1]), y, docs / "magnetic_tile_latent.png",
                        title="Magnetic tile: mu_z of the whole-image VAE (2-D PCA)")
@@ -165,7 +206,8 @@ def main() -> None:
 
     header = ["input", "model", "score", "image ROC-AUC", "pixel ROC-AUC", "AUPRO", "settings",
               "fit (s)", "score test set (s)"]
-    rows = [[r["input"] + (" patches 16, stride 4" if r["mode"] == "patches" else " whole"),
+    rows = [[r["input"] + {"patches": " patches 16, stride 4", "whole image": " whole",
+                           "whole image, maps": f" whole, map sigma {MAP_SIGMA:g}"}[r["mode"]],
              r["model"], SCORE_LABEL[r["score"]], r["image_roc_auc"],
              r.get("pixel_roc_auc", "-"), r.get("aupro", "-"), r["settings"],
              f"{r['fit_seconds']:.0f}", f"{r['score_seconds']:.1f}"] for r in results["rows"]]
@@ -187,8 +229,9 @@ def main() -> None:
         f"{len(train_files)} defect-free training images; {int((y == 0).sum())} defect-free and "
         f"{int(y.sum())} defective test images. Preprocessing (no labels): landscape images transposed to "
         "portrait, per-image standardisation (mean 0.5, 0.15 per standard deviation, clipped), bilinear "
-        f"resize to {WHOLE}x{WHOLE} (whole-image models) or {PATCHED}x{PATCHED} (patch models; masks resized "
-        "with nearest-neighbour sampling to the same size). No pretrained weights. 10 % of the training "
+        f"resize to {WHOLE}x{WHOLE} (whole-image models), {MAPPED}x{MAPPED} (whole-image models with pixel "
+        f"metrics: maps smoothed with a Gaussian of sigma {MAP_SIGMA:g} pixels) or {PATCHED}x{PATCHED} (patch "
+        "models); masks resized with nearest-neighbour sampling to the size of the maps. No pretrained weights. 10 % of the training "
         "images are held out for the threshold and the best epoch.",
         "",
         markdown_table(header, rows),
@@ -197,8 +240,17 @@ def main() -> None:
         "",
         markdown_table(["input", "model", "score"] + type_names, type_rows),
         "",
-        "Heatmap of one 640x480 image at stride 4 (13,289 patches of 96x96), patch mode: "
+        "Heatmap of one 640x480 image (patch mode, 96x96 patches: 13,289 at stride 4, 3,350 at stride 8): "
         + "; ".join(f"{k}: {v['seconds']:.1f} s" for k, v in timing.items()) + ".",
+        "",
+        f"Pixel ROC-AUC of the {MAPPED}x{MAPPED} whole-image maps by the Gaussian smoothing sigma (pixels at "
+        f"{MAPPED}x{MAPPED}; the table above uses sigma {MAP_SIGMA:g}):",
+        "",
+        markdown_table(["model", "score"] + [f"sigma {sg}" for sg in SIGMA_SWEEP],
+                       [[r["model"], SCORE_LABEL[r["score"]]] + [r["pixel_roc_auc_by_sigma"][str(sg)] for sg in SIGMA_SWEEP]
+                        for r in results["rows"] if r["mode"] == "whole image, maps"]),
+        "",
+        "![VAE 128 heatmaps](magnetic_tile_heatmaps_vae128.png)",
         "",
         "![VAE heatmaps](magnetic_tile_heatmaps_vae.png)",
         "",
