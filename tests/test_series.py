@@ -67,6 +67,23 @@ def test_decision_function_one_score_per_step(det, frame):
     np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), det.decision_function(frame), rtol=1e-5)
 
 
+def test_sensor_reduce_max_takes_the_worst_sensor(frame, tmp_path):
+    d = SeriesDetector(window=16, width=8, epochs=2, batch_size=64, sensor_reduce="max", verbose=0,
+                       random_state=0).fit(frame.iloc[:300])
+    per = d.window_scores(frame, per_sensor=True)
+    np.testing.assert_allclose(d.window_scores(frame), per.max(1), rtol=1e-6)
+    np.testing.assert_allclose(d.decision_function(frame, combine="last")[15:], per.max(1), rtol=1e-6)
+    d.save(tmp_path / "m")
+    again = load(tmp_path / "m")
+    assert again.sensor_reduce == "max" and again.threshold_ == d.threshold_
+    np.testing.assert_allclose(again.decision_function(frame), d.decision_function(frame), rtol=1e-6)
+    mon = Monitor(d)
+    mon.push(frame[SENSORS].to_numpy())
+    np.testing.assert_allclose(mon.last_scores[15:], per.max(1), rtol=1e-5)
+    with pytest.raises(ValueError, match="sensor_reduce"):
+        SeriesDetector(sensor_reduce="mean", verbose=0).fit(frame.iloc[:300])
+
+
 def test_causal_score_uses_no_future_rows(det, frame):
     base = det.decision_function(frame, combine="last")
     changed = frame.copy()

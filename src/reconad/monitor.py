@@ -115,7 +115,7 @@ class Monitor:
         wins = make_windows(joined, self.window)[-m:]  # windows ending at the new rows
         errors = self.detector.score_scaled_windows(wins)
         n_new = len(errors)
-        scores[m - n_new:] = errors.sum(1)
+        scores[m - n_new:] = self.detector.reduce_sensors(errors)
         self.n_scored += n_new
         self.last_scores = scores
         alerts = self._alerts(scores, errors, stamps, first_row, m - n_new)

@@ -16,6 +16,7 @@ from reconad.training import fit_model, resolve_device, seed_everything, split_v
 #: public model names -> registered networks (other registered names are used as given)
 SERIES_MODELS = {"conv_ae": "conv1d_ae", "lstm_ae": "lstm_ae", "lstm_vae": "lstm_vae", "dense_ae": "dense_ae"}
 SERIES_SCORES = ("mae", "mse")
+SENSOR_REDUCE = ("sum", "max")
 
 
 class SeriesDetector(BaseDetector):
@@ -24,7 +25,8 @@ class SeriesDetector(BaseDetector):
     The series is scaled (scaler fitted on the training rows only), cut into windows of
     ``window`` rows every ``stride`` rows, and rebuilt by an autoencoder. A window's error
     per sensor is the mean over its rows of the absolute (``score="mae"``) or squared
-    (``"mse"``) difference; the window score is the sum over sensors. Each time step gets
+    (``"mse"``) difference; the window score is the sum over sensors (``sensor_reduce="max"``:
+    the largest sensor error). Each time step gets
     the ``combine`` of the windows that cover it (``"mean"``, ``"max"``, or ``"last"``,
     the causal score of the window that ends at the step).
 
@@ -39,6 +41,10 @@ class SeriesDetector(BaseDetector):
     normalize_sensors : bool, default False
         Divide each sensor's window error by its median over the training windows, so that
         every sensor counts alike in the sum.
+    sensor_reduce : {"sum", "max"}, default "sum"
+        How a window's per-sensor errors make its score: their sum, or the largest one. With
+        ``"max"`` a window is as anomalous as its worst-rebuilt sensor, so an anomaly that
+        shows in one sensor is not diluted, and small errors of many sensors do not add up.
     scaler : {"standard", "minmax", "none"}, default "standard"
     columns : list of str or None
         Sensor columns of a DataFrame to use; None takes every numeric column.
@@ -66,6 +72,7 @@ class SeriesDetector(BaseDetector):
     def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
                  combine: str = "mean", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
+                 sensor_reduce: str = "sum",
                  latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
                  model_kwargs: dict | None = None, loss: str | None = None, epochs: int = 50,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -81,6 +88,7 @@ class SeriesDetector(BaseDetector):
         self.scaler = scaler
         self.columns = columns
         self.fill_limit = fill_limit
+        self.sensor_reduce = sensor_reduce
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -121,6 +129,9 @@ class SeriesDetector(BaseDetector):
             raise ValueError(f"unknown combine {self.combine!r}; choose one of {', '.join(windows.COMBINE)}")
         if self.score not in SERIES_SCORES:
             raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SERIES_SCORES)}")
+        if self.sensor_reduce not in SENSOR_REDUCE:
+            raise ValueError(f"unknown sensor_reduce {self.sensor_reduce!r}; choose one of "
+                             f"{', '.join(SENSOR_REDUCE)}")
         if self.scaler not in sdata.SCALERS:
             raise ValueError(f"unknown scaler {self.scaler!r}; choose one of {', '.join(sdata.SCALERS)}")
         if (self.loss or "mse") not in ("mse", "l1"):
@@ -209,7 +220,7 @@ class SeriesDetector(BaseDetector):
             raw = self._sensor_errors(wins)
             self.sensor_norm_ = np.maximum(np.median(raw, 0), 1e-6).astype(np.float32)
         held_out = wins[val_idx] if len(val_idx) else wins
-        self._set_threshold_from(self._sensor_errors(held_out).sum(1))
+        self._set_threshold_from(self.reduce_sensors(self._sensor_errors(held_out)))
         return self
 
     # --- scoring ----------------------------------------------------------------------
@@ -226,6 +237,13 @@ class SeriesDetector(BaseDetector):
             return np.zeros((0, self.n_features_), np.float32)
         return np.concatenate(out) / getattr(self, "sensor_norm_", 1.0)
 
+    def reduce_sensors(self, errors: np.ndarray) -> np.ndarray:
+        """Window scores ``(n,)`` from per-sensor window errors ``(n, F)``, by ``sensor_reduce``."""
+        errors = np.asarray(errors)
+        if getattr(self, "sensor_reduce", "sum") == "max":
+            return errors.max(1) if errors.shape[1] else np.zeros(len(errors), errors.dtype)
+        return errors.sum(1)
+
     def _windows_of(self, X) -> tuple[np.ndarray, sdata.Series]:
         s = self._prepare(X, fitting=False)
         scaled = sdata.apply_scaler(s.values, self.center_, self.scale_)
@@ -236,17 +254,18 @@ class SeriesDetector(BaseDetector):
         row ``j * stride``."""
         wins, _ = self._windows_of(X)
         err = self._sensor_errors(wins)
-        return err if per_sensor else err.sum(1)
+        return err if per_sensor else self.reduce_sensors(err)
 
     def decision_function(self, X, combine: str | None = None) -> np.ndarray:
         """Anomaly score per time step ``(T,)``, higher = more anomalous."""
         how = combine or self.combine
         wins, s = self._windows_of(X)
-        return windows.to_steps(self._sensor_errors(wins).sum(1), len(s.values), int(self.window),
+        return windows.to_steps(self.reduce_sensors(self._sensor_errors(wins)), len(s.values), int(self.window),
                                 int(self.stride), how)
 
     def sensor_scores(self, X, combine: str | None = None) -> pd.DataFrame:
-        """Per-sensor contributions ``(T, F)`` as a DataFrame (rows sum to the step scores)."""
+        """Per-sensor contributions ``(T, F)`` as a DataFrame (with ``sensor_reduce="sum"`` and
+        ``combine="mean"`` or ``"last"`` the rows sum to the step scores)."""
         how = combine or self.combine
         wins, s = self._windows_of(X)
         per = windows.to_steps(self._sensor_errors(wins), len(s.values), int(self.window),
