@@ -174,7 +174,7 @@ def main() -> None:
                     row["sigma"] = MAP_SIGMA
                     row["pixel_roc_auc_by_sigma"] = {
                         str(sg): float(roc_auc_score(masks_mapped.ravel(), (gaussian_filter(
-                            raw, (0, sg, sg), mode="nearest") if sg else raw).ravel())) for sg in SIGMA_SWEEP}
+                            raw, (0, sg, sg)) if sg else raw).ravel())) for sg in SIGMA_SWEEP}
                 results["rows"].append(row)
                 print(f"{mode:11s} {name:3s} {score:13s} image ROC-AUC {row['image_roc_auc']:.4f}  "
                       + (f"pixel ROC-AUC {row['pixel_roc_auc']:.4f} AUPRO {row['aupro']:.4f}  " if "aupro" in row else "")

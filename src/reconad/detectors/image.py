@@ -338,7 +338,7 @@ class ImageDetector(BaseDetector):
         maps = self._raw_anomaly_map(X, score, stride)
         if float(sigma) == 0:
             return maps
-        smooth = [ndimage.gaussian_filter(m, float(sigma), mode="nearest") for m in maps]
+        smooth = [ndimage.gaussian_filter(m, float(sigma)) for m in maps]  # mirrored edges
         return np.stack(smooth) if isinstance(maps, np.ndarray) else smooth
 
     def _raw_anomaly_map(self, X, score: str | None, stride: int):
