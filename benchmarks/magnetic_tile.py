@@ -241,7 +241,7 @@ def main() -> None:
         markdown_table(["input", "model", "score"] + type_names, type_rows),
         "",
         "Heatmap of one 640x480 image (patch mode, 96x96 patches: 13,289 at stride 4, 3,350 at stride 8): "
-        + "; ".join(f"{k}: {v['seconds']:.1f} s" for k, v in timing.items()) + ".",
+        + "; ".join(f"{k}: {v['seconds']:.3g} s" for k, v in timing.items()) + ".",
         "",
         f"Pixel ROC-AUC of the {MAPPED}x{MAPPED} whole-image maps by the Gaussian smoothing sigma (pixels at "
         f"{MAPPED}x{MAPPED}; the table above uses sigma {MAP_SIGMA:g}):",
