@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image-size", type=int, default=fd.DEFAULT_IMAGE_SIZE, help="short side in pixels")
     ap.add_argument("--models", default=",".join(SETTINGS))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None,
                     help="file for the extracted features (and their extraction times): read when it "
                          "exists, else written, so that later runs compare heads without the backbone")
@@ -62,7 +62,8 @@ def main() -> None:
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
         saved = torch.load(cache, weights_only=True)
-        if saved["image_size"] != args.image_size or tuple(saved["stages"]) != fd.options(base)["stages"]:
+        if (saved["image_size"] != args.image_size or tuple(saved["stages"]) != fd.options(base)["stages"]
+                or saved.get("contrast") != fd.options(base)["contrast"]):
             raise SystemExit(f"{cache} holds features of other settings; remove it")
         train_feats, test_feats, sizes = saved["train"], saved["test"], [tuple(s) for s in saved["sizes"]]
         t_train_extract, t_test_extract = saved["train_s"], saved["test_s"]
@@ -76,6 +77,7 @@ def main() -> None:
         t_test_extract = time.perf_counter() - t
         if cache is not None:
             torch.save({"image_size": args.image_size, "stages": list(fd.options(base)["stages"]),
+                        "contrast": fd.options(base)["contrast"],
                         "train": train_feats, "test": test_feats, "sizes": [list(s) for s in sizes],
                         "train_s": t_train_extract, "test_s": t_test_extract}, cache)
     print(f"features {tuple(train_feats[0].shape)} ...: training images {t_train_extract:.0f} s, "
