@@ -133,17 +133,22 @@ def main() -> None:
     table = markdown_table(header, rows)
     type_rows = [[n] + [r["image_auc_by_type"][k] for k in sorted(r["image_auc_by_type"])] for n, r in results.items()]
     type_table = markdown_table(["model"] + sorted(set(types) - {"MT_Free"}), type_rows)
+    opts = fd.options(base)
     md = f"""# Magnetic tile: feature models on a frozen EfficientNet-Lite0
 
 DifferNet's split: 761 defect-free training images, 583 test images (191 defect-free,
-392 defective). Images resized to a short side of {args.image_size} pixels (aspect kept),
-features of stages s8 + s16 (3×3 neighbourhood mean, on the s8 grid), image score = mean of
-the 10 highest locations, anomaly map = location scores resized to the image and smoothed.
+392 defective). Images resized to a short side of {args.image_size} pixels (aspect kept), grey
+levels of each image standardised (`contrast="{opts['contrast']}"`), features of stages
+{" + ".join(opts["stages"])} (3×3 neighbourhood mean, on the {opts["stages"][0]} grid), image score = mean of
+the 10 highest locations, anomaly map = location scores resized to the image and smoothed
+(σ = {opts["smooth_sigma"]:g} pixels at the resized scale). `feature_knn`: memory bank of
+{opts["memory_size"]} vectors chosen by greedy coreset from {opts["coreset_pool"]} random training locations.
+These are the detectors' default settings.
 Pixel ROC-AUC over every pixel of every test image. Fit time = feature extraction of the
 training images + fitting the head; scoring time = feature extraction + head, per test image.
 
 ```
-python benchmarks/magnetic_tile_features.py --image-size {args.image_size}
+python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads}
 ```
 
 The features are extracted once and shared by the heads ({t_train_extract:.0f} s for the 761

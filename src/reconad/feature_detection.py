@@ -10,7 +10,8 @@ model              what it learns from the normal images' feature vectors
 =================  ==========================================================================
 
 Each image keeps its aspect ratio: it is resized so that its short side is
-``image_size`` pixels, the backbone turns it into a feature map (several stages on one
+``image_size`` pixels, its grey levels are set to one mean and spread (``contrast``, see
+:func:`standardise_contrast`), the backbone turns it into a feature map (several stages on one
 grid, see :class:`reconad.models.features.FeaturePyramid`), the head scores every
 location, the image score is the maximum or the mean of the ``topk`` highest locations,
 and the anomaly map is the location map resized to the image and smoothed.
@@ -43,12 +44,12 @@ DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
 OPTIONS = {
-    "stages": ("s16",),        # backbone stages by output stride, put on the finest one's grid
+    "stages": ("s16", "s32"),  # backbone stages by output stride, put on the finest one's grid
     "pool": 3,                 # neighbourhood averaging of each stage (1 = none)
     "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
     "topk": 10,
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
-    "memory_size": 4000,       # feature_knn: vectors kept in the memory bank
+    "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
     "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
     "max_vectors": 100000,     # feature_ae/vae: random training vectors
     "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
