@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image-size", type=int, default=fd.DEFAULT_IMAGE_SIZE, help="short side in pixels")
     ap.add_argument("--models", default=",".join(SETTINGS))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None,
                     help="file for the extracted features (and their extraction times): read when it "
                          "exists, else written, so that later runs compare heads without the backbone")
@@ -62,7 +62,8 @@ def main() -> None:
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
         saved = torch.load(cache, weights_only=True)
-        if saved["image_size"] != args.image_size or tuple(saved["stages"]) != fd.options(base)["stages"]:
+        if (saved["image_size"] != args.image_size or tuple(saved["stages"]) != fd.options(base)["stages"]
+                or saved.get("contrast") != fd.options(base)["contrast"]):
             raise SystemExit(f"{cache} holds features of other settings; remove it")
         train_feats, test_feats, sizes = saved["train"], saved["test"], [tuple(s) for s in saved["sizes"]]
         t_train_extract, t_test_extract = saved["train_s"], saved["test_s"]
@@ -76,6 +77,7 @@ def main() -> None:
         t_test_extract = time.perf_counter() - t
         if cache is not None:
             torch.save({"image_size": args.image_size, "stages": list(fd.options(base)["stages"]),
+                        "contrast": fd.options(base)["contrast"],
                         "train": train_feats, "test": test_feats, "sizes": [list(s) for s in sizes],
                         "train_s": t_train_extract, "test_s": t_test_extract}, cache)
     print(f"features {tuple(train_feats[0].shape)} ...: training images {t_train_extract:.0f} s, "
@@ -131,17 +133,22 @@ def main() -> None:
     table = markdown_table(header, rows)
     type_rows = [[n] + [r["image_auc_by_type"][k] for k in sorted(r["image_auc_by_type"])] for n, r in results.items()]
     type_table = markdown_table(["model"] + sorted(set(types) - {"MT_Free"}), type_rows)
+    opts = fd.options(base)
     md = f"""# Magnetic tile: feature models on a frozen EfficientNet-Lite0
 
 DifferNet's split: 761 defect-free training images, 583 test images (191 defect-free,
-392 defective). Images resized to a short side of {args.image_size} pixels (aspect kept),
-features of stages s8 + s16 (3×3 neighbourhood mean, on the s8 grid), image score = mean of
-the 10 highest locations, anomaly map = location scores resized to the image and smoothed.
+392 defective). Images resized to a short side of {args.image_size} pixels (aspect kept), grey
+levels of each image standardised (`contrast="{opts['contrast']}"`), features of stages
+{" + ".join(opts["stages"])} (3×3 neighbourhood mean, on the {opts["stages"][0]} grid), image score = mean of
+the 10 highest locations, anomaly map = location scores resized to the image and smoothed
+(σ = {opts["smooth_sigma"]:g} pixels at the resized scale). `feature_knn`: memory bank of
+{opts["memory_size"]} vectors chosen by greedy coreset from {opts["coreset_pool"]} random training locations.
+These are the detectors' default settings.
 Pixel ROC-AUC over every pixel of every test image. Fit time = feature extraction of the
 training images + fitting the head; scoring time = feature extraction + head, per test image.
 
 ```
-python benchmarks/magnetic_tile_features.py --image-size {args.image_size}
+python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads}
 ```
 
 The features are extracted once and shared by the heads ({t_train_extract:.0f} s for the 761

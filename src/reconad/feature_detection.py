@@ -10,7 +10,8 @@ model              what it learns from the normal images' feature vectors
 =================  ==========================================================================
 
 Each image keeps its aspect ratio: it is resized so that its short side is
-``image_size`` pixels, the backbone turns it into a feature map (several stages on one
+``image_size`` pixels, its grey levels are set to one mean and spread (``contrast``, see
+:func:`standardise_contrast`), the backbone turns it into a feature map (several stages on one
 grid, see :class:`reconad.models.features.FeaturePyramid`), the head scores every
 location, the image score is the maximum or the mean of the ``topk`` highest locations,
 and the anomaly map is the location map resized to the image and smoothed.
@@ -43,17 +44,21 @@ DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
 OPTIONS = {
-    "stages": ("s8", "s16"),   # backbone stages by output stride, put on the finest one's grid
+    "stages": ("s16", "s32"),  # backbone stages by output stride, put on the finest one's grid
     "pool": 3,                 # neighbourhood averaging of each stage (1 = none)
     "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
     "topk": 10,
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
-    "memory_size": 4000,       # feature_knn: vectors kept in the memory bank
-    "coreset_pool": 40000,     # feature_knn: random vectors the coreset is chosen from
+    "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
+    "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
     "max_vectors": 100000,     # feature_ae/vae: random training vectors
     "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
     "extract_batch": 8,        # images per backbone batch
+    "contrast": "image",       # "image": each image's grey levels set to one mean and spread; "none"
 }
+CONTRASTS = ("image", "none")
+# Grey-level mean and standard deviation every image is given when ``contrast="image"``.
+CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
 SCORES = {"feature_ae": ("mse", "l1"), "feature_vae": ("unregularised", "nll", "mse"),
           "feature_knn": ("distance",)}
@@ -76,6 +81,8 @@ def options(det) -> dict:
     if opts["image_score"] not in feature_scoring.IMAGE_SCORES:
         raise ValueError(f"unknown image_score {opts['image_score']!r}; choose one of "
                          f"{', '.join(feature_scoring.IMAGE_SCORES)}")
+    if opts["contrast"] not in CONTRASTS:
+        raise ValueError(f"unknown contrast {opts['contrast']!r}; choose one of {', '.join(CONTRASTS)}")
     for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch"):
         if int(opts[name]) < 1:
             raise ValueError(f"model_kwargs {name} must be at least 1, got {opts[name]}")
@@ -136,14 +143,25 @@ def _by_shape(arrays) -> dict[tuple, list[int]]:
     return groups
 
 
+def standardise_contrast(x: torch.Tensor) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` with each image's values (all channels together) shifted and
+    scaled to mean ``CONTRAST_MEAN`` and standard deviation ``CONTRAST_STD``: dark and
+    bright, flat and contrasty photos of the same surface then look alike to the backbone."""
+    mean = x.mean((1, 2, 3), keepdim=True)
+    std = x.std((1, 2, 3), keepdim=True).clamp_min(1e-3)
+    return (x - mean) / std * CONTRAST_STD + CONTRAST_MEAN
+
+
 def extract_features(det, X) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
     """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes.
-    Images of the same size go through the backbone together."""
-    images = to_image_list(X, channels=3)
+    Images of the same size go through the backbone together; grayscale images stay one
+    channel until they reach the backbone, which sees them repeated as RGB."""
+    images = to_image_list(X)
     pyramid = getattr(det, "pyramid_", None)
     if pyramid is None:
         pyramid = load_pyramid(det)
-    size, batch = image_size(det), int(options(det)["extract_batch"])
+    opts = options(det)
+    size, batch = image_size(det), int(opts["extract_batch"])
     feats: list[torch.Tensor | None] = [None] * len(images)
     with torch.no_grad():
         for shape, idx in _by_shape(images).items():
@@ -153,7 +171,10 @@ def extract_features(det, X) -> tuple[list[torch.Tensor], list[tuple[int, int]]]
                 x = torch.from_numpy(np.stack([images[i] for i in part])).to(det.device_)
                 if x.shape[-2:] != target:
                     x = F.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=True)
-                out = pyramid(x.contiguous(memory_format=torch.channels_last)).float().cpu().contiguous()
+                if opts["contrast"] == "image":
+                    x = standardise_contrast(x)
+                x = x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+                out = pyramid(x).float().cpu().contiguous()
                 for i, f in zip(part, out):
                     feats[i] = f
     return feats, [im.shape[1:] for im in images]
