@@ -63,11 +63,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from reconad import scoring
 from reconad._atomic import atomic_path
 from reconad._version import __version__
+from reconad.models.gmm import gmm_score
 
 FORMATS = ("onnx", "torchscript")
-INPUT_DTYPES = ("uint8", "float32")
+INPUT_DTYPES = ("uint8", "float32", "float64")
 OPSET = 17
 INPUT_NAME = "input"
 
@@ -85,13 +87,15 @@ class ScoringGraph:
     example: torch.Tensor
     output_names: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
+    first_axis: str = "batch"  # name of the input's dynamic first axis (and the outputs')
 
 
 _EXPORTERS: dict[type, Callable[..., ScoringGraph]] = {}
 
 
 def register_exporter(detector_cls: type):
-    """Decorator: register ``f(detector, input_dtype) -> ScoringGraph`` for a detector class."""
+    """Decorator: register ``f(detector, input_dtype, score, anomaly_map) -> ScoringGraph``
+    for a detector class (``input_dtype`` None means the family's default)."""
 
     def deco(fn):
         _EXPORTERS[detector_cls] = fn
@@ -105,27 +109,64 @@ def trace_network(network: nn.Module, example: torch.Tensor) -> torch.jit.Script
     into a wrapper; raises ``ExportError`` when it cannot be traced."""
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore")  # deprecation and tracer notes
             return torch.jit.trace(network, example, check_trace=False)
     except Exception as exc:  # tracing failures come as many exception types
         raise ExportError(f"the network {type(network).__name__} cannot be traced: {exc}") from None
 
 
-def scoring_graph(detector, input_dtype: str = "uint8") -> ScoringGraph:
-    """The exportable scoring graph of a fitted ``detector``."""
+def script(module: nn.Module, what: str) -> torch.jit.ScriptModule:
+    """``torch.jit.script(module)`` with an ``ExportError`` naming ``what`` on failure."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.script(module.eval())
+    except Exception as exc:
+        raise ExportError(f"{what} cannot be scripted: {exc}") from None
+
+
+def frozen_copy(network: nn.Module) -> nn.Module:
+    """A CPU copy of a fitted network in evaluation mode, without gradients."""
+    network = copy.deepcopy(network).cpu().eval()
+    for p in network.parameters():
+        p.requires_grad_(False)
+    return network
+
+
+def check_input_dtype(input_dtype: str | None, allowed: tuple[str, ...]) -> str:
+    """``input_dtype`` checked against ``allowed``; None gives the first (the default)."""
+    if input_dtype is None:
+        return allowed[0]
+    if input_dtype not in allowed:
+        raise ValueError(f"unknown input dtype {input_dtype!r} for this model; choose one of "
+                         f"{', '.join(allowed)}")
+    return input_dtype
+
+
+def scoring_graph(detector, input_dtype: str | None = None, score: str | None = None,
+                  threshold: float | None = None, anomaly_map: bool = True) -> ScoringGraph:
+    """The exportable scoring graph of a fitted ``detector``.
+
+    ``score`` picks another score term (image models; the detector's by default);
+    ``threshold`` replaces the stored one (needed when ``score`` differs from the
+    detector's, whose threshold is on another scale); ``anomaly_map=False`` leaves the
+    map output out of image graphs."""
     from sklearn.exceptions import NotFittedError
 
-    if input_dtype not in INPUT_DTYPES:
+    if input_dtype is not None and input_dtype not in INPUT_DTYPES:
         raise ValueError(f"unknown input dtype {input_dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
     if not hasattr(detector, "threshold_"):
         raise NotFittedError(f"this {type(detector).__name__} is not fitted yet; fit or load it first")
     for cls in type(detector).__mro__:
         if cls in _EXPORTERS:
-            graph = _EXPORTERS[cls](detector, input_dtype)
+            if threshold is None:
+                threshold = float(detector.threshold_)
+            graph = _EXPORTERS[cls](detector, input_dtype, score=score, threshold=float(threshold),
+                                    anomaly_map=anomaly_map)
             graph.metadata = {
                 "detector": type(detector).__name__,
-                "threshold": float(detector.threshold_),
-                "input_dtype": input_dtype,
+                "threshold": float(threshold),
+                "input_dtype": str(graph.example.dtype).replace("torch.", ""),
                 "outputs": list(graph.output_names),
                 "reconad_version": __version__,
                 "torch_version": torch.__version__,
@@ -137,13 +178,17 @@ def scoring_graph(detector, input_dtype: str = "uint8") -> ScoringGraph:
                       f"for it (exportable detectors: {known})")
 
 
-def export(detector, path: str | os.PathLike, format: str = "onnx", input_dtype: str = "uint8") -> Path:
+def export(detector, path: str | os.PathLike, format: str = "onnx", input_dtype: str | None = None,
+           score: str | None = None, threshold: float | None = None, anomaly_map: bool = True) -> Path:
     """Write the scoring graph of ``detector`` to ``path`` as ``format`` (``"onnx"`` or
-    ``"torchscript"``); returns the path. The ONNX graph takes input of ``input_dtype``
-    only; the TorchScript module takes uint8 or float input, as the detector does."""
+    ``"torchscript"``); returns the path.
+
+    ``input_dtype``: the ONNX input type; None takes the family's default (``uint8`` for
+    images, ``float32`` for series, ``float64`` for tables). The TorchScript module
+    takes any of them. ``score``, ``threshold``, ``anomaly_map``: see ``scoring_graph``."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
-    graph = scoring_graph(detector, input_dtype)
+    graph = scoring_graph(detector, input_dtype, score=score, threshold=threshold, anomaly_map=anomaly_map)
     path = Path(path)
     if format == "onnx":
         data = _onnx_bytes(graph)
@@ -165,7 +210,8 @@ def _onnx_bytes(graph: ScoringGraph) -> bytes:
     except ImportError:
         raise ExportError("ONNX export needs the onnx package: pip install 'reconad[export]'") from None
     buf = io.BytesIO()
-    dynamic = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in graph.output_names}}
+    axis = graph.first_axis
+    dynamic = {INPUT_NAME: {0: axis}, **{name: {0: axis} for name in graph.output_names}}
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on the resolved input branches
@@ -192,83 +238,180 @@ def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, d
     return module, json.loads(extra["reconad.json"] or "{}")
 
 
+
 # --- images ---------------------------------------------------------------------------
 
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def images_to_nchw(images: torch.Tensor, channels: int, luma: torch.Tensor) -> torch.Tensor:
+    """Raw images ``(N, H, W)`` or ``(N, H, W, C)``, uint8 0..255 or float 0..1, to float
+    ``(N, channels, H, W)`` as ``data.images.to_float_array`` does (scaling, 1 <-> 3
+    channel conversion, layout)."""
+    x = images
+    if x.dim() == 3:
+        x = x.unsqueeze(3)
+    if x.dtype == torch.uint8:
+        x = x.to(torch.float32) / 255.0
+    else:
+        x = x.to(torch.float32)
+    if x.size(3) == 1 and channels == 3:
+        x = x.repeat(1, 1, 1, 3)
+    elif x.size(3) == 3 and channels == 1:
+        x = torch.matmul(x, luma).unsqueeze(3)
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
 class ImageScorer(nn.Module):
-    """Raw images ``(N, H, W)`` or ``(N, H, W, C)``, uint8 0..255 or float 0..1, to
-    ``(score, label, anomaly_map)`` with a fitted image autoencoder.
+    """Raw images to ``(score, label, anomaly_map)``: ``images_to_nchw``, then ``head``
+    (a module mapping ``(N, C, H, W)`` in 0..1 to the score and the map), then the
+    threshold."""
 
-    Mirrors ``ImageDetector``: ``data.images.to_float_array`` (scaling, 1 <-> 3 channel
-    conversion, NCHW), the network, and ``scoring.per_sample`` / ``scoring.pixel_map``.
-    """
-
-    def __init__(self, network: nn.Module, score: str, threshold: float, channels: int):
+    def __init__(self, head: nn.Module, threshold: float, channels: int):
         super().__init__()
-        self.network = network
-        self.score = score
+        self.head = head
         self.channels = channels
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
         self.register_buffer("luma", torch.tensor(_LUMA, dtype=torch.float32))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = images
-        if x.dim() == 3:
-            x = x.unsqueeze(3)
-        if x.dtype == torch.uint8:
-            x = x.to(torch.float32) / 255.0
-        else:
-            x = x.to(torch.float32)
-        if x.size(3) == 1 and self.channels == 3:
-            x = x.repeat(1, 1, 1, 3)
-        elif x.size(3) == 3 and self.channels == 1:
-            x = torch.matmul(x, self.luma).unsqueeze(3)
-        x = x.permute(0, 3, 1, 2).contiguous()
-        rec = self.network(x)
-        if self.score == "l1":
-            err = (x - rec).abs()
-        elif self.score == "mse":
-            err = (x - rec).square()
-        else:
-            p = rec.clamp(1e-7, 1 - 1e-7)  # as scoring.elementwise
-            err = -(x * p.log() + (1 - x) * (1 - p).log())
-        flat = err.flatten(1)
-        if self.score == "mse":
-            score = flat.mean(1)
-        else:
-            score = flat.sum(1)
+        score, amap = self.head(images_to_nchw(images, self.channels, self.luma))
         label = (score.to(torch.float64) > self.threshold).to(torch.int64)
-        return score, label, err.sum(1)
+        return score, label, amap
 
 
-def _image_graph(detector, input_dtype: str) -> ScoringGraph:
+class ImageScoreOnly(nn.Module):
+    """As :class:`ImageScorer` without the map: raw images to ``(score, label)``; ``head``
+    maps ``(N, C, H, W)`` to the score alone."""
+
+    def __init__(self, head: nn.Module, threshold: float, channels: int):
+        super().__init__()
+        self.head = head
+        self.channels = channels
+        self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
+        self.register_buffer("luma", torch.tensor(_LUMA, dtype=torch.float32))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        score = self.head(images_to_nchw(images, self.channels, self.luma))
+        label = (score.to(torch.float64) > self.threshold).to(torch.int64)
+        return score, label
+
+
+class ReconstructionHead(nn.Module):
+    """Autoencoder: ``scoring.elementwise`` error, its per-sample aggregate (mean for
+    ``mse``, else sum) and its sum over channels (the map)."""
+
+    def __init__(self, network: nn.Module, score: str, with_map: bool):
+        super().__init__()
+        self.network, self.score, self.with_map = network, score, with_map
+
+    def forward(self, x):
+        err = scoring.elementwise(x, self.network(x), self.score)
+        flat = err.flatten(1)
+        score = flat.mean(1) if self.score == "mse" else flat.sum(1)
+        return (score, err.sum(1)) if self.with_map else score
+
+
+class VAEHead(nn.Module):
+    """VAE (Gaussian or Bernoulli decoder): ``scoring.vae_per_sample`` and
+    ``scoring.vae_pixel_map`` of the network's output for the chosen score term."""
+
+    def __init__(self, network: nn.Module, score: str, beta: float, with_map: bool):
+        super().__init__()
+        self.network, self.score, self.beta, self.with_map = network, score, float(beta), with_map
+
+    def forward(self, x):
+        out = self.network(x)
+        score = scoring.vae_per_sample(x, *out, self.score, beta=self.beta)
+        if not self.with_map:
+            return score
+        return score, scoring.vae_pixel_map(x, *out, self.score, beta=self.beta).contiguous()
+
+
+class GMMHead(nn.Module):
+    """PCA + Gaussian mixture: ``gmm.gmm_score`` of the module's terms (no map)."""
+
+    def __init__(self, network: nn.Module, score: str):
+        super().__init__()
+        self.network, self.score = network, score
+
+    def forward(self, x):
+        return gmm_score(self.network(x), self.score)
+
+
+class GANHead(nn.Module):
+    """f-AnoGAN: the encoder's code, the generator's image, ``score_terms``; the map is
+    the squared difference summed over channels (as ``anomaly_map`` for GANs)."""
+
+    def __init__(self, network: nn.Module, with_map: bool):
+        super().__init__()
+        self.network, self.with_map = network, with_map
+
+    def forward(self, x):
+        x_hat = self.network(x)
+        score = self.network.score_terms(x, x_hat)
+        return (score, (x - x_hat).square().sum(1)) if self.with_map else score
+
+
+def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
+    """The head module for ``detector``'s family and whether it gives a map."""
+    from reconad import feature_detection
+    from reconad.detectors import gan_image
+
+    if feature_detection.is_feature_model(detector.model):
+        raise ExportError(f"model {detector.model!r} cannot be exported yet: its graph would have to "
+                          "hold the pretrained backbone, the resize of each image to its short side, "
+                          "the feature pyramid and the smoothing of the map; score it in Python or "
+                          "export a pixel model (conv_ae, conv_vae, gmm, ...)")
+    if detector.patch_size is not None:
+        raise ExportError("a patch-mode model cannot be exported: it scores a grid of patches over "
+                          "images of any size; export a whole-image model")
+    network = frozen_copy(detector.model_)
+    if gan_image.is_gan(detector.model):
+        if detector.model == "anogan":
+            raise ExportError("model 'anogan' cannot be exported: it finds each image's latent code "
+                              "by gradient descent (Adam steps through the generator) when scoring, "
+                              "which an inference graph cannot do; use 'fanogan', whose encoder gives "
+                              "the code in one pass")
+        return GANHead(network, with_map), with_map
+    family = detector._family()
+    if family == "gmm":
+        return GMMHead(network, score), False
+    if family == "vae":
+        return VAEHead(network, score, detector.beta, with_map), with_map
+    return ReconstructionHead(network, score, with_map), with_map
+
+
+def _image_graph(detector, input_dtype: str | None, score: str | None = None, threshold: float = 0.0,
+                 anomaly_map: bool = True) -> ScoringGraph:
+    input_dtype = check_input_dtype(input_dtype, ("uint8", "float32"))
     c, h, w = detector.input_shape_
-    score = detector._score_name()
-    network = copy.deepcopy(detector.model_).cpu().eval()
-    for p in network.parameters():
-        p.requires_grad_(False)
+    own = detector._score_name()
+    score = detector._score_name(score)
+    if score != own and threshold == float(detector.threshold_):
+        raise ExportError(f"score {score!r} differs from the detector's score {own!r}, whose threshold "
+                          "is on another scale: pass a threshold for it, or set the score and "
+                          "calibrate the detector before exporting "
+                          f"(det.set_params(score={score!r}).calibrate(normal_images))")
+    head, with_map = _image_head(detector, score, anomaly_map)
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 256, size=(2, h, w, c), dtype=np.uint8)
-    net_example = torch.from_numpy(raw.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    net_example = torch.from_numpy(raw.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
     if c == 1:  # grayscale input is (N, H, W), as the arrays users hold
         raw = raw[..., 0]
     example = torch.from_numpy(raw if input_dtype == "uint8" else raw.astype(np.float32) / 255.0)
-    module = ImageScorer(network, score, detector.threshold_, c).eval()
-    traced = trace_network(network, net_example)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            script = torch.jit.script(ImageScorer(traced, score, detector.threshold_, c).eval())
-    except Exception as exc:
-        raise ExportError(f"model {detector.model!r} cannot be scripted: {exc}") from None
+    wrapper = ImageScorer if with_map else ImageScoreOnly
+    module = wrapper(head, threshold, c).eval()
+    script_module = script(wrapper(trace_network(head, net_example), threshold, c),
+                           f"model {detector.model!r}")
+    outputs = ("score", "label", "anomaly_map") if with_map else ("score", "label")
     meta = {"model": detector.model, "score": score, "input_shape": list(example.shape[1:]),
             "channels": c}
-    return ScoringGraph(module, script, example, ("score", "label", "anomaly_map"), meta)
+    return ScoringGraph(module, script_module, example, outputs, meta)
 
 
 def _register_builtin() -> None:
+    from reconad import export_series, export_tabular  # noqa: F401  (they register themselves)
     from reconad.detectors.image import ImageDetector
 
     register_exporter(ImageDetector)(_image_graph)
