@@ -340,3 +340,13 @@ def test_cli_export(small_detector, tmp_path, mnist01):
                                rtol=RTOL)
     r = run_cli("export", "--model", tmp_path / "model", "--format", "tflite", "--out", tmp_path / "m.x")
     assert r.returncode == 2 and "unknown export format" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_uint8_scaling_is_exact():
+    """The graph's 1/255 scaling (a product and a correction, fast in ONNX Runtime) gives
+    NumPy's float32 division for every uint8 value."""
+    from reconad.export import _LUMA, images_to_nchw
+
+    levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    got = images_to_nchw(torch.from_numpy(levels), 1, torch.tensor(_LUMA)).numpy()
+    np.testing.assert_array_equal(got[0, 0], levels[0].astype(np.float32) / 255.0)

@@ -247,18 +247,26 @@ _LUMA = (0.299, 0.587, 0.114)
 def images_to_nchw(images: torch.Tensor, channels: int, luma: torch.Tensor) -> torch.Tensor:
     """Raw images ``(N, H, W)`` or ``(N, H, W, C)``, uint8 0..255 or float 0..1, to float
     ``(N, channels, H, W)`` as ``data.images.to_float_array`` does (scaling, 1 <-> 3
-    channel conversion, layout)."""
+    channel conversion, layout). uint8 values are divided by 255 as a product with 1/255
+    and one correction step: the same float32 numbers as NumPy's division for all 256
+    values (checked in the tests), and several times faster in ONNX Runtime, whose
+    element-wise division is not vectorised."""
     x = images
-    if x.dim() == 3:
-        x = x.unsqueeze(3)
-    if x.dtype == torch.uint8:
-        x = x.to(torch.float32) / 255.0
+    if x.dtype == torch.uint8:  # before any reshape: a trailing axis of 1 slows ONNX Runtime down
+        inv = 0.003921568859368563  # float32(1 / 255)
+        x = x.to(torch.float32)
+        q = x * inv
+        x = q + (x - q * 255.0) * inv
     else:
         x = x.to(torch.float32)
-    if x.size(3) == 1 and channels == 3:
-        x = x.repeat(1, 1, 1, 3)
-    elif x.size(3) == 3 and channels == 1:
-        x = torch.matmul(x, luma).unsqueeze(3)
+    if x.dim() == 3:  # grayscale (N, H, W)
+        x = x.unsqueeze(1)
+        return x.repeat(1, 3, 1, 1) if channels == 3 else x
+    if x.size(3) == 3 and channels == 1:
+        return torch.matmul(x, luma).unsqueeze(1)
+    if x.size(3) == 1:
+        x = x.squeeze(3).unsqueeze(1)
+        return x.repeat(1, 3, 1, 1) if channels == 3 else x
     return x.permute(0, 3, 1, 2).contiguous()
 
 
