@@ -619,6 +619,10 @@ def serve_model(
     threads: int = typer.Option(1, help="Torch threads for scoring (1 suits many small requests)."),
     alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON): samples labelled "
                                                 "anomalous are sent there too."),
+    engine: str = typer.Option("auto", help="Image models: onnx (the exported graph in ONNX Runtime), "
+                               "python (the detector), or auto (onnx when it can)."),
+    batch_wait_ms: float = typer.Option(2.0, help="Image models: collect concurrent requests this long "
+                                        "into one batch."),
 ):
     """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
     try:
@@ -634,7 +638,7 @@ def serve_model(
                   f"{'; bearer token required' if token else ''}")
     serve(model, host=host, port=port, token=token or None,
           max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch, threads=threads,
-          alert_config=alert_config)
+          alert_config=alert_config, engine=engine, batch_wait_ms=batch_wait_ms)
 
 
 @app.command("report")
