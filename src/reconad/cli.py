@@ -621,8 +621,8 @@ def serve_model(
                                                 "anomalous are sent there too."),
     engine: str = typer.Option("auto", help="Image models: onnx (the exported graph in ONNX Runtime), "
                                "python (the detector), or auto (onnx when it can)."),
-    batch_wait_ms: float = typer.Option(2.0, help="Image models: collect concurrent requests this long "
-                                        "into one batch."),
+    batch_wait_ms: float = typer.Option(0.0, help="Image models: also wait this long for more requests "
+                                        "to batch (0: batch only those already waiting)."),
 ):
     """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
     try:

@@ -112,15 +112,19 @@ def _map_png(amap: np.ndarray) -> tuple[str, float]:
 
 def create_app(detector, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None, alerts=None,
-               engine: str = "auto", batch_wait_ms: float = 2.0, threads: int = 1):
+               engine: str = "auto", batch_wait_ms: float = 0.0, threads: int = 1,
+               inline_samples: int = 1):
     """The FastAPI application serving ``detector`` (fitted). With ``alerts`` (a
     :class:`reconad.alerts.AlertDispatcher`), every sample labelled anomalous is also sent
     to the alert channels, with the model version.
 
-    Image scores (without maps) of requests that arrive within ``batch_wait_ms`` of each
-    other are computed in one batch, off the event loop, by ``engine``: ``"onnx"`` (the
-    detector's exported graph in ONNX Runtime on ``threads`` threads), ``"python"`` (the
-    detector) or ``"auto"`` (ONNX when onnxruntime is installed and the model exports)."""
+    Image scores (without maps) are computed by ``engine``: ``"onnx"`` (the detector's
+    exported graph in ONNX Runtime on ``threads`` threads), ``"python"`` (the detector) or
+    ``"auto"`` (ONNX when onnxruntime is installed and the model exports). Requests that
+    wait while a batch is scored (and those arriving within ``batch_wait_ms``) form the
+    next batch, scored in a worker thread; a batch of at most ``inline_samples`` images is
+    scored on the event loop, which costs less than the hand-over (see
+    :class:`reconad.serve_batching.MicroBatcher`)."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
     kind = input_kind(detector)
@@ -129,7 +133,8 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     engine_name = None
     if kind == "images" and getattr(detector, "patch_size", None) is None:
         engine_name, engine_fn = image_engine(detector, engine, threads)
-        batcher = MicroBatcher(engine_fn, wait=batch_wait_ms / 1000.0, max_batch=max_batch)
+        batcher = MicroBatcher(engine_fn, wait=batch_wait_ms / 1000.0, max_batch=max_batch,
+                               inline_samples=inline_samples)
 
     def model_images(X: np.ndarray) -> np.ndarray:
         """Request images as float32 ``(N, H, W, C)`` in 0..1, checked against the model."""
@@ -337,7 +342,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
 def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
           threads: int | None = 1, log_level: str = "warning", alert_config=None, engine: str = "auto",
-          batch_wait_ms: float = 2.0) -> None:
+          batch_wait_ms: float = 0.0) -> None:
     """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
     the torch threads for scoring (None keeps torch's default): one thread suits many
     small requests and avoids idle threads spinning on a busy CPU."""

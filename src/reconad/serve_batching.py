@@ -1,9 +1,11 @@
 """Scoring for the service: one batched model call for the requests that arrive together.
 
-:class:`MicroBatcher` collects the samples of concurrent requests for at most ``wait``
-seconds (or until ``max_batch`` samples are waiting), scores them with one call of its
-scoring function in a worker thread (so the event loop keeps reading requests meanwhile),
-and hands each request its slice of the result. A lone request waits only ``wait``.
+:class:`MicroBatcher` takes the requests waiting when it is free (and those that arrive
+within ``wait`` seconds, when ``wait`` > 0; at most ``max_batch`` samples), scores them
+with one call of its scoring function in a worker thread (so the event loop keeps reading
+requests meanwhile), and hands each request its slice of the result. With ``wait=0``
+a lone request is scored at once, and under load the requests that arrive while one
+batch is scored form the next.
 
 :func:`image_engine` picks that scoring function for an image detector: the detector's
 exported ONNX graph in ONNX Runtime (the same scores to a relative 1e-5, see
@@ -24,8 +26,10 @@ ENGINES = ("auto", "onnx", "python")
 class MicroBatcher:
     """Batches calls of ``fn(X) -> scores`` (arrays along the first axis) across requests."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], wait: float = 0.002, max_batch: int = 256):
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], wait: float = 0.0, max_batch: int = 256,
+                 inline_samples: int = 1):
         self.fn = fn
+        self.inline_samples = int(inline_samples)
         self.wait = float(wait)
         self.max_batch = int(max_batch)
         self._queue: asyncio.Queue | None = None
@@ -47,15 +51,19 @@ class MicroBatcher:
         while True:
             items = [await self._queue.get()]
             n = len(items[0][0])
+            await asyncio.sleep(0)  # let the loop read requests that have already arrived
             deadline = loop.time() + self.wait
             while n < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
+                if self._queue.empty():
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                    except asyncio.TimeoutError:
+                        break
+                else:
+                    item = self._queue.get_nowait()
                 items.append(item)
                 n += len(item[0])
             await self._score_batch(loop, items)
@@ -63,7 +71,10 @@ class MicroBatcher:
     async def _score_batch(self, loop, items) -> None:
         try:
             batch = items[0][0] if len(items) == 1 else np.concatenate([x for x, _ in items])
-            scores = await loop.run_in_executor(self._pool, self.fn, batch)
+            if len(batch) <= self.inline_samples:  # cheaper than the hand-over to the thread
+                scores = self.fn(batch)
+            else:
+                scores = await loop.run_in_executor(self._pool, self.fn, batch)
         except Exception as exc:  # a batch fails together; each request gets the error
             if len(items) == 1:
                 items[0][1].set_exception(exc)
