@@ -247,16 +247,12 @@ _LUMA = (0.299, 0.587, 0.114)
 def images_to_nchw(images: torch.Tensor, channels: int, luma: torch.Tensor) -> torch.Tensor:
     """Raw images ``(N, H, W)`` or ``(N, H, W, C)``, uint8 0..255 or float 0..1, to float
     ``(N, channels, H, W)`` as ``data.images.to_float_array`` does (scaling, 1 <-> 3
-    channel conversion, layout). uint8 values are divided by 255 as a product with 1/255
-    and one correction step: the same float32 numbers as NumPy's division for all 256
-    values (checked in the tests), and several times faster in ONNX Runtime, whose
-    element-wise division is not vectorised."""
+    channel conversion, layout). The division by 255 comes first, on the raw shape, and
+    divides by a one-element tensor, not a scalar: ONNX Runtime's element-wise kernels
+    are several times slower for a scalar or a trailing axis of length 1."""
     x = images
-    if x.dtype == torch.uint8:  # before any reshape: a trailing axis of 1 slows ONNX Runtime down
-        inv = 0.003921568859368563  # float32(1 / 255)
-        x = x.to(torch.float32)
-        q = x * inv
-        x = q + (x - q * 255.0) * inv
+    if x.dtype == torch.uint8:
+        x = x.to(torch.float32) / torch.full([1], 255.0, dtype=torch.float32)
     else:
         x = x.to(torch.float32)
     if x.dim() == 3:  # grayscale (N, H, W)
@@ -367,10 +363,11 @@ def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
     from reconad.detectors import gan_image
 
     if feature_detection.is_feature_model(detector.model):
-        raise ExportError(f"model {detector.model!r} cannot be exported yet: its graph would have to "
-                          "hold the pretrained backbone, the resize of each image to its short side, "
-                          "the feature pyramid and the smoothing of the map; score it in Python or "
-                          "export a pixel model (conv_ae, conv_vae, gmm, ...)")
+        raise ExportError(f"model {detector.model!r} cannot be exported yet: its graph would need the "
+                          "pretrained backbone, the antialiased resize of each image to its short side "
+                          "(ONNX opset 17 has no antialiased resize), the feature pyramid, the head or "
+                          "memory bank and the smoothing of the map; score it in Python, or export a "
+                          "pixel model (conv_ae, conv_vae, gmm, ...)")
     if detector.patch_size is not None:
         raise ExportError("a patch-mode model cannot be exported: it scores a grid of patches over "
                           "images of any size; export a whole-image model")
