@@ -288,6 +288,11 @@ def test_families_that_cannot_export(mnist01, tmp_path):
     table = TabularDetector(epochs=1, verbose=0).fit(frame)
     with pytest.raises(ExportError, match="categorical columns \\(kind\\)"):
         export(table, tmp_path / "t.onnx")
+    for model in ("feature_ae", "feature_vae", "feature_knn"):  # refused before anything is read
+        det = ImageDetector(model=model)
+        det.threshold_ = 1.0
+        with pytest.raises(ExportError, match=f"model '{model}' cannot be exported yet: .*backbone"):
+            export(det, tmp_path / "f.onnx")
     series, _ = SERIES_FAMILIES["series-conv_ae"](None)
     with pytest.raises(ValueError, match="unknown input dtype 'uint8'"):
         export(series, tmp_path / "s.onnx", input_dtype="uint8")

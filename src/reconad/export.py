@@ -357,10 +357,9 @@ class GANHead(nn.Module):
         return (score, (x - x_hat).square().sum(1)) if self.with_map else score
 
 
-def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
-    """The head module for ``detector``'s family and whether it gives a map."""
+def _check_image_exportable(detector) -> None:
+    """``ExportError`` with the reason for image models that cannot be exported."""
     from reconad import feature_detection
-    from reconad.detectors import gan_image
 
     if feature_detection.is_feature_model(detector.model):
         raise ExportError(f"model {detector.model!r} cannot be exported yet: its graph would need the "
@@ -371,13 +370,19 @@ def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
     if detector.patch_size is not None:
         raise ExportError("a patch-mode model cannot be exported: it scores a grid of patches over "
                           "images of any size; export a whole-image model")
+    if detector.model == "anogan":
+        raise ExportError("model 'anogan' cannot be exported: it finds each image's latent code "
+                          "by gradient descent (Adam steps through the generator) when scoring, "
+                          "which an inference graph cannot do; use 'fanogan', whose encoder gives "
+                          "the code in one pass")
+
+
+def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
+    """The head module for ``detector``'s family and whether it gives a map."""
+    from reconad.detectors import gan_image
+
     network = frozen_copy(detector.model_)
     if gan_image.is_gan(detector.model):
-        if detector.model == "anogan":
-            raise ExportError("model 'anogan' cannot be exported: it finds each image's latent code "
-                              "by gradient descent (Adam steps through the generator) when scoring, "
-                              "which an inference graph cannot do; use 'fanogan', whose encoder gives "
-                              "the code in one pass")
         return GANHead(network, with_map), with_map
     family = detector._family()
     if family == "gmm":
@@ -390,6 +395,7 @@ def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
 def _image_graph(detector, input_dtype: str | None, score: str | None = None, threshold: float = 0.0,
                  anomaly_map: bool = True) -> ScoringGraph:
     input_dtype = check_input_dtype(input_dtype, ("uint8", "float32"))
+    _check_image_exportable(detector)
     c, h, w = detector.input_shape_
     own = detector._score_name()
     score = detector._score_name(score)
