@@ -7,14 +7,14 @@ ONNX Runtime; ``python``: the detector):
 * 1 client sending one image after another (the latency of one image on an idle service);
 * ``--clients`` (50) closed-loop clients: each sends its next image as soon as the last is
   answered, so the service always has 50 requests waiting (latency = 50 / throughput);
-* ``--clients`` paced clients (open loop): each sends ``--rate`` (10) images per second
+* ``--clients`` paced clients (open loop): each sends ``--rates`` (10, then 5) images per second
   on a fixed schedule for ``--seconds`` (10 s), as cameras on a line do; a request's
   latency counts from its scheduled time, so a late send counts against the service.
 
 The clients are one asyncio process with one keep-alive connection per client, writing
 plain HTTP/1.1 (``POST /score``, ``Content-Type: image/png``) on the same 2-core machine.
 
-    python benchmarks/serve_load.py [--requests 2000] [--clients 50] [--rate 10] [--seconds 10]
+    python benchmarks/serve_load.py [--requests 2000] [--clients 50] [--rates 10,5] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=10.0, help="images per second per paced client")
+    parser.add_argument("--rates", default="10,5", help="images per second per paced client, one run each")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced run")
     parser.add_argument("--engines", default="onnx,python")
     args = parser.parse_args()
@@ -185,9 +185,10 @@ def main() -> None:
             proc, port = _start_service(Path(tmp) / "model", engine)
             try:
                 asyncio.run(_closed_loop(port, pngs, 300, 10))  # warm-up
+                rates = [float(r) for r in args.rates.split(",")]
                 for run in (_closed_loop(port, pngs, 300, 1),
                             _closed_loop(port, pngs, args.requests, args.clients),
-                            _paced(port, pngs, args.clients, args.rate, args.seconds)):
+                            *(_paced(port, pngs, args.clients, rate, args.seconds) for rate in rates)):
                     result = asyncio.run(run)
                     result["engine"] = engine
                     runs.append(result)
@@ -207,18 +208,18 @@ def main() -> None:
           "`reconad serve --threads 1 --engine ENGINE` with a conv_ae (28×28, trained on 2,000 MNIST 1s, "
           "3 epochs); every request posts one MNIST test image as a PNG file (`Content-Type: image/png`) to "
           "`POST /score` and gets its score, label and the threshold back. `onnx`: the model's exported graph "
-          "in ONNX Runtime; `python`: the detector's `decision_function`. Either way the service collects "
-          "the requests that arrive within 2 ms into one batch, scored in a worker thread while the event "
-          "loop (uvloop, httptools) reads the next requests.\n\n"
+          "in ONNX Runtime; `python`: the detector's `decision_function`. Either way the requests that wait "
+          "while one batch is scored form the next batch (one image alone is scored on the event loop, a "
+          "larger batch in a worker thread while the event loop, uvloop with httptools, reads on).\n\n"
           "The clients are one asyncio process on the same 2 cores (one keep-alive connection each, plain "
           "HTTP/1.1). *Closed loop*: each client sends its next image as soon as the last is answered, so "
           f"{args.clients} requests are always waiting and p50 ≈ {args.clients} / throughput (Little's law): "
           f"a p99 under 50 ms would need more than {args.clients / 0.05:.0f} requests/s from 2 shared cores. "
-          f"*Paced*: {args.clients} clients each send {args.rate:g} images/s on a fixed schedule for "
-          f"{args.seconds:g} s ({args.clients * args.rate:g} images/s offered), as cameras on a line do; "
-          "latency counts from the scheduled send time.\n\n"
+          f"*Paced*: {args.clients} clients each send {args.rates.replace(',', ' or ')} images/s on a fixed "
+          f"schedule for {args.seconds:g} s, as cameras on a line do; latency counts from the scheduled "
+          "send time, so a send that the loaded client itself makes late counts against the service.\n\n"
           f"Command: `python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients} "
-          f"--rate {args.rate:g} --seconds {args.seconds:g}`  \n"
+          f"--rates {args.rates} --seconds {args.seconds:g}`  \n"
           f"Machine: {machine()}; load average {load} at the end of the run (the CPU is shared with other "
           "work, so the numbers are noisy).\n\n" + table + "\n")
     write_results("serve_load", md, {"machine": machine(), "load_average": float(load), "runs": runs})
