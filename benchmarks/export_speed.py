@@ -9,8 +9,8 @@ scores out, on the same number of threads):
   ``--series-steps`` rows (8 sensors, window 60); tables: all 3,772 rows of ODDS thyroid;
 * one call: one image; a 120-row series (a monitor's buffer); one table row.
 
-The two engines take turns, 5 rounds: each round times one batch pass and the median of
-``--calls`` / 5 single calls of each; the table gives the best round of each.
+The two engines take turns, 9 rounds: each round times one batch pass and the median of
+``--calls`` / 9 single calls of each; the table gives the best round of each.
 
 Python: ``decision_function``. ONNX Runtime: ``session.run`` on the exported graph,
 asking for the score only, with the session on ``--threads`` intra-op threads,
@@ -82,7 +82,7 @@ def _session(det, threads: int, tmp: str, **kw) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-args_repeats = 5
+args_repeats = 9
 
 
 def _measure(det, sess, batches: list, one, calls: int, prepare=lambda x: x) -> dict:
@@ -184,8 +184,8 @@ def main() -> None:
           f"one SKAB run of {args.series_steps:,} steps × 8 sensors (float32, window 60, stride 1, mean of "
           "the windows per step); the 3,772 rows of ODDS thyroid (float64), given per second "
           "(images, steps, rows). One call: one image, a 120-step series, one row. The engines take turns "
-          f"for 5 rounds (one batch pass and the median of {args.calls // 5} single calls each); the best "
-          "round counts. Models fitted for 1 epoch with their default sizes (paper_vae with depth 3, "
+          f"for {args_repeats} rounds (one batch pass and the median of {args.calls // args_repeats} single "
+          "calls each); the best round counts, as the CPU is shared and single rounds vary by ±30 %. Models fitted for 1 epoch with their default sizes (paper_vae with depth 3, "
           f"as 28×28 images allow). {threads} thread(s) each (torch and ONNX Runtime). Ratio = Python time / "
           "ONNX Runtime time (above 1: ONNX Runtime is faster). Scores are checked in the run: within a "
           "relative 1e-5, or 1e-6 of the largest score for scores near zero (the GMM's NLL crosses zero: "

@@ -9,16 +9,23 @@ network, the score term, and the comparison with the stored threshold. It return
   float64, exactly as ``predict`` does),
 * ``anomaly_map``: float32 ``(N, H, W)``, images only, as ``anomaly_map``.
 
-The threshold, score name, input shape and versions are also stored as metadata (ONNX
-``metadata_props``; TorchScript ``extra_files["reconad.json"]``).
+Image detectors are exported here; series detectors in :mod:`reconad.export_series`
+(one series ``(T, F)`` in, a score and label per step out) and table detectors in
+:mod:`reconad.export_tabular` (numeric rows in). The threshold, score name, input shape
+and versions are also stored as metadata (ONNX ``metadata_props``; TorchScript
+``extra_files["reconad.json"]``).
 
 Protocol for a detector family
 ------------------------------
 Export is a registry keyed by detector class. A family adds one function::
 
     @register_exporter(MyDetector)
-    def _my_graph(detector, input_dtype: str) -> ScoringGraph:
+    def _my_graph(detector, input_dtype, score=None, threshold=0.0, anomaly_map=True) -> ScoringGraph:
         ...
+
+(``input_dtype`` None means the family's default, see :func:`check_input_dtype`;
+``threshold`` is the one the labels use; ``score`` and ``anomaly_map`` are the user's
+options, which a family without them refuses or ignores)
 
 that returns a :class:`ScoringGraph`:
 
@@ -45,7 +52,9 @@ its ``FAMILIES`` table; a new family adds a row there.
 
 ONNX files are written with the TorchScript-based exporter
 (``torch.onnx.export(..., dynamo=False)``, opset 17), which needs only the ``onnx``
-package and works offline.
+package and works offline. Graphs are built for ONNX Runtime's fast paths: element-wise
+operations on the raw shape with one-element constants, no ``Softplus`` node (see
+:func:`_fast_softplus`), 1-D convolutions as 2-D ones.
 """
 
 from __future__ import annotations
