@@ -178,6 +178,8 @@ def _inputs(det, real):
             out["real"] = real.astype(np.float32)
         base = _synthetic_series(150, seed=5)[:, np.arange(n_feat) % 3] * det.scale_ + det.center_
         out["random"] = (base + rng.normal(size=base.shape) * det.scale_ * 0.3).astype(np.float32)
+        long = _synthetic_series(2100, seed=6)[:, np.arange(n_feat) % 3] * det.scale_ + det.center_
+        out["long"] = long.astype(np.float32)  # more windows than one chunk of the graph's loop
         out["one-window"] = out["random"][: det.window]
         out["odd-length"] = out["random"][: det.window + 2 * int(det.stride) + 1]
     else:

@@ -34,7 +34,9 @@ that returns a :class:`ScoringGraph`:
     to ``(score, label)`` or ``(score, label, anomaly_map)``; built from a copy of the
     fitted network plus the detector's preprocessing constants (scaler mean and scale,
     window length, ...) stored as buffers. It is exported to ONNX by tracing with
-    ``example``, so its branches may depend on the example's dtype and rank.
+    ``example``, so its branches may depend on the example's dtype and rank. A graph
+    that needs a loop (series: windows scored in chunks) passes its ``script_module``
+    here, which the exporter converts as scripted (loops stay loops).
 ``script_module``
     the same computation as a ``torch.jit.ScriptModule``; usually the same wrapper
     class around ``trace_network(network, example)``, scripted with ``torch.jit.script``

@@ -3,7 +3,8 @@
 The graph takes one series ``(T, F)`` (float32, the sensor columns in training order,
 ``T >= window``) and does what ``decision_function`` does after reading the data: the
 scaling with the training centre and scale, the windows (every ``stride`` rows, gathered
-by index, no loop), the network on all windows at once, the per-window, per-sensor error
+by index), the network on 1,024 windows at a time (a loop in the graph: one pass over all
+windows of a long series is slower, its tensors leave the cache), the per-window, per-sensor error
 (mean over the window's rows, divided by the training sensor norms), the window score
 (the sum over sensors), and the combination of the windows covering each step
 (``mean``: overlap-add by a transposed convolution, divided by the count; ``max``: a max
@@ -49,7 +50,7 @@ class _Conv1dAs2d(nn.Module):
                                    output_padding=(0, self.output_padding))
         else:
             y = F.conv2d(x, self.weight, self.bias, stride=(1, self.stride), padding=(0, self.padding))
-        return y.squeeze(2)
+        return y[:, :, 0]  # not squeeze: its ONNX form on a scripted graph is a conditional
 
 
 def convs_as_2d(network: nn.Module) -> nn.Module:
@@ -63,36 +64,47 @@ def convs_as_2d(network: nn.Module) -> nn.Module:
     return network
 
 
+class ChunkedWindowScores(nn.Module):
+    """Window scores ``(n,)`` of a scaled series ``(T, F)``, ``chunk`` windows at a time: a
+    loop in the graph, as one pass over all windows of a long series leaves the cache
+    behind and is slower (scripted, so that ONNX gets a ``Loop``)."""
+
+    def __init__(self, network: nn.Module, sensor_norm: torch.Tensor, window: int, stride: int,
+                 absolute: bool, chunk: int = 1024):
+        super().__init__()
+        self.network = network
+        self.window, self.stride, self.absolute, self.chunk = int(window), int(stride), absolute, int(chunk)
+        self.register_buffer("sensor_norm", sensor_norm.clone())
+        self.register_buffer("offsets", torch.arange(self.window))
+
+    def forward(self, scaled: torch.Tensor) -> torch.Tensor:
+        n = (scaled.size(0) - self.window) // self.stride + 1
+        parts: list[torch.Tensor] = []
+        for start in range(0, n, self.chunk):
+            starts = torch.arange(start, min(start + self.chunk, n)) * self.stride
+            wins = scaled[starts.unsqueeze(1) + self.offsets.unsqueeze(0)]   # (chunk, window, F)
+            diff = wins - self.network(wins)
+            err = diff.abs() if self.absolute else diff.square()
+            parts.append((err.mean(1) / self.sensor_norm).sum(1))
+        return torch.cat(parts)
+
+
 class SeriesScorer(nn.Module):
     """A raw series ``(T, F)`` to per-step ``(score, label)``; see the module docstring."""
 
     def __init__(self, network: nn.Module, center: np.ndarray, scale: np.ndarray, sensor_norm: np.ndarray,
                  window: int, stride: int, combine: str, absolute: bool, threshold: float):
         super().__init__()
-        self.network = network
         self.window = int(window)
         self.stride = int(stride)
         self.combine = combine
-        self.absolute = absolute
         self.n_features = int(len(center))
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
         self.register_buffer("center", f32(center))
         self.register_buffer("scale", f32(scale))
-        self.register_buffer("sensor_norm", f32(sensor_norm))
-        self.register_buffer("offsets", torch.arange(self.window))
+        self.window_scores = ChunkedWindowScores(network, f32(sensor_norm), window, stride, absolute)
         self.register_buffer("kernel", torch.ones(1, 1, self.window))
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
-
-    def window_scores(self, scaled: torch.Tensor) -> torch.Tensor:
-        """Scores ``(n,)`` of the windows of a scaled series ``(T, F)``."""
-        # window j, row t = scaled[j * stride + t]: one strided slice per row offset t (plain
-        # copies, faster in ONNX Runtime than gathering the (n, window) row indices)
-        n = (scaled.size(0) - self.window) // self.stride + 1
-        rows = [scaled[t: t + (n - 1) * self.stride + 1: self.stride] for t in range(self.window)]
-        wins = torch.stack(rows, 1)                                          # (n, window, F)
-        diff = wins - self.network(wins)
-        err = diff.abs() if self.absolute else diff.square()
-        return (err.mean(1) / self.sensor_norm).sum(1)
 
     def to_steps(self, s: torch.Tensor, length: int) -> torch.Tensor:
         """Per-step scores ``(length,)`` from window scores ``(n,)`` (``windows.to_steps``)."""
@@ -141,9 +153,9 @@ def _series_graph(det: SeriesDetector, input_dtype: str | None, score: str | Non
     net_example = torch.from_numpy(rng.normal(size=(4, window, n_feat)).astype(np.float32))
     args = (det.center_, det.scale_, det.sensor_norm_, window, stride, det.combine, det.score == "mae",
             threshold)
-    module = SeriesScorer(network, *args).eval()
     script_module = script(SeriesScorer(trace_network(network, net_example), *args),
                            f"series model {det.model!r}")
     meta = {"model": det.model, "score": det.score, "combine": det.combine, "window": window,
             "stride": stride, "columns": list(det.columns_), "input_shape": ["steps", n_feat]}
-    return ScoringGraph(module, script_module, example, ("score", "label"), meta, first_axis="steps")
+    # ONNX comes from the scripted module, so that the loop over window chunks stays a loop
+    return ScoringGraph(script_module, script_module, example, ("score", "label"), meta, first_axis="steps")
