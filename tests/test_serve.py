@@ -32,7 +32,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def client(small_detector):
-    app = create_app(small_detector, max_request_bytes=200_000, max_batch=64)
+    app = create_app(small_detector, max_request_bytes=200_000, max_batch=64, engine="python")
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -178,7 +178,7 @@ def test_cli_serve(small_detector, tmp_path, mnist01):
     port = _free_port()
     env = {**os.environ, "RECONAD_TOKEN": "tok"}
     proc = subprocess.Popen([sys.executable, "-m", "reconad.cli", "serve", "--model", str(tmp_path / "model"),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--port", str(port), "--engine", "python"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -205,7 +205,7 @@ def test_anomalies_go_to_the_alert_channels(small_detector, mnist01, tmp_path):
 
     config = {"outbox": str(tmp_path / "outbox"), "channels": [{"type": "log", "path": str(tmp_path / "a.jsonl")}]}
     with AlertDispatcher(config, background=False, defaults={"model_version": "v0007"}) as alerts:
-        c = TestClient(create_app(small_detector, alerts=alerts))
+        c = TestClient(create_app(small_detector, alerts=alerts, engine="python"))
         x = np.concatenate([mnist01["test_ones"][:5], mnist01["test_zeros"][:5]])
         r = c.post("/score", json={"instances": x.tolist()})
         assert r.status_code == 200
@@ -214,3 +214,44 @@ def test_anomalies_go_to_the_alert_channels(small_detector, mnist01, tmp_path):
     sent = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [a["index"] for a in sent] == flagged
     assert all(a["model_version"] == "v0007" and a["source"] == "service" for a in sent)
+
+
+def test_onnx_engine_batches_concurrent_requests(small_detector, mnist01, monkeypatch):
+    """The default engine scores images with the exported graph in ONNX Runtime, one batch
+    for the requests that arrive together: the detector's scores (relative 1e-5) and labels."""
+    import asyncio
+
+    import httpx
+
+    pytest.importorskip("onnxruntime")
+    app = create_app(small_detector, batch_wait_ms=20)
+    x = np.concatenate([mnist01["test_ones"][:20], mnist01["test_zeros"][:20]])
+    calls = []
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            info = (await c.get("/model")).json()
+            assert info["engine"] == "onnx"
+            bodies = [png_bytes(im) for im in x]
+            rs = await asyncio.gather(*(c.post("/score", content=b, headers={"content-type": "image/png"})
+                                        for b in bodies))
+            bad = await c.post("/score", json={"instances": np.zeros((1, 20, 20), int).tolist()})
+            return rs, bad
+
+    from reconad import serve_batching
+
+    original = serve_batching.MicroBatcher._score_batch
+
+    async def counting(self, loop, items):
+        calls.append(len(items))
+        return await original(self, loop, items)
+
+    monkeypatch.setattr(serve_batching.MicroBatcher, "_score_batch", counting)
+    rs, bad = asyncio.run(run())
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200]
+    scores = np.array([r.json()["scores"][0] for r in rs])
+    np.testing.assert_allclose(scores, small_detector.decision_function(x), rtol=1e-5)
+    assert [r.json()["labels"][0] for r in rs] == small_detector.predict(x).tolist()
+    assert max(calls) > 1 and sum(calls) == len(x), calls  # requests shared batches
+    assert bad.status_code == 422 and "20x20" in bad.json()["detail"]

@@ -589,15 +589,23 @@ def export_model(
     model: Path = typer.Option(..., help="Model folder."),
     format: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
     out: Path = typer.Option(..., help="File to write."),
-    input_dtype: str = typer.Option("uint8", help="ONNX input type: uint8 (0..255) or float32 (0..1)."),
+    input_dtype: Optional[str] = typer.Option(None, help="ONNX input type: uint8 (0..255) or float32 (0..1) "
+                                              "for images (default uint8); float32 for series; "
+                                              "float64 (default) or float32 for tables."),
+    score: Optional[str] = typer.Option(None, help="Image models: another score term (e.g. elbo); "
+                                        "needs --threshold."),
+    threshold: Optional[float] = typer.Option(None, help="Threshold for the labels (default: the model's)."),
+    anomaly_map: bool = typer.Option(True, "--map/--no-map", help="Image models: also output the anomaly map."),
 ):
-    """Export a model as one graph: raw input in; score, label and anomaly map out."""
+    """Export a model as one graph: raw input in; score, label (and anomaly map) out."""
     from reconad import load
     from reconad.export import export
 
     det = load(model)
-    export(det, out, format=format, input_dtype=input_dtype)
-    console.print(f"wrote {out} ({format}; threshold {det.threshold_:.6g})")
+    export(det, out, format=format, input_dtype=input_dtype, score=score, threshold=threshold,
+           anomaly_map=anomaly_map)
+    used = det.threshold_ if threshold is None else threshold
+    console.print(f"wrote {out} ({format}; threshold {used:.6g})")
 
 
 @app.command("serve")
@@ -612,6 +620,10 @@ def serve_model(
     threads: int = typer.Option(1, help="Torch threads for scoring (1 suits many small requests)."),
     alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON): samples labelled "
                                                 "anomalous are sent there too."),
+    engine: str = typer.Option("auto", help="Image models: onnx (the exported graph in ONNX Runtime), "
+                               "python (the detector), or auto (onnx when it can)."),
+    batch_wait_ms: float = typer.Option(0.0, help="Image models: also wait this long for more requests "
+                                        "to batch (0: batch only those already waiting)."),
 ):
     """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
     try:
@@ -627,7 +639,7 @@ def serve_model(
                   f"{'; bearer token required' if token else ''}")
     serve(model, host=host, port=port, token=token or None,
           max_request_bytes=int(max_request_mb * 1024 * 1024), max_batch=max_batch, threads=threads,
-          alert_config=alert_config)
+          alert_config=alert_config, engine=engine, batch_wait_ms=batch_wait_ms)
 
 
 @app.command("report")

@@ -40,15 +40,17 @@ from PIL import Image
 
 try:
     from fastapi import FastAPI, Query, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartException, MultiPartParser
 except ImportError:  # pragma: no cover - the serve extra is missing
     raise ImportError("the scoring service needs FastAPI and uvicorn: pip install 'reconad[serve]'") from None
 
 from reconad._version import __version__
-from reconad.data.images import decode_image
+from reconad.data.images import decode_image, to_float_array
 from reconad.inputs import input_kind
+from reconad.serve_batching import MicroBatcher, image_engine
 
 TOKEN_ENV = "RECONAD_TOKEN"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -109,14 +111,39 @@ def _map_png(amap: np.ndarray) -> tuple[str, float]:
 # --- the application ---------------------------------------------------------------------
 
 def create_app(detector, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-               max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None, alerts=None):
+               max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None, alerts=None,
+               engine: str = "auto", batch_wait_ms: float = 0.0, threads: int = 1,
+               inline_samples: int = 1):
     """The FastAPI application serving ``detector`` (fitted). With ``alerts`` (a
     :class:`reconad.alerts.AlertDispatcher`), every sample labelled anomalous is also sent
-    to the alert channels, with the model version."""
+    to the alert channels, with the model version.
+
+    Image scores (without maps) are computed by ``engine``: ``"onnx"`` (the detector's
+    exported graph in ONNX Runtime on ``threads`` threads), ``"python"`` (the detector) or
+    ``"auto"`` (ONNX when onnxruntime is installed and the model exports). Requests that
+    wait while a batch is scored (and those arriving within ``batch_wait_ms``) form the
+    next batch, scored in a worker thread; a batch of at most ``inline_samples`` images is
+    scored on the event loop, which costs less than the hand-over (see
+    :class:`reconad.serve_batching.MicroBatcher`)."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
     kind = input_kind(detector)
     channels = int(detector.input_shape_[0]) if kind == "images" else None
+    batcher = None
+    engine_name = None
+    if kind == "images" and getattr(detector, "patch_size", None) is None:
+        engine_name, engine_fn = image_engine(detector, engine, threads)
+        batcher = MicroBatcher(engine_fn, wait=batch_wait_ms / 1000.0, max_batch=max_batch,
+                               inline_samples=inline_samples)
+
+    def model_images(X: np.ndarray) -> np.ndarray:
+        """Request images as float32 ``(N, H, W, C)`` in 0..1, checked against the model."""
+        data = to_float_array(X, channels=channels)
+        want = tuple(int(v) for v in detector.input_shape_[1:])
+        if data.shape[2:] != want:
+            raise ValueError(f"images are {data.shape[2]}x{data.shape[3]} but the model was trained on "
+                             f"{want[0]}x{want[1]} (height x width)")
+        return np.ascontiguousarray(data.transpose(0, 2, 3, 1))
 
     app = FastAPI(title="reconad scoring service", version=__version__,
                   description="Anomaly scores, labels and maps from a fitted reconad model.")
@@ -223,6 +250,9 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     def score(X, want_map: bool) -> dict:
         scores = np.asarray(detector.decision_function(X), dtype=np.float64)
         maps = detector.anomaly_map(X) if want_map else None
+        return answer(scores, maps)
+
+    def answer(scores: np.ndarray, maps) -> dict:
         threshold = float(detector.threshold_)
         out: dict[str, Any] = {
             "n": int(scores.shape[0]),
@@ -264,11 +294,15 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
         if len(X) > max_batch:
             raise BadInput(413, f"batch of {len(X)} exceeds the limit of {max_batch} samples")
         try:
-            # scored on the event loop: one request at a time, in arrival order, with no
-            # thread hand-over (the model call is short, and a CPU has no spare core anyway)
-            return score(X, map)
+            if batcher is not None and not map:
+                # checked here, then scored in a batch with the other requests waiting
+                scores = await batcher.score(model_images(X))
+                out = answer(scores, None)
+            else:
+                out = await run_in_threadpool(score, X, map)
         except (ValueError, TypeError, KeyError) as exc:
             raise BadInput(422, str(exc).strip("'\"")) from None
+        return Response(json.dumps(out), media_type="application/json")
 
     @app.get("/health", summary="Liveness")
     async def health():
@@ -285,6 +319,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "threshold_method": getattr(detector, "threshold_method_", None),
             "params": json.loads(json.dumps(detector.get_params(deep=False), default=str)),
             "limits": {"max_request_bytes": max_request_bytes, "max_batch": max_batch},
+            "engine": engine_name or "python",
             "reconad_version": __version__,
         }
         if kind == "images":
@@ -306,7 +341,8 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
 
 def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-          threads: int | None = 1, log_level: str = "warning", alert_config=None) -> None:
+          threads: int | None = 1, log_level: str = "warning", alert_config=None, engine: str = "auto",
+          batch_wait_ms: float = 0.0) -> None:
     """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
     the torch threads for scoring (None keeps torch's default): one thread suits many
     small requests and avoids idle threads spinning on a busy CPU."""
@@ -325,7 +361,8 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
 
         dispatcher = AlertDispatcher(alert_config, defaults={"model_version": detector.model_version_})
     app = create_app(detector, token=token, max_request_bytes=max_request_bytes, max_batch=max_batch,
-                     model_name=str(model_path), alerts=dispatcher)
+                     model_name=str(model_path), alerts=dispatcher, engine=engine,
+                     batch_wait_ms=batch_wait_ms, threads=threads or 1)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     finally:

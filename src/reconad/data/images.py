@@ -146,12 +146,14 @@ def decode_image(data: bytes, channels: int | None = None, name: str = "upload")
     ``read_image``; ``name`` appears in the error for unreadable content."""
     import io
 
+    formats = ["PNG"] if data[:8] == b"\x89PNG\r\n\x1a\n" else ["JPEG"] if data[:3] == b"\xff\xd8\xff" else None
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=formats) as im:  # known formats: no probing
             im.load()
             if channels is None:
                 channels = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+            mode = "L" if channels == 1 else "RGB"
+            arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read image {name}: {exc}") from None
     return arr[:, :, None] if arr.ndim == 2 else arr

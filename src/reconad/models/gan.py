@@ -42,7 +42,7 @@ class Generator(nn.Module):
             nn.Linear(2 * width, math.prod(self.input_shape)), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).reshape(len(z), *self.input_shape)
+        return self.net(z).reshape(-1, *self.input_shape)
 
 
 class Discriminator(nn.Module):

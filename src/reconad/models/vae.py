@@ -157,7 +157,7 @@ class DenseVAE(_VAEBase):
         mu_z, log_var_z = self.encoder(x).chunk(2, dim=1)
         z = self._sample(mu_z, log_var_z)
         c = self.input_shape[0]
-        raw = self.decoder_net(z).reshape(len(x), c * self.out_factor, *self.input_shape[1:])
+        raw = self.decoder_net(z).reshape(-1, c * self.out_factor, *self.input_shape[1:])
         mu_x, log_var_x = self._head(raw, c)
         return VAEOutput(mu_x, log_var_x, mu_z, log_var_z)
 

@@ -1,0 +1,79 @@
+"""``TabularDetector`` as one scoring graph: raw numeric rows in, a score and a label per row out.
+
+The graph takes rows ``(N, F)`` (float64 by default, the columns in training order; see
+the ``columns`` metadata) and does what the detector's ``TableEncoder`` and scoring do:
+a missing value (NaN) becomes the column's training median (``missing="impute"``), the
+columns are scaled with the training offset and scale (in float64, as the encoder does),
+then the network and the per-row score (``mse``: mean squared error, ``l1``: summed
+absolute error). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
+
+Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
+categorical columns cannot be exported (their one-hot encoding works on strings, which
+the graph does not take); with ``missing="error"`` a row with a NaN gets a NaN score
+(label 0) instead of an error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from reconad.detectors.tabular import TabularDetector
+from reconad.export import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
+    trace_network
+
+
+class TableScorer(nn.Module):
+    """Raw numeric rows ``(N, F)`` to ``(score, label)``; see the module docstring."""
+
+    def __init__(self, network: nn.Module, median: np.ndarray, offset: np.ndarray, scale: np.ndarray,
+                 impute: bool, absolute: bool, threshold: float):
+        super().__init__()
+        self.network = network
+        self.impute = impute
+        self.absolute = absolute
+        self.n_features = int(len(offset))
+        f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+        self.register_buffer("median", f64(median))
+        self.register_buffer("offset", f64(offset))
+        self.register_buffer("scale", f64(scale))
+        self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
+
+    def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if rows.dim() != 2 or rows.size(1) != self.n_features:
+            raise RuntimeError("rows must be (N, F) with the training columns in training order")
+        x = rows.to(torch.float64)
+        if self.impute:
+            x = torch.where(torch.isnan(x), self.median, x)
+        x = ((x - self.offset) / self.scale).to(torch.float32)
+        diff = x - self.network(x)
+        score = diff.abs().sum(1) if self.absolute else diff.square().mean(1)
+        label = (score.to(torch.float64) > self.threshold).to(torch.int64)
+        return score, label
+
+
+@register_exporter(TabularDetector)
+def _table_graph(det: TabularDetector, input_dtype: str | None, score: str | None = None,
+                 threshold: float = 0.0, anomaly_map: bool = True) -> ScoringGraph:
+    input_dtype = check_input_dtype(input_dtype, ("float64", "float32"))
+    enc = det.encoder_
+    if enc.categorical_:
+        raise ExportError(f"a table model with categorical columns ({', '.join(enc.categorical_)}) cannot "
+                          "be exported: their one-hot encoding works on text, which the graph does not "
+                          "take; score it in Python or train on numeric columns")
+    if score is not None and score != det.score:
+        raise ExportError(f"a table model is exported with its own score ({det.score!r}); refit with "
+                          f"score={score!r} to export another")
+    network = frozen_copy(det.model_)
+    n = len(enc.columns_)
+    rng = np.random.default_rng(0)
+    example = torch.from_numpy(rng.normal(size=(3, n)).astype(input_dtype))
+    args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold)
+    module = TableScorer(network, *args).eval()
+    net_example = torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32))
+    script_module = script(TableScorer(trace_network(network, net_example), *args),
+                           f"table model {det.model!r}")
+    meta = {"model": det.model, "score": det.score, "columns": list(enc.columns_), "input_shape": [n],
+            "missing": enc.missing}
+    return ScoringGraph(module, script_module, example, ("score", "label"), meta)
