@@ -139,6 +139,7 @@ SERIES_FAMILIES = {
     "series-lstm_ae": _series("lstm_ae"),
     "series-lstm_vae": _series("lstm_vae"),
     "series-dense_ae": _series("dense_ae", combine="max"),
+    "series-conv_ae-worst-sensor": _series("conv_ae", sensor_reduce="max"),
 }
 
 TABLE_FAMILIES = {

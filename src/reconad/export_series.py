@@ -70,10 +70,11 @@ class ChunkedWindowScores(nn.Module):
     behind and is slower (scripted, so that ONNX gets a ``Loop``)."""
 
     def __init__(self, network: nn.Module, sensor_norm: torch.Tensor, window: int, stride: int,
-                 absolute: bool, chunk: int = 1024):
+                 absolute: bool, worst_sensor: bool = False, chunk: int = 1024):
         super().__init__()
         self.network = network
         self.window, self.stride, self.absolute, self.chunk = int(window), int(stride), absolute, int(chunk)
+        self.worst_sensor = bool(worst_sensor)  # sensor_reduce="max": the worst sensor, else the sum
         self.register_buffer("sensor_norm", sensor_norm.clone())
         self.register_buffer("offsets", torch.arange(self.window))
 
@@ -85,7 +86,8 @@ class ChunkedWindowScores(nn.Module):
             wins = scaled[starts.unsqueeze(1) + self.offsets.unsqueeze(0)]   # (chunk, window, F)
             diff = wins - self.network(wins)
             err = diff.abs() if self.absolute else diff.square()
-            parts.append((err.mean(1) / self.sensor_norm).sum(1))
+            per_sensor = err.mean(1) / self.sensor_norm
+            parts.append(per_sensor.amax(1) if self.worst_sensor else per_sensor.sum(1))
         return torch.cat(parts)
 
 
@@ -93,7 +95,8 @@ class SeriesScorer(nn.Module):
     """A raw series ``(T, F)`` to per-step ``(score, label)``; see the module docstring."""
 
     def __init__(self, network: nn.Module, center: np.ndarray, scale: np.ndarray, sensor_norm: np.ndarray,
-                 window: int, stride: int, combine: str, absolute: bool, threshold: float):
+                 window: int, stride: int, combine: str, absolute: bool, threshold: float,
+                 worst_sensor: bool = False):
         super().__init__()
         self.window = int(window)
         self.stride = int(stride)
@@ -102,7 +105,8 @@ class SeriesScorer(nn.Module):
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
         self.register_buffer("center", f32(center))
         self.register_buffer("scale", f32(scale))
-        self.window_scores = ChunkedWindowScores(network, f32(sensor_norm), window, stride, absolute)
+        self.window_scores = ChunkedWindowScores(network, f32(sensor_norm), window, stride, absolute,
+                                                 worst_sensor)
         self.register_buffer("kernel", torch.ones(1, 1, self.window))
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
 
@@ -152,10 +156,11 @@ def _series_graph(det: SeriesDetector, input_dtype: str | None, score: str | Non
     example = torch.from_numpy(rng.normal(size=(length, n_feat)).astype(input_dtype))
     net_example = torch.from_numpy(rng.normal(size=(4, window, n_feat)).astype(np.float32))
     args = (det.center_, det.scale_, det.sensor_norm_, window, stride, det.combine, det.score == "mae",
-            threshold)
+            threshold, getattr(det, "sensor_reduce", "sum") == "max")
     script_module = script(SeriesScorer(trace_network(network, net_example), *args),
                            f"series model {det.model!r}")
     meta = {"model": det.model, "score": det.score, "combine": det.combine, "window": window,
+            "sensor_reduce": getattr(det, "sensor_reduce", "sum"),
             "stride": stride, "columns": list(det.columns_), "input_shape": ["steps", n_feat]}
     # ONNX comes from the scripted module, so that the loop over window chunks stays a loop
     return ScoringGraph(script_module, script_module, example, ("score", "label"), meta, first_axis="steps")
