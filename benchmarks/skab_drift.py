@@ -95,7 +95,6 @@ def main() -> None:
         res["held_out"] = {"checks": len(checks), "signals": sum(s is not None for _, s in checks)}
         moved: dict[str, int] = {}
         fired, first = 0, []
-        pre = [0, 0]
         for name, df in experiments:
             checks = stream(X, df[names].to_numpy(), method, WINDOW, names)
             hits = [end for end, s in checks if s is not None]

@@ -123,7 +123,6 @@ class _AdaptiveThreshold:
         if self._buf.size < self.min_samples or self._since_refit < self.refit_every:
             return self.threshold_
         self._since_refit = 0
-        old = self.threshold_
         wanted = self._estimate(self._buf)
         new = float(np.clip(wanted, self.lower, self.upper))
         bound = "upper" if wanted > self.upper else "lower" if wanted < self.lower else None
