@@ -86,6 +86,8 @@ async def _closed_loop(port: int, pngs: list[bytes], n_requests: int, clients: i
     latencies, errors = [], []
     counter = iter(range(n_requests))
     conns = [await Connection(port).open() for _ in range(clients)]
+    for _ in range(3):  # warm-up, not counted: every connection and batch size the run will see
+        await asyncio.gather(*(c.score(pngs[k % len(pngs)]) for k, c in enumerate(conns)))
 
     async def worker(conn):
         for i in counter:
@@ -214,21 +216,22 @@ def main() -> None:
           "The clients are one asyncio process on the same 2 cores (one keep-alive connection each, plain "
           "HTTP/1.1). *Closed loop*: each client sends its next image as soon as the last is answered, so "
           f"{args.clients} requests are always waiting and p50 ≈ {args.clients} / throughput (Little's law): "
-          f"a p99 under 50 ms would need more than {args.clients / 0.05:.0f} requests/s from 2 shared cores. "
+          f"a p99 under 50 ms would need more than {args.clients / 0.05:.0f} requests/s from 2 shared cores; "
+          "three warm-up rounds (every connection sends one image, all at once) are not counted. "
           f"*Paced*: {args.clients} clients each send {args.rates.replace(',', ' or ')} images/s on a fixed "
           f"schedule for {args.seconds:g} s, as cameras on a line do; latency counts from the scheduled "
           "send time, so a send that the loaded client itself makes late counts against the service.\n\n"
           f"Command: `python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients} "
           f"--rates {args.rates} --seconds {args.seconds:g}`  \n"
-          f"Machine: {machine()}; load average {load} at the end of the run (the CPU is shared with other "
-          "work, so the numbers are noisy).\n\n" + table + "\n\n"
-          "Where the time goes (measured on the same machine): ONNX Runtime scores one 28×28 image with "
-          "this conv_ae in about 0.4 ms, the detector in about 1.4 ms ([export_speed.md](export_speed.md)); "
-          "per request the service spends about 1 ms of CPU in all (HTTP, FastAPI, PNG decoding, scoring, "
-          "JSON) and the client under 0.1 ms. Batching hardly lowers the cost per image of this "
-          "convolutional model (0.7 ms per image in batches of 1 to 256 under load), so the throughput is "
-          "what one core left by the machine's other work allows: the paced runs meet the target while the "
-          "offered rate stays below it, and the queue grows once it does not.\n")
+          f"Machine: {machine()}; load average {load} at the end of the run (a load average near 1 means "
+          "the machine ran little else; above 2, it was shared and the numbers are pessimistic).\n\n"
+          + table + "\n\n"
+          "Where the time goes: ONNX Runtime scores one 28×28 image with this conv_ae in about 0.4 ms, the "
+          "detector in about 1.4 ms ([export_speed.md](export_speed.md)); per request the service spends "
+          "about 1 ms of CPU in all (HTTP, FastAPI, PNG decoding, scoring, JSON) and the client under "
+          "0.1 ms. Batching hardly lowers the cost per image of this convolutional model, so the "
+          "throughput is what the cores allow: the paced runs meet the target while the offered rate "
+          "stays below it, and the queue grows once it does not.\n")
     write_results("serve_load", md, {"machine": machine(), "load_average": float(load), "runs": runs})
     if any(r["errors"] for r in runs):
         sys.exit("some requests failed: " + "; ".join(e for r in runs for e in r["first_errors"]))

@@ -28,6 +28,7 @@ a detector with ``anomaly_map`` takes images; any other takes rows (a 2-D array 
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import math
@@ -363,6 +364,8 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
     app = create_app(detector, token=token, max_request_bytes=max_request_bytes, max_batch=max_batch,
                      model_name=str(model_path), alerts=dispatcher, engine=engine,
                      batch_wait_ms=batch_wait_ms, threads=threads or 1)
+    gc.collect()
+    gc.freeze()  # the model and libraries stay out of later collections: no long pauses under load
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     finally:
