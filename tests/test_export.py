@@ -70,6 +70,13 @@ def _synthetic_series(n, seed=0):
     return np.sin(t / np.array([8.0, 13.0, 5.0])) + 0.05 * rng.standard_normal((n, 3))
 
 
+def _synthetic_run():
+    """A labelled run for when SKAB is missing: fresh normal rows with a planted level shift."""
+    run = _synthetic_series(400, seed=1)
+    run[150:200, 0] += 4.0
+    return run
+
+
 def _series(model, **kw):
     def make(d):
         skab = _skab()
@@ -79,7 +86,7 @@ def _series(model, **kw):
             params["latent_dim"] = 4
         params.update(kw)
         det = SeriesDetector(**params).fit(train)
-        return det, (skab[1] if skab is not None else None)
+        return det, (skab[1] if skab is not None else _synthetic_run())
     return make
 
 
@@ -96,12 +103,13 @@ def _table(model, nan=False, **kw):
         odds = _odds()
         if odds is None:
             x = np.random.default_rng(0).normal(size=(600, 6))
-            train, real = x[:500], None
+            train, real = x[:500], x[500:].copy()
+            real[60:, 0] += 8.0  # planted outliers next to held-out normal rows
         else:
             x, y = odds
             train, real = x[y == 0][:600], np.concatenate([x[y == 0][600:660], x[y == 1][:40]])
         det = TabularDetector(model=model, epochs=2, verbose=0, random_state=0, **kw).fit(train)
-        if nan and real is not None:  # missing values are imputed in the graph
+        if nan:  # missing values are imputed in the graph
             real = real.copy()
             real[::7, 1] = np.nan
             real[::11, 3] = np.nan
@@ -175,8 +183,7 @@ def _inputs(det, real):
                "random-float": rng.random((17, *shape), dtype=np.float32), "single": real[:1]}
     elif kind == "series":
         n_feat = det.n_features_
-        if real is not None:
-            out["real"] = real.astype(np.float32)
+        out["real"] = real.astype(np.float32)
         base = _synthetic_series(150, seed=5)[:, np.arange(n_feat) % 3] * det.scale_ + det.center_
         out["random"] = (base + rng.normal(size=base.shape) * det.scale_ * 0.3).astype(np.float32)
         long = _synthetic_series(2100, seed=6)[:, np.arange(n_feat) % 3] * det.scale_ + det.center_
@@ -185,8 +192,7 @@ def _inputs(det, real):
         out["odd-length"] = out["random"][: det.window + 2 * int(det.stride) + 1]
     else:
         n = len(det.encoder_.columns_)
-        if real is not None:
-            out["real"] = real
+        out["real"] = real
         center, scale = det.encoder_.offset_, det.encoder_.scale_
         out["random"] = center + scale * rng.normal(size=(33, n)) * np.r_[1.0, 4.0, np.ones(n - 2)]
         out["single"] = out["random"][:1]
