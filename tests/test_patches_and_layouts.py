@@ -72,6 +72,32 @@ def test_patch_vae_trains_and_maps_images_of_any_size():
         det.decision_function([np.zeros((10, 30), np.float32)])
 
 
+def test_patch_grid_scores_match_the_training_network():
+    """The grid is scored by a fast copy (batch norm folded, channels-last); its scores
+    equal those of the trained network on the same crops, which stays untouched."""
+    from reconad.models.inference import fast_inference_copy
+    from torch import nn
+
+    rng = np.random.default_rng(2)
+    train = [_texture(rng, 48, 52) for _ in range(8)]
+    det = ImageDetector(model="paper_vae", latent_dim=4, width=4, depth=3, epochs=2, patch_size=24, stride=8,
+                        patches_per_image=16, verbose=0, random_state=0).fit(train)
+    bns = [m for m in det.model_.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(float(b.running_var.std()) > 0 for b in bns)  # non-trivial statistics to fold
+    fast = fast_inference_copy(det.model_)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    image = train[0].copy()
+    image[20:26, 30:36] = 1.0
+    grid = det.patch_scores([image], score="elbo", stride=4)[0]
+    crops = torch.cat(list(patches.iter_grid_batches(torch.from_numpy(image)[None], 24, 4)))
+    det.model_.eval()
+    with torch.no_grad():
+        direct = det._score_fn("elbo")(crops, det.model_(crops)).numpy()
+    np.testing.assert_allclose(grid.ravel(), direct, rtol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in det.model_.modules())
+    assert det.model_.features[0].weight.is_contiguous()
+
+
 def test_localization_metrics_perfect_and_random():
     rng = np.random.default_rng(0)
     masks = [np.zeros((20, 20), bool) for _ in range(3)]

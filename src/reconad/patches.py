@@ -81,22 +81,34 @@ def iter_grid_batches(image: torch.Tensor, size: int, stride: int,
 
 def grid_scores(image: np.ndarray | torch.Tensor, size: int, stride: int,
                 score_fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 512,
-                device: torch.device | str = "cpu") -> np.ndarray:
-    """Score of every grid patch of one image ``(C, H, W)``: an array ``(rows, cols)``."""
+                device: torch.device | str = "cpu", channels_last: bool = False) -> np.ndarray:
+    """Score of every grid patch of one image ``(C, H, W)``: an array ``(rows, cols)``;
+    ``channels_last`` hands the batches to ``score_fn`` in that memory layout."""
     image = torch.as_tensor(image)
     rows, cols = grid_shape(image.shape[1], image.shape[2], size, stride)
-    out = [score_fn(b.to(device)).float().cpu() for b in iter_grid_batches(image, size, stride, batch_size)]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    out = [score_fn(b.to(device).contiguous(memory_format=layout)).float().cpu()
+           for b in iter_grid_batches(image, size, stride, batch_size)]
     return torch.cat(out).reshape(rows, cols).numpy().astype(np.float64)
+
+
+def _cover(n_patches: int, size: int, stride: int, length: int) -> np.ndarray:
+    """``(length, n_patches)``: 1 where a patch (start ``i * stride``, ``size`` long) covers a pixel."""
+    starts = np.arange(n_patches) * stride
+    pixel = np.arange(length)[:, None]
+    return ((pixel >= starts) & (pixel < starts + size)).astype(np.float64)
 
 
 def scores_to_map(scores: np.ndarray, size: int, stride: int, height: int, width: int) -> np.ndarray:
     """Per-pixel map ``(height, width)``: each pixel takes the mean score of the grid
-    patches covering it (a transposed convolution of the score grid with a box kernel)."""
-    grid = torch.as_tensor(scores, dtype=torch.float64)[None, None]
-    box = torch.ones(1, 1, size, size, dtype=torch.float64)
-    total = F.conv_transpose2d(grid, box, stride=stride)[0, 0]
-    count = F.conv_transpose2d(torch.ones_like(grid), box, stride=stride)[0, 0]
-    return (total / count)[:height, :width].numpy()
+    patches covering it. The box kernel is separable, so the sums are two matrix products
+    with 0/1 cover matrices (milliseconds, where a transposed convolution took seconds)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rows = _cover(scores.shape[0], size, stride, height)
+    cols = _cover(scores.shape[1], size, stride, width)
+    total = rows @ scores @ cols.T
+    count = rows.sum(1)[:, None] * cols.sum(1)[None, :]
+    return total / count
 
 
 def aggregate(scores: np.ndarray, how: str = "max", top_k: int = 10) -> float:

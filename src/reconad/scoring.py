@@ -116,11 +116,25 @@ def gaussian_terms(x: torch.Tensor, mu_x: torch.Tensor, log_var_x: torch.Tensor 
     return {"D": kl_term(mu_z, log_var_z), "A": A, "M": M, "recon": recon}
 
 
+# the terms each score adds up (the others are not computed when scoring)
+_TERMS = {"unregularized": "M", "elbo": "DAM", "kl": "D", "log_norm": "A", "recon_kl": "RD"}
+
+
 def vae_per_sample(x, mu_x, log_var_x, mu_z, log_var_z, name: str, beta: float = 1.0) -> torch.Tensor:
-    """One score per sample for a VAE's output (see ``combine_gaussian``)."""
-    t = gaussian_terms(x, mu_x, log_var_x, mu_z, log_var_z)
-    return combine_gaussian(name, t["D"], t["A"].flatten(1).sum(1), t["M"].flatten(1).sum(1),
-                            t["recon"].flatten(1).sum(1), beta)
+    """One score per sample for a VAE's output (see ``combine_gaussian``); only the terms
+    that the score needs are computed."""
+    need = _TERMS.get(name, "DAMR")
+    zero = x.new_zeros(len(x))
+    per = lambda t: t.flatten(1).sum(1)  # noqa: E731
+    if log_var_x is None:  # Bernoulli decoder: M and the reconstruction error are the BCE
+        M = per(elementwise(x, mu_x, "bce")) if set(need) & set("MR") else zero
+        A, recon = zero, M
+    else:
+        M = per(normalized_distance(x, mu_x, log_var_x)) if "M" in need else zero
+        A = per(log_normalizer(log_var_x)) if "A" in need else zero
+        recon = per((x - mu_x).square()) if "R" in need else zero
+    D = kl_term(mu_z, log_var_z) if "D" in need else zero
+    return combine_gaussian(name, D, A, M, recon, beta)
 
 
 def vae_pixel_map(x, mu_x, log_var_x, mu_z, log_var_z, name: str, beta: float = 1.0) -> torch.Tensor:
