@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import torch
-from _common import data_dir, machine, markdown_table, write_results
+from _common import best_time, data_dir, machine, markdown_table, write_results
 
 from reconad import ImageDetector, SeriesDetector, TabularDetector
 from reconad.export import export
@@ -51,15 +51,6 @@ IMAGE_FAMILIES = {  # name: (model, settings, score)
 }
 SERIES_FAMILIES = ("conv_ae", "lstm_ae", "lstm_vae", "dense_ae")
 TABLE_FAMILIES = ("ae", "vae")
-
-
-def _best(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _median_call(fn, calls: int) -> float:
@@ -102,8 +93,8 @@ def _measure(det, sess, batches: list, one, calls: int, prepare=lambda x: x) -> 
     # the two engines take turns, so that a change in the machine's load hits both alike
     py_batch, ort_batch, py_one, ort_one = [], [], [], []
     for _ in range(args_repeats):
-        py_batch.append(_best(lambda: [det.decision_function(b) for b in batches], 1))
-        ort_batch.append(_best(onnx_scores, 1))
+        py_batch.append(best_time(lambda: [det.decision_function(b) for b in batches], 1))
+        ort_batch.append(best_time(onnx_scores, 1))
         py_one.append(_median_call(lambda: det.decision_function(one), calls // args_repeats))
         ort_one.append(_median_call(lambda: sess.run(["score"], {"input": one_in}), calls // args_repeats))
     py_batch, ort_batch, py_one, ort_one = min(py_batch), min(ort_batch), min(py_one), min(ort_one)

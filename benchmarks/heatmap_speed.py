@@ -11,12 +11,11 @@ The weights come from a one-epoch fit on random images: only the time matters he
 
 import argparse
 import os
-import time
 
 import numpy as np
 import torch
 
-from _common import machine, markdown_table, write_results
+from _common import best_time, machine, markdown_table, write_results
 
 from reconad import ImageDetector, patches
 
@@ -38,12 +37,7 @@ def reference_map(det, image: np.ndarray, stride: int) -> np.ndarray:
 
 def best_of(fn, repeats: int) -> float:
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return best_time(fn, repeats)
 
 
 def main() -> None:
