@@ -75,8 +75,9 @@ def main() -> None:
         "",
         "The map scores every 96x96 patch of the grid with a copy of the network made for",
         "inference (`reconad.models.inference.fast_inference_copy`: batch norm folded into the",
-        "convolutions, channels-last weights and inputs) in batches of 64 patches, which stay in",
-        "the CPU's cache, and spreads the patch scores over the pixels with two matrix products.",
+        "convolutions, the decoder's output layer as a sub-pixel convolution, channels-last",
+        "weights and inputs) one grid row at a time (137 patches at stride 4), and spreads the",
+        "patch scores over the pixels with two matrix products.",
     ])
     write_results("heatmap_speed", md + "\n", data)
 

@@ -8,6 +8,7 @@ from PIL import Image
 from reconad import ImageDetector, load, patches
 from reconad.data import layouts
 from reconad.metrics import aupro, localization_metrics
+from reconad.models.inference import SubPixelTransposedConv, fast_inference_copy
 
 
 def _texture(rng, h, w):
@@ -75,7 +76,6 @@ def test_patch_vae_trains_and_maps_images_of_any_size():
 def test_patch_grid_scores_match_the_training_network():
     """The grid is scored by a fast copy (batch norm folded, channels-last); its scores
     equal those of the trained network on the same crops, which stays untouched."""
-    from reconad.models.inference import fast_inference_copy
     from torch import nn
 
     rng = np.random.default_rng(2)
@@ -96,6 +96,28 @@ def test_patch_grid_scores_match_the_training_network():
     np.testing.assert_allclose(grid.ravel(), direct, rtol=1e-5)
     assert any(isinstance(m, nn.BatchNorm2d) for m in det.model_.modules())
     assert det.model_.features[0].weight.is_contiguous()
+    assert any(isinstance(m, SubPixelTransposedConv) for m in fast.modules())  # the output layer
+    assert not any(isinstance(m, SubPixelTransposedConv) for m in det.model_.modules())
+
+
+@pytest.mark.parametrize("kernel, padding, output_padding, size", [
+    (4, 1, 0, (12, 12)),        # the paper VAE's layers
+    (3, 1, 1, (7, 9)),          # conv_ae / conv_vae, even output
+    (3, 1, 0, (7, 9)),          # odd output
+    (4, 1, 1, (5, 6)),
+    (5, 2, 1, (4, 4)),
+    ((3, 4), (1, 2), (0, 1), (5, 6)),
+    (4, 1, 0, (1, 1)),
+])
+def test_sub_pixel_convolution_equals_transposed_convolution(kernel, padding, output_padding, size):
+    torch.manual_seed(0)
+    deconv = torch.nn.ConvTranspose2d(6, 3, kernel, stride=2, padding=padding, output_padding=output_padding)
+    sub = SubPixelTransposedConv(deconv)
+    for x in (torch.randn(4, 6, *size), torch.randn(4, 6, *size).contiguous(memory_format=torch.channels_last)):
+        expected = deconv(x)
+        got = sub(x)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_localization_metrics_perfect_and_random():
