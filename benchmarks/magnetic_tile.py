@@ -10,9 +10,10 @@ Preprocessing, the same for every model (no labels involved): images wider than 
 transposed to portrait, so the tile texture runs one way; each image is standardised
 (mean 0.5, 0.15 per standard deviation, clipped to 0..1), which removes the large
 brightness differences between normal tiles; then it is resized (bilinear) to a square:
-32x32 for the whole-image models, 128x128 for the whole-image models whose per-pixel maps
-(smoothed, sigma 16 pixels) are compared with the masks resized (nearest) to 128x128,
-64x64 for the patch models, whose maps are compared with the masks resized to 64x64.
+32x32 for the whole-image models, 192x192 for the whole-image models whose per-pixel maps
+(smoothed, sigma 32 pixels) are resized back to each tile's own size and orientation and
+compared with its original mask, 64x64 for the patch models, whose maps are compared with
+the masks resized (nearest) to 64x64.
 All models are trained from scratch.
 """
 
@@ -43,14 +44,14 @@ WHOLE_MODELS = {
             ["elbo", "unregularized", "recon_kl"]),
     "GMM": (dict(model="gmm", latent_dim=5, model_kwargs={"pca_components": 64}), ["nll", "unregularized"]),
 }
-MAPPED = 128  # side of the whole-image models whose per-pixel maps are scored against the masks
-MAP_SIGMA = MAPPED / 8  # Gaussian smoothing of their maps, in pixels (a sweep is in the JSON)
+MAPPED = 192  # side of the whole-image models whose per-pixel maps are scored against the masks
+MAP_SIGMA = MAPPED / 6  # Gaussian smoothing of their maps, in pixels at MAPPED (a sweep is below)
 MAPPED_MODELS = {
-    "AE": (dict(model="conv_ae", latent_dim=16, width=16, depth=4, epochs=30, batch_size=32), ["mse"]),
-    "VAE": (dict(model="conv_vae", latent_dim=16, width=16, depth=4, epochs=30, batch_size=32, beta=1.0),
+    "AE": (dict(model="conv_ae", latent_dim=16, width=16, depth=5, epochs=30, batch_size=32), ["mse"]),
+    "VAE": (dict(model="conv_vae", latent_dim=16, width=16, depth=5, epochs=30, batch_size=32, beta=1.0),
             ["elbo", "unregularized", "recon_kl"]),
 }
-SIGMA_SWEEP = (0, 4, 8, 16, 24, 32)
+SIGMA_SWEEP = (0, 8, 16, 24, 32, 48)
 PATCH = dict(patch_size=16, stride=4, patches_per_image=32)
 PATCH_MODELS = {
     "AE": (dict(model="conv_ae", latent_dim=16, width=16, depth=2, epochs=5, batch_size=64, **PATCH), ["mse"]),
@@ -73,6 +74,21 @@ def load(path, side: int, mask: bool = False) -> np.ndarray:
         return a > 127
     a = a.astype(np.float32) / 255.0
     return np.clip(0.5 + (a - a.mean()) / (a.std() + 1e-6) * 0.15, 0.0, 1.0).astype(np.float32)
+
+
+def native_mask(path) -> np.ndarray:
+    """The mask at the tile's own size and orientation."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L")) > 127
+
+
+def to_native(maps: np.ndarray, shapes) -> list[np.ndarray]:
+    """Square maps of portrait-turned tiles back to each tile's own orientation and size."""
+    out = []
+    for m, (h, w) in zip(maps, shapes):
+        m = m.T if w > h else m  # load() turned landscape tiles to portrait
+        out.append(np.asarray(Image.fromarray(m.astype(np.float32)).resize((w, h), Image.BILINEAR)))
+    return out
 
 
 def settings_text(kw: dict) -> str:
@@ -99,7 +115,7 @@ def heatmap_timing(quick: bool) -> dict:
         m = det.anomaly_map(image if not quick else image[:, :240, :320], stride=stride)
         out[name] = {"seconds": time.perf_counter() - t0, "map_shape": list(m.shape[1:])}
         print(f"heatmap {name}: {out[name]['seconds']:.1f} s for {m.shape[1]}x{m.shape[2]}", flush=True)
-    # the whole-image route: resize to the model's 128x128, smoothed map, resize back
+    # the whole-image route: resize to the model's input, smoothed map, resize back
     det = ImageDetector(**MAPPED_MODELS["VAE"][0] | {"epochs": 1}, verbose=0, random_state=SEED).fit(
         (rng.random((8, MAPPED, MAPPED))).astype(np.float32))
     t0 = time.perf_counter()
@@ -131,6 +147,9 @@ def main() -> None:
             for side in (WHOLE, PATCHED, MAPPED)}
     masks = np.stack([load(p, PATCHED, mask=True) for p in mask_files])
     masks_mapped = np.stack([load(p, MAPPED, mask=True) for p in mask_files])
+    masks_native = [native_mask(p) for p in mask_files]
+    native_shapes = [m.shape for m in masks_native]
+    truth_native = np.concatenate([m.ravel() for m in masks_native])
     print(f"loaded {len(train_files)} training and {len(test_files)} test images in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -170,11 +189,12 @@ def main() -> None:
                     raw = det.anomaly_map(test, score=score)
                     maps = det.anomaly_map(test, score=score, sigma=MAP_SIGMA)
                     row["map_seconds"] = time.perf_counter() - t1
-                    row.update(localization_metrics(list(masks_mapped), list(maps)))
+                    row.update(localization_metrics(masks_native, to_native(maps, native_shapes)))
                     row["sigma"] = MAP_SIGMA
                     row["pixel_roc_auc_by_sigma"] = {
-                        str(sg): float(roc_auc_score(masks_mapped.ravel(), (gaussian_filter(
-                            raw, (0, sg, sg)) if sg else raw).ravel())) for sg in SIGMA_SWEEP}
+                        str(sg): float(roc_auc_score(truth_native, np.concatenate([m.ravel() for m in to_native(
+                            gaussian_filter(raw, (0, sg, sg)) if sg else raw, native_shapes)])))
+                        for sg in SIGMA_SWEEP}
                 results["rows"].append(row)
                 print(f"{mode:11s} {name:3s} {score:13s} image ROC-AUC {row['image_roc_auc']:.4f}  "
                       + (f"pixel ROC-AUC {row['pixel_roc_auc']:.4f} AUPRO {row['aupro']:.4f}  " if "aupro" in row else "")
@@ -192,11 +212,11 @@ def main() -> None:
                                masks=list(masks[pick]), scores=det.decision_function(test64, score=score),
                                labels=y[pick], cols=4)
     det = fitted[("whole image, maps", "VAE")]
-    test128 = data[MAPPED][1][pick]
-    maps = det.anomaly_map(test128, score="unregularized", sigma=MAP_SIGMA)
-    plots.heatmap_overlays(list(test128), list(maps), docs / "magnetic_tile_heatmaps_vae128.png",
+    test_mapped = data[MAPPED][1][pick]
+    maps = det.anomaly_map(test_mapped, score="unregularized", sigma=MAP_SIGMA)
+    plots.heatmap_overlays(list(test_mapped), list(maps), docs / f"magnetic_tile_heatmaps_vae{MAPPED}.png",
                            masks=list(masks_mapped[pick]), labels=y[pick], cols=4,
-                           scores=det.decision_function(test128, score="unregularized"))
+                           scores=det.decision_function(test_mapped, score="unregularized"))
     vae = fitted[("whole image", "VAE")]
     plots.latent_space(vae.encode(data[WHOLE][1]), y, docs / "magnetic_tile_latent.png",
                        title="Magnetic tile: mu_z of the whole-image VAE (2-D PCA)")
@@ -222,16 +242,17 @@ def main() -> None:
         + (" (quick check: `--quick`)" if args.quick else ""),
         "",
         f"Machine: {results['machine']}; load average {results['load_average_at_start']:.1f} at the start and "
-        f"{results['load_average_at_end']:.1f} at the end (the 2 cores were shared with other jobs, so all "
-        "times are noisy and slower than on an idle machine). One thread: on the shared, overloaded machine "
-        "this was several times faster than two.",
+        f"{results['load_average_at_end']:.1f} at the end (a load above 1 means other jobs shared the 2 cores; "
+        "times vary by 10 to 20 % from run to run on this virtual machine). One thread: on a shared, "
+        "overloaded machine this was several times faster than two.",
         "",
         f"{len(train_files)} defect-free training images; {int((y == 0).sum())} defect-free and "
         f"{int(y.sum())} defective test images. Preprocessing (no labels): landscape images transposed to "
         "portrait, per-image standardisation (mean 0.5, 0.15 per standard deviation, clipped), bilinear "
         f"resize to {WHOLE}x{WHOLE} (whole-image models), {MAPPED}x{MAPPED} (whole-image models with pixel "
-        f"metrics: maps smoothed with a Gaussian of sigma {MAP_SIGMA:g} pixels) or {PATCHED}x{PATCHED} (patch "
-        "models); masks resized with nearest-neighbour sampling to the size of the maps. No pretrained weights. 10 % of the training "
+        f"metrics: maps smoothed with a Gaussian of sigma {MAP_SIGMA:g} pixels, then resized back to each tile's "
+        f"own size and orientation and scored against its original mask) or {PATCHED}x{PATCHED} (patch "
+        "models; masks resized with nearest-neighbour sampling to 64x64). No pretrained weights. 10 % of the training "
         "images are held out for the threshold and the best epoch.",
         "",
         markdown_table(header, rows),
@@ -243,14 +264,14 @@ def main() -> None:
         "Heatmap of one 640x480 image (patch mode, 96x96 patches: 13,289 at stride 4, 3,350 at stride 8): "
         + "; ".join(f"{k}: {v['seconds']:.3g} s" for k, v in timing.items()) + ".",
         "",
-        f"Pixel ROC-AUC of the {MAPPED}x{MAPPED} whole-image maps by the Gaussian smoothing sigma (pixels at "
-        f"{MAPPED}x{MAPPED}; the table above uses sigma {MAP_SIGMA:g}):",
+        f"Pixel ROC-AUC (at each tile's own size) of the {MAPPED}x{MAPPED} whole-image maps by the Gaussian "
+        f"smoothing sigma (pixels at {MAPPED}x{MAPPED}; the table above uses sigma {MAP_SIGMA:g}):",
         "",
         markdown_table(["model", "score"] + [f"sigma {sg}" for sg in SIGMA_SWEEP],
                        [[r["model"], SCORE_LABEL[r["score"]]] + [r["pixel_roc_auc_by_sigma"][str(sg)] for sg in SIGMA_SWEEP]
                         for r in results["rows"] if r["mode"] == "whole image, maps"]),
         "",
-        "![VAE 128 heatmaps](magnetic_tile_heatmaps_vae128.png)",
+        f"![VAE {MAPPED} heatmaps](magnetic_tile_heatmaps_vae{MAPPED}.png)",
         "",
         "![VAE heatmaps](magnetic_tile_heatmaps_vae.png)",
         "",
