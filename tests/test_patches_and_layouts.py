@@ -120,6 +120,15 @@ def test_sub_pixel_convolution_equals_transposed_convolution(kernel, padding, ou
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_sub_pixel_convolution_keeps_the_layers_dtype_and_device():
+    torch.manual_seed(0)
+    deconv = torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1).double()
+    sub = SubPixelTransposedConv(deconv)
+    assert sub.conv.weight.dtype == torch.float64 and sub.conv.weight.device == deconv.weight.device
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(sub(x), deconv(x), rtol=1e-12, atol=1e-12)
+
+
 def test_localization_metrics_perfect_and_random():
     rng = np.random.default_rng(0)
     masks = [np.zeros((20, 20), bool) for _ in range(3)]

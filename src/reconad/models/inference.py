@@ -54,7 +54,8 @@ class SubPixelTransposedConv(nn.Module):
                 for ty, ky in row_taps:
                     for tx, kx in col_taps:
                         kernel[a, b, :, :, ty - lo[0], tx - lo[1]] = w[:, :, ky, kx].T
-        self.conv = nn.Conv2d(c_in, 4 * c_out, size, padding=pad, bias=deconv.bias is not None)
+        self.conv = nn.Conv2d(c_in, 4 * c_out, size, padding=pad, bias=deconv.bias is not None,
+                              device=w.device, dtype=w.dtype)
         self.conv.weight.data.copy_(kernel.reshape(4 * c_out, c_in, *size))
         if deconv.bias is not None:
             self.conv.bias.data.copy_(deconv.bias.detach().repeat(4))
