@@ -7,8 +7,9 @@ with few output channels (a decoder's output layer) becomes an ordinary convolut
 computes the four output phases side by side, then interleaves them
 (``SubPixelTransposedConv``): for a 16 -> 2 channel output layer on 96x96 patches oneDNN's
 transposed convolution took 3.7 to 5.4 times as long as this convolution, although the
-convolution does 2.25 times the multiply-adds (its 3x3 window has zero taps). The copy computes the same function as the original up to float
-rounding (about 1e-6 relative); the original is untouched.
+convolution does 2.25 times the multiply-adds (its 3x3 window has zero taps). The copy
+computes the same function as the original up to float rounding (about 1e-6 relative);
+the original is untouched.
 """
 
 import copy
@@ -79,7 +80,7 @@ class SubPixelTransposedConv(nn.Module):
         out_h, out_w = 2 * h + self.extra[0], 2 * w + self.extra[1]
         rows, cols = (out_h + 1) // 2, (out_w + 1) // 2      # per phase
         c = self.out_channels
-        (r0, c0) = self.start
+        r0, c0 = self.start
         y = self.conv(x)[:, :, r0:r0 + rows, c0:c0 + cols]
         y = y.permute(0, 2, 3, 1).reshape(n, rows, cols, 2, 2, c)          # (n, i, j, a, b, c)
         y = y.permute(0, 1, 3, 2, 4, 5).reshape(n, 2 * rows, 2 * cols, c)  # rows 2i+a, cols 2j+b
