@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +79,50 @@ def magnetic_tile_split(root: Path | None = None) -> dict:
         types += [folder.name] * len(defects)
     return {"train": train, "test": test, "test_labels": labels,
             "test_masks": [p.with_suffix(".png") for p in test], "test_types": types}
+
+
+# Pixel groups of the magnetic tile test set, for :func:`pixel_auc_by_group`.
+POSITIVE_GROUPS = ("uneven defects", "other defects")
+NEGATIVE_GROUPS = ("defect-free tiles", "clean parts of uneven tiles", "clean parts of other defective tiles")
+
+
+def pixel_auc_by_group(maps: list, masks: list, types) -> dict:
+    """Where the pooled pixel ROC-AUC of magnetic tile maps is lost.
+
+    ``maps`` and ``masks`` (boolean) are per-image arrays of the same shapes and ``types``
+    the tiles' folder names. Returns ``auc[positive][negative]``: the pixel ROC-AUC of one
+    group of defect pixels against one group of clean pixels (groups as in
+    ``POSITIVE_GROUPS`` and ``NEGATIVE_GROUPS``), ``share``: each group's share of the defect
+    or clean pixels, and ``clean_median``: the median map value of the clean pixels of each
+    tile type divided by that of the defect-free tiles."""
+    from sklearn.metrics import roc_auc_score
+
+    types = np.asarray(types)
+    score = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
+    defect = np.concatenate([np.asarray(k, dtype=bool).ravel() for k in masks])
+    kind = np.concatenate([np.full(np.asarray(k).size, t) for k, t in zip(masks, types)])
+    uneven, free = kind == "MT_Uneven", kind == "MT_Free"
+    positive = {"uneven defects": defect & uneven, "other defects": defect & ~uneven}
+    negative = {"defect-free tiles": free, "clean parts of uneven tiles": ~defect & uneven,
+                "clean parts of other defective tiles": ~defect & ~uneven & ~free}
+    auc = {p: {n: float(roc_auc_score(defect[pm | nm], score[pm | nm])) for n, nm in negative.items()}
+           for p, pm in positive.items()}
+    share = {g: float(m.sum() / (defect if g in positive else ~defect).sum())
+             for g, m in {**positive, **negative}.items()}
+    free_median = float(np.median(score[free]))
+    clean_median = {t: float(np.median(score[~defect & (kind == t)]) / free_median) for t in sorted(set(types))}
+    return {"auc": auc, "share": share, "clean_median": clean_median}
+
+
+def pixel_auc_by_group_tables(rows: dict) -> str:
+    """Markdown for :func:`pixel_auc_by_group` results ``{row name: result}``."""
+    first = next(iter(rows.values()))
+    header = ["model", "defect pixels"] + [f"against {n} ({100 * first['share'][n]:.0f} %)" for n in NEGATIVE_GROUPS]
+    auc_table = markdown_table(header, [[name, f"{p} ({100 * first['share'][p]:.0f} %)"]
+                                        + [r["auc"][p][n] for n in NEGATIVE_GROUPS]
+                                        for name, r in rows.items() for p in POSITIVE_GROUPS])
+    type_names = list(first["clean_median"])
+    median_table = markdown_table(["model"] + type_names,
+                                  [[name] + [r["clean_median"][t] for t in type_names] for name, r in rows.items()])
+    return (auc_table + "\n\nMedian map value of the clean pixels of each tile type, divided by that of the "
+            "defect-free test tiles:\n\n" + median_table)

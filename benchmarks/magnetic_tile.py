@@ -25,7 +25,15 @@ import time
 
 import numpy as np
 import torch
-from _common import ROOT, machine, magnetic_tile_split, markdown_table, write_results
+from _common import (
+    ROOT,
+    machine,
+    magnetic_tile_split,
+    markdown_table,
+    pixel_auc_by_group,
+    pixel_auc_by_group_tables,
+    write_results,
+)
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
@@ -189,7 +197,9 @@ def main() -> None:
                     raw = det.anomaly_map(test, score=score)
                     maps = det.anomaly_map(test, score=score, sigma=MAP_SIGMA)
                     row["map_seconds"] = time.perf_counter() - t1
-                    row.update(localization_metrics(masks_native, to_native(maps, native_shapes)))
+                    native = to_native(maps, native_shapes)
+                    row.update(localization_metrics(masks_native, native))
+                    row["pixel_auc_by_group"] = pixel_auc_by_group(native, masks_native, types)
                     row["sigma"] = MAP_SIGMA
                     row["pixel_roc_auc_by_sigma"] = {
                         str(sg): float(roc_auc_score(truth_native, np.concatenate([m.ravel() for m in to_native(
@@ -270,6 +280,13 @@ def main() -> None:
         markdown_table(["model", "score"] + [f"sigma {sg}" for sg in SIGMA_SWEEP],
                        [[r["model"], SCORE_LABEL[r["score"]]] + [r["pixel_roc_auc_by_sigma"][str(sg)] for sg in SIGMA_SWEEP]
                         for r in results["rows"] if r["mode"] == "whole image, maps"]),
+        "",
+        (f"Where the pixel ROC-AUC of the {MAPPED}x{MAPPED} maps (sigma {MAP_SIGMA:g}) is lost: the pixel ROC-AUC of "
+         "each group of defect pixels against each group of clean pixels (in brackets, the group's share of all "
+         "defect or all clean pixels; the pooled figure is close to the mean of these, weighted by the shares):"),
+        "",
+        pixel_auc_by_group_tables({f"{r['model']} {SCORE_LABEL[r['score']]}": r["pixel_auc_by_group"]
+                                   for r in results["rows"] if "pixel_auc_by_group" in r}),
         "",
         f"![VAE {MAPPED} heatmaps](magnetic_tile_heatmaps_vae{MAPPED}.png)",
         "",

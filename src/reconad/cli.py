@@ -154,7 +154,8 @@ def _fit_and_save(det, X, out: Path, distributed: bool, checkpoint: Optional[Pat
             det.fit(X)
         if ddp.is_main_process():
             det.save(out)
-            console.print(f"saved {out} (threshold {det.threshold_:.6g}, best epoch {det.best_epoch_ + 1}"
+            epoch = f", best epoch {det.best_epoch_ + 1}" if det.best_epoch_ >= 0 else ""
+            console.print(f"saved {out} (threshold {det.threshold_:.6g}{epoch}"
                           + (f", {ddp.world_size()} processes" if ddp.world_size() > 1 else "") + ")")
     finally:
         ddp.shutdown()

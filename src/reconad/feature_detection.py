@@ -22,6 +22,7 @@ detector calls them when its ``model`` is one of :data:`FEATURE_MODELS`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -37,7 +38,7 @@ from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_ba
                                      sha256_file)
 from reconad.models.memory_bank import greedy_coreset, nearest_distance
 from reconad.persistence import ModelFileError
-from reconad.training import fit_model, resolve_device, seed_everything, split_validation
+from reconad.training import fit_model, progress_bar, resolve_device, seed_everything, split_validation
 
 FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
 DEFAULT_IMAGE_SIZE = 256
@@ -152,10 +153,11 @@ def standardise_contrast(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std * CONTRAST_STD + CONTRAST_MEAN
 
 
-def extract_features(det, X) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+def extract_features(det, X, on_progress=None) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
     """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes.
     Images of the same size go through the backbone together; grayscale images stay one
-    channel until they reach the backbone, which sees them repeated as RGB."""
+    channel until they reach the backbone, which sees them repeated as RGB.
+    ``on_progress(k, total)`` is called after each batch of ``k`` of the ``total`` images."""
     images = to_image_list(X)
     pyramid = getattr(det, "pyramid_", None)
     if pyramid is None:
@@ -177,6 +179,8 @@ def extract_features(det, X) -> tuple[list[torch.Tensor], list[tuple[int, int]]]
                 out = pyramid(x).float().cpu().contiguous()
                 for i, f in zip(part, out):
                     feats[i] = f
+                if on_progress is not None:
+                    on_progress(len(part), len(images))
     return feats, [im.shape[1:] for im in images]
 
 
@@ -196,8 +200,22 @@ def fit(det, X):
     """Fit feature model ``det.model`` on normal images ``X``; returns ``det``."""
     _check_settings(det)
     load_pyramid(det)
-    feats, _ = extract_features(det, X)
+    with _progress(det, "backbone features") as advance:
+        feats, _ = extract_features(det, X, on_progress=advance)
     return fit_features(det, feats)
+
+
+@contextlib.contextmanager
+def _progress(det, label: str, total: int | None = None):
+    """``advance(k, total=None)`` for a progress bar shown while ``det.verbose`` (a no-op
+    otherwise)."""
+    bar = progress_bar(det.verbose, label)
+    if bar is None:
+        yield lambda k, total=None: None
+        return
+    task = bar.add_task(label, total=total, info="")
+    with bar:
+        yield lambda k, total=None: bar.update(task, advance=k, **({"total": total} if total else {}))
 
 
 def _check_settings(det) -> None:
@@ -226,7 +244,9 @@ def fit_features(det, feats: list[torch.Tensor]):
     det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
     if det.model == "feature_knn":
         pool = _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_)
-        keep = greedy_coreset(pool, int(opts["memory_size"]), seed=det.random_state)
+        size = min(int(opts["memory_size"]), len(pool))
+        with _progress(det, f"memory bank: {size} of {len(pool)} vectors", size) as advance:
+            keep = greedy_coreset(pool, size, seed=det.random_state, on_progress=advance)
         det.memory_bank_ = pool[keep.to(pool.device)].contiguous()
         det.model_ = None
     else:

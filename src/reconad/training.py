@@ -58,12 +58,14 @@ class FitResult:
     resumed_from_epoch: int | None = None
 
 
-def _progress(verbose: int, total: int):
+def progress_bar(verbose: int, label: str = "training"):
+    """A rich progress bar (label, bar, done/total, a ``info`` field, time), or None when
+    ``verbose`` is 0. Tasks need ``info=""``."""
     if not verbose:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
 
 
@@ -198,7 +200,7 @@ def fit_model(
                 first_epoch = epochs
     n_batches = math.ceil(len(train) / batch_size)
     min_batch = 2 * group.world  # a batch of one breaks batch norm and adds only noise
-    progress = _progress(verbose if group.main else 0, epochs)
+    progress = progress_bar(verbose if group.main else 0)
     task = progress.add_task("fit", total=epochs, completed=first_epoch, info="") if progress else None
     if progress:
         progress.start()

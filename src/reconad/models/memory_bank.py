@@ -3,15 +3,23 @@ nearest-neighbour distances (as in PatchCore)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+# Steps between two calls of ``greedy_coreset``'s ``on_progress``.
+PROGRESS_STEPS = 250
 
 
 def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = 128,
-                   seed: int | None = 0) -> torch.Tensor:
+                   seed: int | None = 0, on_progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Indices of ``n`` rows of ``features (M, C)`` chosen by greedy farthest-point
-    sampling, distances measured after a random projection to ``projection_dim``."""
+    sampling, distances measured after a random projection to ``projection_dim``.
+    ``on_progress(k)`` is called after every ``PROGRESS_STEPS`` rows chosen (and the last ones)."""
     m = len(features)
     if n >= m:
+        if on_progress is not None:
+            on_progress(m)
         return torch.arange(m)
     gen = torch.Generator().manual_seed(int(seed) if seed is not None else 0)
     x = features.float()
@@ -27,6 +35,8 @@ def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = 128,
         # squared distance to the newest centre: |x|^2 - 2 x.c + |c|^2 (one matrix-vector product)
         dist = torch.minimum(dist, norms - 2 * (x @ x[idx]) + norms[idx])
         idx = int(dist.argmax())
+        if on_progress is not None and ((i + 1) % PROGRESS_STEPS == 0 or i + 1 == n):
+            on_progress((i + 1) % PROGRESS_STEPS or PROGRESS_STEPS)
     return chosen
 
 
