@@ -125,4 +125,7 @@ def pixel_auc_by_group_tables(rows: dict) -> str:
     median_table = markdown_table(["model"] + type_names,
                                   [[name] + [r["clean_median"][t] for t in type_names] for name, r in rows.items()])
     return (auc_table + "\n\nMedian map value of the clean pixels of each tile type, divided by that of the "
-            "defect-free test tiles:\n\n" + median_table)
+            "defect-free test tiles (the full ELBO's map is mostly negative, as its log-normaliser "
+            "A = ½ log 2πσ_x² is negative where σ_x is small; there a ratio below 1 means a higher, "
+            "less negative median):\n\n"
+            + median_table)
