@@ -97,11 +97,13 @@ def pixel_auc_by_group(maps: list, masks: list, types) -> dict:
     tile type divided by that of the defect-free tiles."""
     from sklearn.metrics import roc_auc_score
 
-    types = np.asarray(types)
+    names, codes = np.unique(np.asarray(types), return_inverse=True)
     score = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
     defect = np.concatenate([np.asarray(k, dtype=bool).ravel() for k in masks])
-    kind = np.concatenate([np.full(np.asarray(k).size, t) for k, t in zip(masks, types)])
-    uneven, free = kind == "MT_Uneven", kind == "MT_Free"
+    # each pixel's tile type as a small integer (a string per pixel would take gigabytes)
+    kind = np.repeat(codes.astype(np.int8), [np.asarray(k).size for k in masks])
+    code = {name: i for i, name in enumerate(names)}
+    uneven, free = kind == code.get("MT_Uneven", -1), kind == code.get("MT_Free", -1)
     positive = {"uneven defects": defect & uneven, "other defects": defect & ~uneven}
     negative = {"defect-free tiles": free, "clean parts of uneven tiles": ~defect & uneven,
                 "clean parts of other defective tiles": ~defect & ~uneven & ~free}
@@ -110,7 +112,7 @@ def pixel_auc_by_group(maps: list, masks: list, types) -> dict:
     share = {g: float(m.sum() / (defect if g in positive else ~defect).sum())
              for g, m in {**positive, **negative}.items()}
     free_median = float(np.median(score[free]))
-    clean_median = {t: float(np.median(score[~defect & (kind == t)]) / free_median) for t in sorted(set(types))}
+    clean_median = {str(t): float(np.median(score[~defect & (kind == i)]) / free_median) for i, t in enumerate(names)}
     return {"auc": auc, "share": share, "clean_median": clean_median}
 
 
