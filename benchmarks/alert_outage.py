@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from _common import machine, markdown_table, write_results
 
-from reconad.alerts import AlertDispatcher
+from reconad.ops.alerts import AlertDispatcher
 
 SECONDS, DOWN_AT, UP_AT = 100, 20, 80
 

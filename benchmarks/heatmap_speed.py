@@ -17,7 +17,8 @@ import torch
 
 from _common import best_time, machine, markdown_table, write_results
 
-from reconad import ImageDetector, patches
+from reconad import ImageDetector
+from reconad.scoring import patches
 
 MODELS = {
     "paper_vae N_c=16 N_z=10": dict(model="paper_vae", width=16, latent_dim=10, epochs=1),

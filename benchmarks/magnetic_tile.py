@@ -38,8 +38,9 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
-from reconad import ImageDetector, plots
-from reconad.metrics import localization_metrics
+from reconad import ImageDetector
+from reconad.evaluation import plots
+from reconad.evaluation.metrics import localization_metrics
 
 WHOLE = 32   # side of the whole-image models' input
 PATCHED = 64  # side of the images the patch models see

@@ -26,7 +26,7 @@ from _common import (machine, magnetic_tile_split, markdown_table, pixel_auc_by_
                      pixel_auc_by_group_tables, write_results)
 
 from reconad import ImageDetector
-from reconad import feature_detection as fd
+from reconad.detectors import features as fd
 
 SETTINGS = {
     "feature_knn": {},

@@ -1,5 +1,5 @@
 """Live-monitoring speed on the CPU: rows per second and latency per row of
-``reconad.monitor.Monitor`` with a conv_ae (window 60) on the 8 SKAB sensors.
+``reconad.ops.monitor.Monitor`` with a conv_ae (window 60) on the 8 SKAB sensors.
 
     python benchmarks/monitor_throughput.py
 
@@ -22,7 +22,7 @@ from _common import data_dir, machine, markdown_table, write_results
 
 from reconad import SeriesDetector
 from reconad.data.csv import read_csv
-from reconad.monitor import Monitor, follow
+from reconad.ops.monitor import Monitor, follow
 
 
 def main() -> None:
@@ -74,7 +74,7 @@ def main() -> None:
     table = markdown_table(["arrival", "rows / s", "time per row"], rows)
     print("\n" + table)
     md = ("# Live monitoring speed, CPU\n\n"
-          f"`reconad.monitor.Monitor` (what `reconad monitor` runs) with a conv_ae, window 60, 8 sensors, "
+          f"`reconad.ops.monitor.Monitor` (what `reconad monitor` runs) with a conv_ae, window 60, 8 sensors, "
           f"on {n:,} SKAB rows as CSV text; parsing, scaling, scoring and the alert rule included.\n\n"
           f"Command: `python benchmarks/monitor_throughput.py`  \nMachine: {data['machine']} (1 torch "
           "thread; the CPU was shared with other jobs, so these are lower bounds).\n\n" + table + "\n\n"

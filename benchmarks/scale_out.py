@@ -27,7 +27,8 @@ from _common import machine, markdown_table, write_results
 import dask.dataframe as dd
 from distributed import Client, LocalCluster
 
-from reconad import dask_scoring, frame_scoring
+from reconad.scale import dask_scoring
+from reconad.scale import frames as frame_scoring
 
 TABLE_PART, SERIES_PART, FEATURES, SERIES_FEATURES = 500_000, 250_000, 16, 2
 
@@ -160,7 +161,7 @@ def main() -> None:
     ])
     print("\n" + table + "\n\n" + summary)
     md = ("# Scaling out: batch scoring on a local Dask cluster\n\n"
-          "`reconad.dask_scoring.score_dask` over data generated inside the workers "
+          "`reconad.scale.dask_scoring.score_dask` over data generated inside the workers "
           f"({TABLE_PART:,} table rows of {FEATURES} float32 features, or {SERIES_PART:,} series steps "
           f"of {SERIES_FEATURES} features, per partition), scores written as Parquet. One thread per "
           "worker process; a fresh cluster per row; the time excludes starting the cluster and "

@@ -31,7 +31,8 @@ import torch
 from _common import ROOT, data_dir, machine, markdown_table, write_results
 from torch import nn
 
-from reconad import SeriesDetector, metrics
+from reconad import SeriesDetector
+from reconad.evaluation import metrics
 from reconad.data.csv import read_csv
 from reconad.models.conv1d import Conv1dAE
 from reconad.models.registry import register
@@ -380,7 +381,7 @@ where said, average the (per-sensor) window errors of models trained with differ
 score a window by its worst sensor instead of the sum over sensors, or set the threshold
 factor from the anomaly-free recording instead of the protocol's 4/3.
 
-VUS-PR is computed by `reconad.metrics.vus_pr` from its definition (Paparrizos et al.,
+VUS-PR is computed by `reconad.evaluation.metrics.vus_pr` from its definition (Paparrizos et al.,
 "Volume Under the Surface", VLDB 2022), vectorised over thresholds (every distinct score
 is a threshold). It was checked in two ways: against a literal loop transcription of the
 definition in `tests/test_series.py`, and once against the authors' reference code

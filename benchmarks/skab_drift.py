@@ -1,6 +1,6 @@
 """Drift of normal data on SKAB: quiet on normal operation, firing where the regime changed.
 
-The raw 8 sensor values (1 Hz) are fed to ``reconad.drift.DriftMonitor`` in time order,
+The raw 8 sensor values (1 Hz) are fed to ``reconad.ops.drift.DriftMonitor`` in time order,
 ``check_every`` rows at a time, for each method (mean_shift, psi, ks) at its default
 threshold. A *check* is one comparison of the last ``window`` rows with the reference; the
 false-drift rate is the share of checks on normal data that raised a signal.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from _common import data_dir, machine, markdown_table, write_results
 
-from reconad.drift import DriftMonitor
+from reconad.ops.drift import DriftMonitor
 
 METHODS = ("mean_shift", "psi", "ks")
 WINDOW = 300          # 5 minutes at 1 Hz

@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from reconad import distributed as ddp
-from reconad.training import fit_model
+from reconad.training import distributed as ddp
+from reconad.training.loop import fit_model
 
 EPOCHS, BATCH, N_BATCHES = 6, 16, 6
 

@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from reconad.adaptive_threshold import (FixedThreshold, PotThreshold, RollingQuantileThreshold,
+from reconad.thresholds.adaptive import (FixedThreshold, PotThreshold, RollingQuantileThreshold,
                                         make_threshold)
 
 
@@ -43,7 +43,7 @@ def test_slow_drift_into_a_fault_is_capped_and_logged(caplog):
     lines = []
     t = RollingQuantileThreshold(normal(1.0, 2000, 0), q=0.99, log=lines.append)
     assert t.upper == pytest.approx(1.5 * t.initial_)
-    with caplog.at_level(logging.INFO, logger="reconad.adaptive_threshold"):
+    with caplog.at_level(logging.INFO, logger="reconad.thresholds.adaptive"):
         for i in range(300):                          # creeps up 0.01 per 100 scores
             t.update(normal(1.0 + 0.01 * i, 100, i + 1))
     assert t.threshold_ == t.upper and t.at_bound_ == "upper"

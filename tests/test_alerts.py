@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from reconad.alerts import AlertDispatcher, load_config, parse_config, summary
+from reconad.ops.alerts import AlertDispatcher, load_config, parse_config, summary
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is in the 'test' extra")
 

@@ -15,7 +15,8 @@ distributed = pytest.importorskip("distributed")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from reconad import dask_scoring, frame_scoring  # noqa: E402
+from reconad.scale import dask_scoring
+from reconad.scale import frames as frame_scoring  # noqa: E402
 from reconad.cli import app  # noqa: E402
 
 from conftest import write_pngs  # noqa: E402

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from reconad import ImageDetector, load
 from sklearn.metrics import roc_auc_score as roc_auc
-from reconad.training import fit_model
+from reconad.training.loop import fit_model
 
 from conftest import write_pngs
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from conftest import DATA_DIR
-from reconad.drift import DriftMonitor, ks, psi
+from reconad.ops.drift import DriftMonitor, ks, psi
 
 SKAB = DATA_DIR / "skab"
 

@@ -359,7 +359,7 @@ def test_cli_export(small_detector, tmp_path, mnist01):
 def test_uint8_scaling_is_exact():
     """The graph's 1/255 scaling (a product and a correction, fast in ONNX Runtime) gives
     NumPy's float32 division for every uint8 value."""
-    from reconad.export import _LUMA, images_to_nchw
+    from reconad.export.image import _LUMA, images_to_nchw
 
     levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
     got = images_to_nchw(torch.from_numpy(levels), 1, torch.tensor(_LUMA)).numpy()

@@ -8,7 +8,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch.distributions import Normal, kl_divergence
 
-from reconad import ImageDetector, load, scoring
+from reconad import ImageDetector, load
+from reconad.scoring import terms as scoring
 from reconad.models import build
 from reconad.models.gmm import fit_pca_gmm
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reconad import metrics
+from reconad.evaluation import metrics
 
 
 def test_evaluate_counts_and_scores():

@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from reconad import ImageDetector, load, patches
+from reconad import ImageDetector, load
+from reconad.scoring import patches
 from reconad.data import layouts
-from reconad.metrics import aupro, localization_metrics
+from reconad.evaluation.metrics import aupro, localization_metrics
 from reconad.models.inference import SubPixelTransposedConv, fast_inference_copy
 
 

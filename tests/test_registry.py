@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 from conftest import write_pngs
 from reconad import ImageDetector, load
 from reconad.cli import app
-from reconad.registry import ModelRegistry, data_fingerprint, load_model, model_version, resolve
-from reconad.retrain import parse_overrides, retrain
+from reconad.ops.registry import ModelRegistry, data_fingerprint, load_model, model_version, resolve
+from reconad.ops.retrain import parse_overrides, retrain
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import RowDetector, write_pngs
-from reconad.report import build_report
+from reconad.evaluation.report import build_report
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 

@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reconad import SeriesDetector, load, metrics, windows
+from reconad import SeriesDetector, load
+from reconad.evaluation import metrics
+from reconad.scoring import windows
 from reconad.data.csv import read_csv
-from reconad.monitor import Monitor
+from reconad.ops.monitor import Monitor
 
 SENSORS = ["圧力", "温度", "電流"]  # pressure, temperature, current
 

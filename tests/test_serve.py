@@ -201,7 +201,7 @@ def test_cli_serve(small_detector, tmp_path, mnist01):
 
 
 def test_anomalies_go_to_the_alert_channels(small_detector, mnist01, tmp_path):
-    from reconad.alerts import AlertDispatcher
+    from reconad.ops.alerts import AlertDispatcher
 
     config = {"outbox": str(tmp_path / "outbox"), "channels": [{"type": "log", "path": str(tmp_path / "a.jsonl")}]}
     with AlertDispatcher(config, background=False, defaults={"model_version": "v0007"}) as alerts:
@@ -239,7 +239,7 @@ def test_onnx_engine_batches_concurrent_requests(small_detector, mnist01, monkey
             bad = await c.post("/score", json={"instances": np.zeros((1, 20, 20), int).tolist()})
             return rs, bad
 
-    from reconad import serve_batching
+    from reconad.serve import batching as serve_batching
 
     original = serve_batching.MicroBatcher._score_batch
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reconad import thresholds
+from reconad.thresholds import rules as thresholds
 
 
 def test_percentile_matches_hand_value():

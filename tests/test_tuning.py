@@ -8,7 +8,7 @@ import torch
 pytest.importorskip("optuna")
 
 from reconad import ImageDetector, TabularDetector  # noqa: E402
-from reconad import tuning  # noqa: E402
+from reconad.evaluation import tuning  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

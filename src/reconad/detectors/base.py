@@ -15,7 +15,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from reconad import persistence, thresholds
+from reconad import persistence
+from reconad.thresholds import rules as thresholds
 
 _DETECTORS: dict[str, type["BaseDetector"]] = {}
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from reconad.data.images import to_float_array
-from reconad.gan_training import fit_encoder, fit_gan
+from reconad.training.gan import fit_encoder, fit_gan
 from reconad.models.gan import GAN_MODELS
-from reconad.training import resolve_device, seed_everything, split_validation
+from reconad.training.loop import resolve_device, seed_everything, split_validation
 
 
 def is_gan(model: str) -> bool:

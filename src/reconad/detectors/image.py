@@ -7,14 +7,17 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from reconad import feature_detection, models, patches, scoring
+from reconad import models
+from reconad.detectors import features as feature_detection
+from reconad.scoring import patches
+from reconad.scoring import terms as scoring
 from reconad.data.images import to_float_array, to_image_list
 from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
 from reconad.models import gmm, vae
 from reconad.models.inference import fast_inference_copy
 from reconad.models.registry import spec
-from reconad.training import fit_model, resolve_device, seed_everything, split_validation
+from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
 # patches per forward pass when scoring a grid (at least one whole grid row, e.g. 137
 # patches for a 640-pixel-wide image at stride 4): convolutional networks run fastest on
@@ -51,7 +54,7 @@ class ImageDetector(BaseDetector):
         down-sampling blocks (or hidden layers). None keeps the model's default
         (conv_ae: 32, 32, 3; dense_ae: 32, 256, 2; tutorial_cae: latent 32, fixed layers).
         Feature models (``"feature_ae"``, ``"feature_vae"``, ``"feature_knn"``) work on the
-        features of a frozen pretrained ``backbone``; see :mod:`reconad.feature_detection`.
+        features of a frozen pretrained ``backbone``; see :mod:`reconad.detectors.features`.
     model_kwargs : dict or None
         Further keyword arguments for the model builder.
     epochs, batch_size, lr, weight_decay : training settings (Adam).

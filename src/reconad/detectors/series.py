@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reconad import models, scoring, windows
+from reconad import models
+from reconad.scoring import terms as scoring
+from reconad.scoring import windows
 from reconad.data import series as sdata
 from reconad.detectors.base import BaseDetector
 from reconad.models.registry import spec
-from reconad.training import fit_model, resolve_device, seed_everything, split_validation
+from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
 #: public model names -> registered networks (other registered names are used as given)
 SERIES_MODELS = {"conv_ae": "conv1d_ae", "lstm_ae": "lstm_ae", "lstm_vae": "lstm_vae", "dense_ae": "dense_ae"}

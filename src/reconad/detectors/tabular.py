@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reconad import models, scoring
+from reconad import models
+from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.base import BaseDetector
 from reconad.models.tabular import vae_loss
-from reconad.training import fit_model, resolve_device, seed_everything, split_validation
+from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
 # detector model name -> (registered network, fixed builder arguments)
 TABLE_MODELS = {"ae": "tabular_ae", "vae": "tabular_vae"}
@@ -221,7 +222,7 @@ class TabularDetector(BaseDetector):
         """For a detector on one or two numeric columns: the score curve (one feature) or
         the filled score contour with the threshold contour (two features), with the rows
         of ``X`` marked normal or anomalous (by ``y`` when given, else by ``predict``)."""
-        from reconad import plots
+        from reconad.evaluation import plots
 
         self._check_fitted()
         enc = self.encoder_

@@ -10,7 +10,7 @@ features (feature matching). They differ in how ``z`` is found:
   same loss), for a whole batch at once.
 * ``fanogan``: ``z = E(x)`` from the trained encoder, one forward pass.
 
-Training lives in ``reconad.gan_training``.
+Training lives in ``reconad.training.gan``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reconad import scoring
+from reconad.scoring import terms as scoring
 from reconad.models.registry import register
 
 GMM_SCORES = ("nll", "unregularized", "elbo", "kl", "log_norm")

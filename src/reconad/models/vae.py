@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reconad import scoring
+from reconad.scoring import terms as scoring
 from reconad.models.registry import register
 
 DECODERS = ("gaussian", "bernoulli")

@@ -28,9 +28,9 @@ import pandas as pd
 
 from reconad.data.csv import sniff_delimiter
 from reconad.data.series import apply_scaler
-from reconad.windows import make_windows
+from reconad.scoring.windows import make_windows
 
-log = logging.getLogger("reconad.monitor")
+log = logging.getLogger("reconad.ops.monitor")
 log.addHandler(logging.NullHandler())
 
 
@@ -47,7 +47,7 @@ class Monitor:
     threshold : float or None
         Overrides ``detector.threshold_``.
     threshold_rule : str, dict or None
-        How the threshold follows the stream (see :mod:`reconad.adaptive_threshold`):
+        How the threshold follows the stream (see :mod:`reconad.thresholds.adaptive`):
         None or ``"fixed"`` keeps it; ``"rolling_quantile"`` or ``"pot"`` (or a dict with
         ``method`` and its settings) re-estimate it from recent normal-looking scores,
         within bounds. The steps of one ``push`` are judged by the threshold before it.
@@ -60,7 +60,7 @@ class Monitor:
 
     def __init__(self, detector, consecutive: int = 1, top_k: int = 3, threshold: float | None = None,
                  threshold_rule: str | dict | None = None):
-        from reconad.adaptive_threshold import make_threshold
+        from reconad.thresholds.adaptive import make_threshold
 
         detector._check_fitted()
         if int(consecutive) < 1:

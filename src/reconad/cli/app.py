@@ -52,9 +52,9 @@ def demo(
     seed: int = typer.Option(0, help="Random seed."),
 ):
     """Train on the bundled MNIST 1s, detect the 0s; write plots, metrics and the model."""
-    from reconad import ImageDetector
+    from reconad.detectors import ImageDetector
     from reconad.data.samples import load_mnist_01
-    from reconad.evaluation import evaluate_images
+    from reconad.evaluation.evaluate import evaluate_images
 
     start = time.perf_counter()
     data = load_mnist_01()
@@ -112,7 +112,8 @@ def train(
     """Train a detector on normal images or normal sensor CSV files, and save it.
 
     Images: folders (--normal) or an MVTec folder (--mvtec). Series: CSV files."""
-    from reconad import ImageDetector, cli_series
+    from reconad.detectors import ImageDetector
+    from reconad.cli import series as cli_series
     from reconad.data import layouts
 
     if normal and cli_series.is_series_input(normal, kind):
@@ -144,8 +145,8 @@ def train(
 
 def _fit_and_save(det, X, out: Path, distributed: bool, checkpoint: Optional[Path]) -> None:
     """Fit (distributed and/or from a checkpoint when asked); only rank 0 writes the model."""
-    from reconad import distributed as ddp
-    from reconad.training import fit_settings
+    from reconad.training import distributed as ddp
+    from reconad.training.loop import fit_settings
 
     if distributed:
         ddp.require_launcher()
@@ -189,17 +190,18 @@ def score(
         if engine != "dask" or input is None or output is None or paths:
             raise ValueError("scoring --input to --output needs --engine dask and no PATHS, e.g. "
                              "reconad score --model MODEL --input 'data/*.parquet' --output out/ --engine dask")
-        from reconad.dask_scoring import score_to_parquet
+        from reconad.scale.dask_scoring import score_to_parquet
 
         score_to_parquet(model, input, output, scheduler=scheduler, workers=workers, id_column=id_column)
         console.print(f"wrote {output}/ (Parquet, one file per partition)")
         return
     if not paths:
         raise ValueError("give image files or folders to score, or --input with --engine dask")
-    from reconad import SeriesDetector, cli_series
+    from reconad.detectors import SeriesDetector
+    from reconad.cli import series as cli_series
     from reconad._atomic import write_text
     from reconad.data.images import expand_paths
-    from reconad.registry import load_model
+    from reconad.ops.registry import load_model
 
     det = load_model(model)
     if isinstance(det, SeriesDetector):
@@ -244,11 +246,12 @@ def evaluate(
 
     Images: plain folders or an MVTec folder; with masks also pixel-level metrics and
     heatmaps."""
-    from reconad import SeriesDetector, cli_series
+    from reconad.detectors import SeriesDetector
+    from reconad.cli import series as cli_series
     from reconad.data import layouts
     from reconad.data.images import list_image_files
-    from reconad.evaluation import evaluate_images, evaluate_with_maps
-    from reconad.registry import load_model
+    from reconad.evaluation.evaluate import evaluate_images, evaluate_with_maps
+    from reconad.ops.registry import load_model
 
     det = load_model(model)
     if isinstance(det, SeriesDetector):
@@ -295,8 +298,8 @@ def retrain(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ):
     """Fit a copy of a saved detector, with the same configuration, on new normal data."""
-    from reconad.registry import load_model
-    from reconad.retrain import parse_overrides, retrain as do_retrain
+    from reconad.ops.registry import load_model
+    from reconad.ops.retrain import parse_overrides, retrain as do_retrain
 
     if promote and registry is None:
         raise ValueError("--promote needs --registry")
@@ -324,7 +327,7 @@ REGISTRY_OPTION = typer.Option(Path("model-registry"), "--registry", help="Regis
 def models_list(registry: Path = REGISTRY_OPTION,
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the versions; the current one is marked with *."""
-    from reconad.registry import ModelRegistry
+    from reconad.ops.registry import ModelRegistry
 
     versions = ModelRegistry(registry).list()
     if as_json:
@@ -350,7 +353,7 @@ def models_register(model: Path = typer.Option(..., help="Saved model folder."),
                     note: Optional[str] = typer.Option(None, help="A note to keep with the version."),
                     promote: bool = typer.Option(False, help="Make it the current version.")):
     """Add a saved model to the registry as the next version."""
-    from reconad.registry import ModelRegistry, data_fingerprint
+    from reconad.ops.registry import ModelRegistry, data_fingerprint
 
     if metrics is not None and not metrics.is_file():
         raise FileNotFoundError(f"metrics file not found: {metrics}")
@@ -369,7 +372,7 @@ def models_register(model: Path = typer.Option(..., help="Saved model folder."),
 def models_promote(version: str = typer.Argument(..., help="Version to make current, e.g. v0002."),
                    registry: Path = REGISTRY_OPTION):
     """Make a version the current one."""
-    from reconad.registry import ModelRegistry
+    from reconad.ops.registry import ModelRegistry
 
     v = ModelRegistry(registry).promote(version)
     console.print(f"current model in {registry}: {v['version']} (threshold {v['threshold']:.6g})")
@@ -378,7 +381,7 @@ def models_promote(version: str = typer.Argument(..., help="Version to make curr
 @models_app.command("rollback")
 def models_rollback(registry: Path = REGISTRY_OPTION):
     """Go back to the version that was current before the last promotion."""
-    from reconad.registry import ModelRegistry
+    from reconad.ops.registry import ModelRegistry
 
     v = ModelRegistry(registry).rollback()
     console.print(f"rolled back: current model in {registry} is {v['version']} (threshold {v['threshold']:.6g})")
@@ -412,7 +415,7 @@ def drift(
     model: Optional[Path] = typer.Option(None, help="Model or registry folder, to record its version."),
 ):
     """Compare recent data with the reference; print one JSON line per drift signal."""
-    from reconad.drift import DriftMonitor
+    from reconad.ops.drift import DriftMonitor
 
     ref, new = _read_numeric_csv(reference), _read_numeric_csv(input)
     columns = [c for c in ref.columns if c in new.columns]
@@ -420,13 +423,13 @@ def drift(
         raise ValueError(f"{reference} and {input} share no numeric columns")
     version = None
     if model is not None:
-        from reconad.registry import resolve
+        from reconad.ops.registry import resolve
         version = resolve(model)[1]
     mon = DriftMonitor(ref[columns].to_numpy(), feature_names=columns, method=method, threshold=threshold,
                        window=window, check_every=check_every, model_version=version)
     dispatcher = None
     if alerts is not None:
-        from reconad.alerts import AlertDispatcher
+        from reconad.ops.alerts import AlertDispatcher
         dispatcher = AlertDispatcher(alerts, background=False)
     X, step, signals, checks = new[columns].to_numpy(), mon.check_every, 0, 0
     for start in range(0, len(X), step):
@@ -456,7 +459,7 @@ def alerts_test(config: Path = ALERTS_CONFIG,
                 message: str = typer.Option("test alert from reconad", help="Text of the alert."),
                 timeout: float = typer.Option(10.0, help="Seconds to keep retrying.")):
     """Send one test alert to every channel now (grouping and rate limits skipped)."""
-    from reconad.alerts import AlertDispatcher
+    from reconad.ops.alerts import AlertDispatcher
 
     d = AlertDispatcher(config, background=False, log=lambda line: err_console.print(line, highlight=False))
     d.submit({"kind": "test", "message": message})
@@ -471,7 +474,7 @@ def alerts_test(config: Path = ALERTS_CONFIG,
 @alerts_app.command("status")
 def alerts_status(config: Path = ALERTS_CONFIG):
     """Alerts waiting in the outbox, per channel."""
-    from reconad.alerts import AlertDispatcher
+    from reconad.ops.alerts import AlertDispatcher
 
     d = AlertDispatcher(config, background=False)
     for name, n in d.pending().items():
@@ -481,7 +484,7 @@ def alerts_status(config: Path = ALERTS_CONFIG):
 @alerts_app.command("flush")
 def alerts_flush(config: Path = ALERTS_CONFIG, timeout: float = typer.Option(30.0, help="Seconds to keep retrying.")):
     """Deliver every alert waiting in the outbox now, retrying with back-off up to TIMEOUT."""
-    from reconad.alerts import AlertDispatcher
+    from reconad.ops.alerts import AlertDispatcher
 
     d = AlertDispatcher(config, background=False, log=lambda line: err_console.print(line, highlight=False))
     ok = d.close(timeout=timeout)
@@ -510,7 +513,9 @@ def tune(
     seed: int = typer.Option(0),
 ):
     """Search hyper-parameters with Optuna; writes the best ones with the study's trials."""
-    from reconad import ImageDetector, TabularDetector, tuning
+    from reconad.detectors import ImageDetector
+    from reconad.detectors import TabularDetector
+    from reconad.evaluation import tuning
 
     if (table is None) == (not normal):
         raise ValueError("give either --table (a CSV of normal rows) or --normal (image folders)")
@@ -570,8 +575,9 @@ def monitor(
                                                  "such as '{\"method\": \"pot\", \"q\": 1e-3}'."),
 ):
     """Score a live sensor stream causally; one JSON line per alert."""
-    from reconad import SeriesDetector, cli_series
-    from reconad.registry import load_model
+    from reconad.detectors import SeriesDetector
+    from reconad.cli import series as cli_series
+    from reconad.ops.registry import load_model
 
     det = load_model(model)
     if not isinstance(det, SeriesDetector):
@@ -599,7 +605,7 @@ def export_model(
     anomaly_map: bool = typer.Option(True, "--map/--no-map", help="Image models: also output the anomaly map."),
 ):
     """Export a model as one graph: raw input in; score, label (and anomaly map) out."""
-    from reconad import load
+    from reconad.detectors.base import load
     from reconad.export import export
 
     det = load(model)
@@ -628,7 +634,7 @@ def serve_model(
 ):
     """Serve a model over HTTP: POST /score, GET /health, GET /model, /docs."""
     try:
-        from reconad.serve import serve
+        from reconad.serve.app import serve
     except ImportError as exc:
         raise ValueError(str(exc)) from None
 
@@ -657,10 +663,10 @@ def report_html(
     """One self-contained HTML page: metrics, loss curve, scores, ROC, worst samples."""
     import pandas as pd
 
-    from reconad import load
+    from reconad.detectors.base import load
     from reconad.data.images import expand_paths, list_image_files
-    from reconad.report import write_report
-    from reconad.inputs import input_kind
+    from reconad.evaluation.report import write_report
+    from reconad.data.inputs import input_kind
 
     det = load(model)
     y = None

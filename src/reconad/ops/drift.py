@@ -139,7 +139,7 @@ class DriftSignal:
     extra: dict = field(default_factory=dict)
 
     def to_alert(self) -> dict:
-        """The signal as an alert for :class:`reconad.alerts.AlertDispatcher` (kind ``drift``)."""
+        """The signal as an alert for :class:`reconad.ops.alerts.AlertDispatcher` (kind ``drift``)."""
         moved = ", ".join(f"{f} ({self.statistics[f]:.3g})" for f in self.top_features)
         msg = f"drift of normal data ({self.method} > {self.threshold:g} over the last {self.window} rows): {moved}"
         if self.score_statistic is not None:

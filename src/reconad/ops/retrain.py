@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from reconad.registry import ModelRegistry, data_fingerprint, load_model, model_version
+from reconad.ops.registry import ModelRegistry, data_fingerprint, load_model, model_version
 
 
 def parse_overrides(items: list[str] | None, params: dict) -> dict:

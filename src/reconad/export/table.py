@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from reconad.detectors.tabular import TabularDetector
-from reconad.export import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
+from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
 
 

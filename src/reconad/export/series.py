@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reconad.detectors.series import SeriesDetector
-from reconad.export import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
+from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
 
 

@@ -18,7 +18,7 @@ it (a fault) never raise it. The bounds stop a slow drift into a fault from rais
 threshold without limit: by default the threshold stays within ``max_change`` (50 %) of
 the starting threshold, relative to its size. Every change of the threshold by more than
 ``log_change`` and every time a bound holds it back is reported to ``log`` and to the
-``reconad.adaptive_threshold`` logger.
+``reconad.thresholds.adaptive`` logger.
 
 Examples
 --------
@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-logger = logging.getLogger("reconad.adaptive_threshold")
+logger = logging.getLogger("reconad.thresholds.adaptive")
 METHODS = ("fixed", "rolling_quantile", "pot")
 
 

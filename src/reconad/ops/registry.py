@@ -99,7 +99,7 @@ def resolve(path) -> tuple[Path, str]:
 def load_model(path):
     """Load a detector from a model folder or a registry folder (its current version);
     ``model_version_`` is set on it."""
-    from reconad import load
+    from reconad.detectors.base import load
 
     if is_registry(path):
         return ModelRegistry(path).load()
@@ -226,7 +226,7 @@ class ModelRegistry:
 
     def load(self, version: str | None = None):
         """Load the detector of ``version`` (default: current); ``model_version_`` is set."""
-        from reconad import load
+        from reconad.detectors.base import load
 
         folder = self.path(version)
         det = load(folder)

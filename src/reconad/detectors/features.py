@@ -31,14 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reconad import feature_scoring
+from reconad.scoring import features as feature_scoring
 from reconad.data.images import to_image_list
 from reconad.models.feature_heads import FeatureAE, FeatureVAE
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
 from reconad.models.memory_bank import greedy_coreset, nearest_distance
 from reconad.persistence import ModelFileError
-from reconad.training import fit_model, progress_bar, resolve_device, seed_everything, split_validation
+from reconad.training.loop import fit_model, progress_bar, resolve_device, seed_everything, split_validation
 
 FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
 DEFAULT_IMAGE_SIZE = 256

@@ -47,7 +47,7 @@ def _sensor_frame(frame: pd.DataFrame, columns: list[str] | None, drop: list[str
 
 def train(normal: list[Path], out: Path, *, columns: str | None, drop: str | None, encoding: str | None,
           **params) -> str:
-    from reconad import SeriesDetector
+    from reconad.detectors import SeriesDetector
 
     cols = _columns(columns)
     drop_cols = _columns(drop) or []
@@ -81,7 +81,8 @@ def score(det, paths: list[Path], encoding: str | None) -> tuple[str, int, int]:
 
 
 def evaluate(det, path: Path, label_column: str, out: Path, encoding: str | None) -> dict:
-    from reconad import metrics, plots
+    from reconad.evaluation import metrics
+    from reconad.evaluation import plots
     from reconad._atomic import write_text
 
     frame, y = _read(path, encoding, label_column)
@@ -103,13 +104,13 @@ def evaluate(det, path: Path, label_column: str, out: Path, encoding: str | None
 def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
             follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None = None,
             threshold_rule: str | None = None) -> dict:
-    from reconad.monitor import Monitor, follow as follow_lines
+    from reconad.ops.monitor import Monitor, follow as follow_lines
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logger = logging.getLogger("reconad.monitor")
+    logger = logging.getLogger("reconad.ops.monitor")
     logger.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     for h in handlers:
@@ -117,7 +118,7 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
         logger.addHandler(h)
     dispatcher = None
     if alert_config is not None:
-        from reconad.alerts import AlertDispatcher
+        from reconad.ops.alerts import AlertDispatcher
 
         dispatcher = AlertDispatcher(alert_config, defaults={"model_version": getattr(det, "model_version_", None)})
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout

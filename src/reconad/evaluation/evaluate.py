@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reconad import metrics, plots
+from reconad.evaluation import metrics
+from reconad.evaluation import plots
 from reconad._atomic import write_text
 from reconad.data.images import to_float_array
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reconad import checkpoint as checkpoints
-from reconad import distributed as ddp
+from reconad.training import checkpoint as checkpoints
+from reconad.training import distributed as ddp
 
 
 def resolve_device(device: str) -> torch.device:
@@ -104,7 +104,7 @@ def fit_settings(*, distributed: bool | None = None,
     distributed (True; None: when started by ``torchrun``) and keeps a checkpoint in the
     folder ``checkpoint``, resuming from it when it holds an unfinished run.
 
-    >>> from reconad.training import fit_settings
+    >>> from reconad.training.loop import fit_settings
     >>> with fit_settings(checkpoint="ckpt"):      # doctest: +SKIP
     ...     det.fit(X)
     """

@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from reconad import frame_scoring
+from reconad.scale import frames as frame_scoring
 from reconad._atomic import atomic_dir
 from reconad.data.images import IMAGE_SUFFIXES
 

@@ -50,8 +50,8 @@ except ImportError:  # pragma: no cover - the serve extra is missing
 
 from reconad._version import __version__
 from reconad.data.images import decode_image, to_float_array
-from reconad.inputs import input_kind
-from reconad.serve_batching import MicroBatcher, image_engine
+from reconad.data.inputs import input_kind
+from reconad.serve.batching import MicroBatcher, image_engine
 
 TOKEN_ENV = "RECONAD_TOKEN"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -116,7 +116,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                engine: str = "auto", batch_wait_ms: float = 0.0, threads: int = 1,
                inline_samples: int = 1):
     """The FastAPI application serving ``detector`` (fitted). With ``alerts`` (a
-    :class:`reconad.alerts.AlertDispatcher`), every sample labelled anomalous is also sent
+    :class:`reconad.ops.alerts.AlertDispatcher`), every sample labelled anomalous is also sent
     to the alert channels, with the model version.
 
     Image scores (without maps) are computed by ``engine``: ``"onnx"`` (the detector's
@@ -125,7 +125,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     wait while a batch is scored (and those arriving within ``batch_wait_ms``) form the
     next batch, scored in a worker thread; a batch of at most ``inline_samples`` images is
     scored on the event loop, which costs less than the hand-over (see
-    :class:`reconad.serve_batching.MicroBatcher`)."""
+    :class:`reconad.serve.batching.MicroBatcher`)."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
     kind = input_kind(detector)
@@ -350,7 +350,7 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
     import torch
     import uvicorn
 
-    from reconad.registry import load_model
+    from reconad.ops.registry import load_model
 
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -358,7 +358,7 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
     detector = load_model(model_path)
     dispatcher = None
     if alert_config is not None:
-        from reconad.alerts import AlertDispatcher
+        from reconad.ops.alerts import AlertDispatcher
 
         dispatcher = AlertDispatcher(alert_config, defaults={"model_version": detector.model_version_})
     app = create_app(detector, token=token, max_request_bytes=max_request_bytes, max_batch=max_batch,

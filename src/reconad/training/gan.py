@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reconad.models.gan import AnoGAN
-from reconad.training import FitResult, fit_model
+from reconad.training.loop import FitResult, fit_model
 
 
 def fit_gan(gan: AnoGAN, train: torch.Tensor, *, epochs: int, batch_size: int, lr: float,

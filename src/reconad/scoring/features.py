@@ -1,6 +1,6 @@
 """Score terms in feature space, per location, and the image score from a map.
 
-The Gaussian terms are those of :mod:`reconad.scoring` (A, M and D of the product-photo
+The Gaussian terms are those of :mod:`reconad.scoring.terms` (A, M and D of the product-photo
 VAE), summed over the feature channels of each location:
 
 =================  ===============================================  ==========================
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from reconad.scoring import log_normalizer, normalized_distance
+from reconad.scoring.terms import log_normalizer, normalized_distance
 
 IMAGE_SCORES = ("max", "topk")
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconad import metrics, plots
+from reconad.evaluation import metrics
+from reconad.evaluation import plots
 from reconad._atomic import write_text
 from reconad._version import __version__
 from reconad.data.images import to_float_array
-from reconad.inputs import input_kind
+from reconad.data.inputs import input_kind
 
 
 def _embed(draw) -> str:

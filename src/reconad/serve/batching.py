@@ -101,7 +101,8 @@ def _onnx_session(detector, threads: int):
     """An ONNX Runtime session on ``detector``'s exported graph (float32 images in)."""
     import onnxruntime as ort
 
-    from reconad.export import _onnx_bytes, scoring_graph
+    from reconad.export import scoring_graph
+    from reconad.export.graph import _onnx_bytes
 
     graph = scoring_graph(detector, "float32", anomaly_map=False)
     opts = ort.SessionOptions()

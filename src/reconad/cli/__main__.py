@@ -1,0 +1,3 @@
+from reconad.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Metrics, plots, the HTML report, evaluation of saved models and hyper-parameter search."""

@@ -1,0 +1,1 @@
+"""Scoring at scale: pandas frames and Dask."""

@@ -1,0 +1,1 @@
+"""Score terms per sample, pixel and time step; patch and window aggregation."""

@@ -1,0 +1,1 @@
+"""Thresholds: static rules from held-out normal scores, adaptive rules for streams."""

@@ -1,0 +1,1 @@
+"""The fit loop, GAN training, checkpoints and data-parallel groups."""
