@@ -215,11 +215,12 @@ def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _loss_fn(model: str):
+    """``loss(output, x)`` of a feature head on vectors shaped ``(N, C, 1, 1)``."""
     if model == "feature_ae":
-        return lambda m, x: (m(x) - x).square().mean()
+        return lambda out, x: (out - x).square().mean()
 
-    def vae_loss(m, x):
-        mu_x, logvar_x, mu_z, logvar_z = m(x)
+    def vae_loss(out, x):
+        mu_x, logvar_x, mu_z, logvar_z = out
         nll = feature_scoring.gaussian_nll(x, mu_x, logvar_x)
         return (nll + feature_scoring.kl_standard_normal(mu_z, logvar_z)).mean() / x.shape[1]
 
@@ -344,7 +345,7 @@ class Features:
         train_rows = _standardise(det, _subsample(vectors, int(opts["max_vectors"]), gen))
         val_rows = _standardise(det, _subsample(_vectors(held_out), max(int(opts["max_vectors"]) // 10, 1), gen))
         det.model_ = det._build()
-        return train_rows, val_rows
+        return train_rows[:, :, None, None], val_rows[:, :, None, None]  # 1x1 feature maps
 
     def train(self, det, train, val) -> None:
         opts = options(det)
@@ -357,8 +358,7 @@ class Features:
         det.memory_bank_ = train[keep.to(train.device)].contiguous()
 
     def loss_fn(self, det):
-        loss = _loss_fn(det.model)
-        return lambda m, xb: loss(m, xb[:, :, None, None])
+        return _loss_fn(det.model)
 
     def held_out_scores(self, det, held_out) -> np.ndarray:
         return image_scores(det, score_maps(det, held_out))

@@ -79,9 +79,9 @@ class Reconstruction:
 
     def loss_fn(self, det):
         if det._family() == "vae":
-            return lambda model, xb: vae.elbo_loss(xb, model(xb))
+            return lambda out, xb: vae.elbo_loss(xb, out)
         name = det._loss_name()
-        return lambda model, xb: scoring.loss(xb, model(xb), name)
+        return lambda out, xb: scoring.loss(xb, out, name)
 
     def held_out_scores(self, det, held_out) -> np.ndarray:
         if det.patch_size is not None:

@@ -194,12 +194,16 @@ class SeriesDetector(TorchDetector):
         return self._fit_samples(wins)
 
     def _loss_fn(self):
-        loss_name = self.loss or "mse"
+        loss_name, model = self.loss or "mse", self.model_
 
-        def loss_fn(model, xb):
-            out = scoring.loss(xb, model(xb), loss_name)
-            kl = getattr(model, "kl", None)
-            return out + model.beta * kl if kl is not None and model.training else out
+        def loss_fn(out, xb):
+            """The reconstruction loss; for a model whose ``forward_train`` also gives a KL
+            term, plus ``beta`` times it while training."""
+            if isinstance(out, tuple):
+                rec, kl = out
+                loss = scoring.loss(xb, rec, loss_name)
+                return loss + model.beta * kl if model.training else loss
+            return scoring.loss(xb, out, loss_name)
 
         return loss_fn
 

@@ -148,8 +148,8 @@ class TabularDetector(TorchDetector):
     def _loss_fn(self):
         if self.model == "vae":
             beta = float(self.beta)
-            return lambda model, xb: vae_loss(model, xb, beta)
-        return lambda model, xb: scoring.loss(xb, model(xb), "mse")
+            return lambda out, xb: vae_loss(xb, out, beta)
+        return lambda out, xb: scoring.loss(xb, out, "mse")
 
     def _threshold_from_fit(self, data: np.ndarray, held_out: np.ndarray) -> None:
         """From the held-out rows by ``threshold_method``; with ``contamination``, the

@@ -93,7 +93,8 @@ class TorchDetector(BaseDetector):
         raise NotImplementedError
 
     def _loss_fn(self) -> Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]:  # pragma: no cover
-        """``loss(model, batch)``; see ``fit_model``."""
+        """``loss(output, batch)``, ``output`` the network's training forward pass on the
+        batch; see ``fit_model``."""
         raise NotImplementedError
 
     def _held_out_scores(self, held_out) -> np.ndarray:  # pragma: no cover - abstract
