@@ -83,7 +83,7 @@ def test_one_row_repeated_is_refused():
     row = np.arange(5.0)
     with pytest.raises(ValueError, match="all 50 training rows are the same row"):
         TabularDetector(verbose=0).fit(np.tile(row, (50, 1)))
-    with pytest.raises(ValueError, match="need at least 2 rows"):
+    with pytest.raises(ValueError, match="need at least 2 normal rows"):
         TabularDetector(verbose=0).fit(row[None, :])
 
 

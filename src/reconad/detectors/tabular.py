@@ -29,16 +29,12 @@ import math
 import numpy as np
 import torch
 
-from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
-from reconad.detectors.base import BaseDetector
+from reconad.detectors.torch_template import TorchDetector
+from reconad.models.catalogue import entry
 from reconad.models.tabular import member_errors, trimmed_loss, vae_loss
-from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
-# detector model name -> registered network
-TABLE_MODELS = {"ensemble": "tabular_ensemble", "ae": "tabular_ae", "vae": "tabular_vae"}
-TABLE_SCORES = ("mse", "l1")
 # what ``None`` means for the training settings, per model: the ensemble trains for about
 # ``updates`` weight updates with large batches; the single networks for a fixed number of epochs
 MODEL_DEFAULTS = {
@@ -59,7 +55,7 @@ def default_epochs(n_train: int, batch_size: int, updates: int) -> int:
     return max(1, round(updates / math.ceil(n_train / batch_size)))
 
 
-class TabularDetector(BaseDetector):
+class TabularDetector(TorchDetector):
     """Anomaly detector for tables (one row per part or per measurement).
 
     Parameters
@@ -124,6 +120,9 @@ class TabularDetector(BaseDetector):
     (3,)
     """
 
+    kind = "table"
+    _sample_noun = "rows"
+
     def __init__(self, model: str = "ensemble", columns: list[str] | None = None, scaler: str = "robust",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
@@ -165,11 +164,9 @@ class TabularDetector(BaseDetector):
 
     # --- settings ---------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.model not in TABLE_MODELS:
-            raise ValueError(f"unknown model {self.model!r} for tables; choose one of "
-                             f"{', '.join(TABLE_MODELS)}")
-        if self.score not in TABLE_SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(TABLE_SCORES)}")
+        scores = entry("table", self.model).scores
+        if self.score not in scores:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(scores)}")
         if self.contamination is not None and not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
         if not 0 <= self.trim < 0.5:
@@ -190,8 +187,8 @@ class TabularDetector(BaseDetector):
     def _build(self) -> torch.nn.Module:
         latent = self.latent_dim or default_latent_dim(self.n_features_)
         extra = {"members": int(self.members)} if self.model == "ensemble" else {}
-        return models.build(TABLE_MODELS[self.model], (self.n_features_,), latent_dim=latent,
-                            width=self.width, depth=self._setting("depth"), bounded=self.bounded, **extra)
+        return entry("table", self.model).build((self.n_features_,), latent_dim=latent, width=self.width,
+                                                depth=self._setting("depth"), bounded=self.bounded, **extra)
 
     def _matrix(self, X) -> np.ndarray:
         frame, named = as_frame(X, encoding=self.encoding, sep=self.sep)
@@ -205,88 +202,78 @@ class TabularDetector(BaseDetector):
         frame, named = as_frame(X, encoding=self.encoding, sep=self.sep)
         self.encoder_ = TableEncoder(self.columns, self.scaler, self.missing).fit(frame, named)
         data = self.encoder_.transform(frame, named)
-        if len(data) < 2:
-            raise ValueError(f"need at least 2 rows to fit, got {len(data)}")
-        if (data == data[:1]).all():
-            raise ValueError(f"all {len(data)} training rows are the same row: there is nothing to learn "
-                             "what normal rows look like from")
         self.n_features_in_ = len(self.encoder_.columns_)
         if named:
             self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
         self.n_features_ = data.shape[1]
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.random_state)
-        self.model_ = self._build()
-        tr_idx, val_idx = split_validation(len(data), self.validation_fraction, self.random_state)
+        if len(data) >= 2 and (data == data[:1]).all():
+            raise ValueError(f"all {len(data)} training rows are the same row: there is nothing to learn "
+                             "what normal rows look like from")
+        return self._fit_samples(data)
+
+    def _training_data(self, data, train_idx, val_idx):
+        train, val = super()._training_data(data, train_idx, val_idx)
         tensor = torch.from_numpy(data)
-        train, val = tensor[tr_idx], tensor[val_idx] if len(val_idx) else None
         self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
-        if self.model == "vae":
-            beta = float(self.beta)
+        return train, val
 
-            def loss_fn(model, xb):
-                return vae_loss(model, xb, beta)
-        elif self.model == "ensemble":
-            trim = float(self.trim)
-
-            def loss_fn(model, xb):
-                return trimmed_loss(member_errors(xb, model(xb)), trim)
-        else:
-            def loss_fn(model, xb):
-                return scoring.loss(xb, model(xb), "mse")
-
+    def _train(self, train, val) -> None:
+        """Train with the model's default batch size, epochs and learning rate where they are
+        None, then measure each feature's typical training error."""
         batch_size = min(int(self._setting("batch_size")), len(train))
         epochs = self._setting("epochs") or default_epochs(len(train), batch_size,
                                                            MODEL_DEFAULTS[self.model]["updates"])
-        result = fit_model(self.model_, loss_fn, train, val, epochs=epochs,
-                           batch_size=batch_size, lr=self._setting("lr"), weight_decay=self.weight_decay,
-                           patience=self.patience, device=self.device_, seed=self.random_state,
-                           verbose=self.verbose)
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        self.error_scale_ = None
-        if self._standardizes():
-            self.error_scale_ = self._error_scale(data)
-        if self.contamination is not None:
-            self.decision_scores_ = self._scores(data)
-            self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
-            self.threshold_method_ = "contamination"
-        else:
-            held_out = val if val is not None else train
-            self._set_threshold_from(self._scores(held_out.numpy()))
-        return self
+        self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
+        rows = train if val is None else torch.cat([train, val])
+        self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
+
+    def _loss_fn(self):
+        if self.model == "vae":
+            beta = float(self.beta)
+            return lambda out, xb: vae_loss(xb, out, beta)
+        if self.model == "ensemble":
+            trim = float(self.trim)
+            return lambda out, xb: trimmed_loss(member_errors(xb, out), trim)
+        return lambda out, xb: scoring.loss(xb, out, "mse")
+
+    def _threshold_from_fit(self, data: np.ndarray, held_out: np.ndarray) -> None:
+        """From the held-out rows by ``threshold_method``; with ``contamination``, the
+        quantile of the scores of all training rows."""
+        if self.contamination is None:
+            self._set_threshold_from(self._scores(held_out))
+            return
+        self.decision_scores_ = self._scores(data)
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        self.threshold_method_ = "contamination"
 
     # --- scoring ----------------------------------------------------------------------
-    def _feature_errors(self, data: np.ndarray, batch_size: int = 4096):
-        """Per-feature errors ``(members, N, F)`` of the rows of ``data``, in batches."""
-        self.model_.eval()
-        power = 1 if self.score == "l1" else 2
-        with torch.no_grad():
-            for start in range(0, len(data), batch_size):
-                xb = torch.from_numpy(data[start:start + batch_size]).to(self.device_)
-                out = self.model_(xb)
-                if self.model != "ensemble":
-                    out = out.unsqueeze(0)
-                yield member_errors(xb, out, power)
+    def _feature_errors(self, xb: torch.Tensor) -> torch.Tensor:
+        """Per-feature errors of a batch, ``(members, N, F)`` (one member for ``ae``/``vae``)."""
+        out = self.model_(xb)
+        if self.model != "ensemble":
+            out = out.unsqueeze(0)
+        return member_errors(xb, out, 1 if self.score == "l1" else 2)
 
     def _error_scale(self, data: np.ndarray) -> np.ndarray:
-        """Median error of every member on every feature over the training rows
+        """Median error of every member on every feature over the rows of ``data``
         ``(members, F)``, floored at a millionth of the mean error (a feature rebuilt
         exactly, such as a constant column, would otherwise get an infinite weight)."""
-        errors = torch.cat(list(self._feature_errors(data)), dim=1)
-        median = errors.median(dim=1).values.double().cpu().numpy()
-        floor = 1e-6 * float(errors.double().mean()) + 1e-12
-        return np.maximum(median, floor)
+        self.model_.eval()
+        errors = self._batched(data, lambda xb: self._feature_errors(xb).transpose(0, 1), batch_size=4096)
+        median = np.median(errors, axis=0).astype(np.float64)
+        return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
 
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        scale = None if self.error_scale_ is None else torch.from_numpy(self.error_scale_).to(self.device_)
-        out = []
-        for errors in self._feature_errors(data, batch_size):
+        self.model_.eval()
+        scale = None if self.error_scale_ is None else torch.from_numpy(self.error_scale_).float().to(self.device_)
+
+        def per_row(xb):
+            errors = self._feature_errors(xb)
             if scale is not None:
                 errors = errors / scale.unsqueeze(1)
-            per_row = errors.mean(dim=(0, 2)) if self.score == "mse" else errors.sum(2).mean(0)
-            out.append(per_row.double().cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
+            return errors.mean(dim=(0, 2)) if self.score == "mse" else errors.sum(2).mean(0)
+
+        return self._batched(data, per_row, batch_size=batch_size).astype(np.float64)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous)."""
@@ -307,8 +294,7 @@ class TabularDetector(BaseDetector):
         fitted = {"encoder_": self.encoder_.to_dict(), "n_features_": self.n_features_,
                   "history_": self.history_, "best_epoch_": self.best_epoch_,
                   "error_scale_": None if self.error_scale_ is None else self.error_scale_.tolist()}
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        return fitted, tensors
+        return fitted, self._network_tensors()
 
     def _restore_state(self, fitted, tensors):
         self.encoder_ = TableEncoder.from_dict(fitted["encoder_"])
@@ -320,11 +306,7 @@ class TabularDetector(BaseDetector):
         self.best_epoch_ = fitted["best_epoch_"]
         scale = fitted.get("error_scale_")
         self.error_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
-        self.device_ = resolve_device(self.device)
-        self.model_ = self._build()
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model_.load_state_dict(state)
-        self.model_.to(self.device_).eval()
+        self._restore_network(tensors)
 
     # --- pictures ---------------------------------------------------------------------
     def plot_decision(self, X, path, y=None) -> None:
