@@ -14,11 +14,15 @@ rows are averaged over the seeds; fit and scoring times are summed over the seed
 
     pip install -e '.[bench]'      # PyOD, for this benchmark only
     python benchmarks/odds.py [--sets cardio,wbc] [--seeds 0,1,2,3,4] [--jobs 2]
+
+``--variants`` adds reconad detectors with other settings, for ablations, e.g.
+``--detectors reconad --variants '{"standard scaling": {"scaler": "standard"}}' --no-write``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import time
@@ -59,11 +63,11 @@ def split(y: np.ndarray, setting: str, seed: int, max_train: int | None) -> tupl
     return np.sort(train), np.sort(test)
 
 
-def make(name: str, seed: int):
-    if name == "reconad":
+def make(name: str, seed: int, variants: dict):
+    if name == "reconad" or name in variants:
         from reconad import TabularDetector
 
-        return TabularDetector(device="cpu", verbose=0, random_state=seed)
+        return TabularDetector(device="cpu", verbose=0, random_state=seed, **variants.get(name, {}))
     if name == "PyOD AutoEncoder":
         from pyod.models.auto_encoder import AutoEncoder
 
@@ -89,7 +93,7 @@ def make(name: str, seed: int):
 
 def run_pair(task: tuple) -> list[dict]:
     """All sets and detectors for one (setting, seed), in this process."""
-    setting, seed, sets, detectors, max_train, threads = task
+    setting, seed, sets, detectors, max_train, threads, variants = task
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
     records = []
@@ -97,7 +101,7 @@ def run_pair(task: tuple) -> list[dict]:
         X, y = load_set(set_name)
         train, test = split(y, setting, seed, max_train)
         for d in detectors:
-            det = make(d, seed)
+            det = make(d, seed, variants)
             t0 = time.perf_counter()
             det.fit(X[train])
             t1 = time.perf_counter()
@@ -172,15 +176,19 @@ def main() -> None:
                     help="at most this many training rows, a random subset (0: all of them)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (same for all)")
     ap.add_argument("--jobs", type=int, default=1, help="(setting, seed) pairs run at once")
+    ap.add_argument("--variants", default="{}",
+                    help="JSON: name -> TabularDetector settings, run as extra detectors")
     ap.add_argument("--no-write", action="store_true", help="print only (for trying settings)")
     args = ap.parse_args()
+    variants = json.loads(args.variants)
     sets, seeds = args.sets.split(","), [int(s) for s in args.seeds.split(",")]
-    settings, detectors = args.settings.split(","), args.detectors.split(",")
+    settings, detectors = args.settings.split(","), args.detectors.split(",") + list(variants)
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise SystemExit(f"unknown settings {unknown}; choose from {SETTINGS}")
     load_start = os.getloadavg()
-    tasks = [(st, seed, sets, detectors, args.max_train or None, args.threads) for st in settings for seed in seeds]
+    tasks = [(st, seed, sets, detectors, args.max_train or None, args.threads, variants)
+             for st in settings for seed in seeds]
     started = time.perf_counter()
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
