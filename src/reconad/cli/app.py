@@ -562,7 +562,10 @@ def tune(
 def monitor(
     model: Path = typer.Option(..., help="Series model folder."),
     input: str = typer.Option(..., "--input", help="CSV file to follow as it grows, or - for standard input."),
-    alerts: Optional[Path] = typer.Option(None, help="JSON-lines file for alerts (default: standard output)."),
+    alerts: Optional[Path] = typer.Option(None, "--out", "--alerts", help="JSON-lines file the alerts are "
+                                          "appended to (default: standard output)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="File that keeps the place in the input and the "
+                                              "monitor's state; a rerun resumes from it."),
     log: Optional[Path] = typer.Option(None, help="Log file (the log also goes to standard error)."),
     consecutive: int = typer.Option(1, help="Steps over the threshold in a row needed for an alert."),
     top: int = typer.Option(3, help="Sensors named in each alert."),
@@ -572,7 +575,7 @@ def monitor(
     alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON: webhook, e-mail, log); "
                                                 "each alert is also sent there."),
     threshold_rule: Optional[str] = typer.Option(None, help="fixed (default), rolling_quantile, pot, or JSON "
-                                                 "such as '{\"method\": \"pot\", \"q\": 1e-3}'."),
+                                                 "such as '{\"method\": \"pot\", \"risk\": 1e-3}'."),
 ):
     """Score a live sensor stream causally; one JSON line per alert."""
     from reconad.detectors import SeriesDetector
@@ -586,7 +589,8 @@ def monitor(
         raise FileNotFoundError(f"input file not found: {input}")
     summary = cli_series.monitor(det, input, alerts=alerts, log_file=log, consecutive=consecutive, top=top,
                                  follow=follow, idle_timeout=idle_timeout, encoding=encoding,
-                                 alert_config=alert_config, threshold_rule=threshold_rule)
+                                 alert_config=alert_config, threshold_rule=threshold_rule,
+                                 checkpoint=checkpoint)
     err_console.print(f"rows {summary['rows']}, scored {summary['scored']}, malformed {summary['malformed']}, "
                       f"alerts {summary['alerts']}")
 

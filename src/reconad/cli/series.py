@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -103,9 +104,14 @@ def evaluate(det, path: Path, label_column: str, out: Path, encoding: str | None
 
 def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
             follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None = None,
-            threshold_rule: str | None = None) -> dict:
-    from reconad.ops.monitor import Monitor, follow as follow_lines
+            threshold_rule: str | None = None, checkpoint: Path | None = None) -> dict:
+    from reconad.ops.monitor import Monitor, alert_ids_in, check_alert_file, check_encoding, watch
+    from reconad.thresholds.adaptive import parse_rule
 
+    check_encoding(encoding)
+    if alerts is not None:
+        check_alert_file(alerts)
+    rule = parse_rule(threshold_rule)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -121,17 +127,23 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
         from reconad.ops.alerts import AlertDispatcher
 
         dispatcher = AlertDispatcher(alert_config, defaults={"model_version": getattr(det, "model_version_", None)})
+    seen = alert_ids_in(alerts) if alerts is not None else set()
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout
-    rule = json.loads(threshold_rule) if threshold_rule and threshold_rule.lstrip().startswith("{") else threshold_rule
-    mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule)
+    series = "-" if source == "-" else str(Path(source).resolve())
+    mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule, series=series)
     logger.info("monitoring %s with threshold %.6g, %d consecutive step(s)", source, mon.threshold, consecutive)
+
+    def emit(alert: dict) -> None:
+        sink.write(json.dumps(alert, ensure_ascii=False) + "\n")
+        sink.flush()
+        if sink is not sys.stdout:
+            os.fsync(sink.fileno())
+        if dispatcher is not None:
+            dispatcher.submit(alert)
+
     try:
-        for lines in follow_lines(source, follow=follow, idle_timeout=idle_timeout, encoding=encoding):
-            for alert in mon.push_lines(lines):
-                sink.write(json.dumps(alert, ensure_ascii=False) + "\n")
-                if dispatcher is not None:
-                    dispatcher.submit(alert)
-            sink.flush()
+        watch(mon, source, emit, follow=follow, idle_timeout=idle_timeout, encoding=encoding,
+              checkpoint=checkpoint, seen_ids=seen)
     except KeyboardInterrupt:
         logger.info("stopped")
     finally:
@@ -145,4 +157,3 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
             logger.removeHandler(h)
             h.close()
     return summary
-

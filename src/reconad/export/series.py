@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reconad.data.series import SCALED_LIMIT
 from reconad.detectors.series import SeriesDetector
 from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
@@ -136,7 +137,7 @@ class SeriesScorer(nn.Module):
             raise RuntimeError("the series must be (T, F) with the training sensor columns")
         if series.size(0) < self.window:
             raise RuntimeError("the series is shorter than one window")
-        scaled = (series.to(torch.float32) - self.center) / self.scale
+        scaled = ((series.to(torch.float32) - self.center) / self.scale).clamp(-SCALED_LIMIT, SCALED_LIMIT)
         score = self.to_steps(self.window_scores(scaled), series.size(0))
         label = (score.to(torch.float64) > self.threshold).to(torch.int64)
         return score, label

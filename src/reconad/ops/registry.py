@@ -191,7 +191,7 @@ class ModelRegistry:
                 shutil.copy2(model_path / f, tmp / f)
             cfg = json.loads((tmp / persistence.CONFIG).read_text(encoding="utf-8"))
             cfg["model_version"] = version
-            (tmp / persistence.CONFIG).write_text(json.dumps(cfg, indent=2, allow_nan=True), encoding="utf-8")
+            persistence.write_config(tmp / persistence.CONFIG, cfg)
             (tmp / META).write_text(json.dumps(meta, indent=2, allow_nan=True), encoding="utf-8")
         data["versions"].append(meta)
         self._write(data)
