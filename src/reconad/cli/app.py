@@ -108,6 +108,7 @@ def train(
                                               "a rerun resumes from it."),
     backbone: Optional[str] = typer.Option(None, help="Feature models: efficientnet_lite0 or a weights file."),
     image_size: Optional[int] = typer.Option(None, help="Feature models: short side in pixels (default 256)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already at --out."),
 ):
     """Train a detector on normal images or normal sensor CSV files, and save it.
 
@@ -115,6 +116,9 @@ def train(
     from reconad.detectors import ImageDetector
     from reconad.cli import series as cli_series
     from reconad.data import layouts
+    from reconad.persistence import check_output
+
+    check_output(out, overwrite)
 
     if normal and cli_series.is_series_input(normal, kind):
         console.print(cli_series.train(
@@ -296,10 +300,14 @@ def retrain(
     registry: Optional[Path] = typer.Option(None, help="Register the new model in this registry folder."),
     promote: bool = typer.Option(False, help="Make the registered model the current version."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already at --out."),
 ):
     """Fit a copy of a saved detector, with the same configuration, on new normal data."""
     from reconad.ops.registry import load_model
     from reconad.ops.retrain import parse_overrides, retrain as do_retrain
+    from reconad.persistence import check_output
+
+    check_output(out, overwrite)
 
     if promote and registry is None:
         raise ValueError("--promote needs --registry")

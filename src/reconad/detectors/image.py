@@ -11,7 +11,7 @@ from reconad import models
 from reconad.detectors import features as feature_detection
 from reconad.scoring import patches
 from reconad.scoring import terms as scoring
-from reconad.data.images import to_float_array, to_image_list
+from reconad.data.images import MAX_PIXELS, to_float_array, to_image_list
 from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
 from reconad.models import gmm, vae
@@ -258,9 +258,17 @@ class ImageDetector(BaseDetector):
         self.best_epoch_ = result.best_epoch
 
     # --- scoring ----------------------------------------------------------------------
+    def pixel_limit(self) -> int:
+        """The most pixels an image file may declare: ``H * W`` for a model of whole images
+        of one size (a larger image is refused before it is decoded), else ``MAX_PIXELS``."""
+        if (getattr(self, "patch_size", None) is None and hasattr(self, "input_shape_")
+                and not feature_detection.is_feature_model(self.model)):
+            return int(self.input_shape_[1]) * int(self.input_shape_[2])
+        return MAX_PIXELS
+
     def _check_images(self, X) -> np.ndarray:
         self._check_fitted()
-        data = to_float_array(X, channels=self.input_shape_[0])
+        data = to_float_array(X, channels=self.input_shape_[0], max_pixels=self.pixel_limit())
         if data.shape[2:] != self.input_shape_[1:]:
             h, w = data.shape[2:]
             raise ValueError(f"images are {h}x{w} but the model was trained on "

@@ -49,7 +49,8 @@ except ImportError:  # pragma: no cover - the serve extra is missing
     raise ImportError("the scoring service needs FastAPI and uvicorn: pip install 'reconad[serve]'") from None
 
 from reconad._version import __version__
-from reconad.data.images import decode_image, to_float_array
+from reconad.data.csv import read_csv_bytes
+from reconad.data.images import decode_image, stack_images, to_float_array
 from reconad.data.inputs import input_kind
 from reconad.serve.batching import MicroBatcher, image_engine
 
@@ -203,7 +204,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             if kind == "images":
                 raise BadInput(415, "this model takes images: send image files or JSON arrays, not CSV")
             try:
-                frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
+                frame = read_csv_bytes(body, "the CSV body")   # as the command line reads files
             except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
                 raise BadInput(422, f"cannot read CSV: {exc}") from None
             if frame.empty:
@@ -221,13 +222,14 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             if len(uploads) > max_batch:
                 raise BadInput(413, f"batch of {len(uploads)} exceeds the limit of {max_batch} samples")
             try:
-                images = [decode_image(data, channels, name=name) for name, data in uploads]
+                limit = detector.pixel_limit() if hasattr(detector, "pixel_limit") else None
+                images = [decode_image(data, channels, name=name, max_pixels=limit) for name, data in uploads]
             except ValueError as exc:
                 raise BadInput(422, str(exc)) from None
             shapes = {im.shape for im in images}
             if len(shapes) > 1:
                 raise BadInput(422, f"uploaded images differ in size: {sorted(shapes)[:3]}")
-            return np.stack(images)
+            return stack_images(images)
         raise BadInput(415, f"unsupported content type {ctype or '(none)'!r}; send application/json, "
                             "text/csv, multipart/form-data or image/png")
 
