@@ -391,17 +391,11 @@ def models_rollback(registry: Path = REGISTRY_OPTION):
     console.print(f"rolled back: current model in {registry} is {v['version']} (threshold {v['threshold']:.6g})")
 
 
-def _read_numeric_csv(path: Path):
-    """A CSV (separator guessed: ',', ';', tab) as a DataFrame of its numeric columns."""
-    import pandas as pd
+def _read_numeric_csv(path: Path, encoding: Optional[str] = None):
+    """A CSV (separator and, unless given, encoding detected) as a DataFrame of its numeric columns."""
+    from reconad.data.csv import read_csv
 
-    if not path.is_file():
-        raise FileNotFoundError(f"CSV file not found: {path}")
-    try:
-        df = pd.read_csv(path, sep=None, engine="python")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path} as CSV: {exc}") from None
-    df = df.select_dtypes("number")
+    df = read_csv(path, encoding=encoding).select_dtypes("number")
     if df.empty or df.shape[1] == 0:
         raise ValueError(f"{path} has no numeric columns")
     return df
@@ -415,13 +409,15 @@ def drift(
     method: str = typer.Option("mean_shift", help="mean_shift (sensor series), psi or ks (independent rows)."),
     threshold: Optional[float] = typer.Option(None, help="Drift above this (default: 4, 0.25, 0.3 by method)."),
     check_every: Optional[int] = typer.Option(None, help="Rows between checks (default: window / 2)."),
-    alerts: Optional[Path] = typer.Option(None, help="Alert configuration: send each drift signal there."),
+    alerts: Optional[Path] = typer.Option(None, "--alert-config", "--alerts",
+                                          help="Alert channels (JSON): send each drift signal there."),
     model: Optional[Path] = typer.Option(None, help="Model or registry folder, to record its version."),
+    encoding: Optional[str] = typer.Option(None, help="CSV encoding (default: detect UTF-8 or cp932)."),
 ):
     """Compare recent data with the reference; print one JSON line per drift signal."""
     from reconad.ops.drift import DriftMonitor
 
-    ref, new = _read_numeric_csv(reference), _read_numeric_csv(input)
+    ref, new = _read_numeric_csv(reference, encoding), _read_numeric_csv(input, encoding)
     columns = [c for c in ref.columns if c in new.columns]
     if not columns:
         raise ValueError(f"{reference} and {input} share no numeric columns")

@@ -43,7 +43,11 @@ def _read(path: Path, encoding: str | None, label_column: str | None = None):
 def _sensor_frame(frame: pd.DataFrame, columns: list[str] | None, drop: list[str]) -> pd.DataFrame:
     if columns:
         return frame
-    return frame.drop(columns=[c for c in drop if c in frame.columns])
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise ValueError(f"--drop names column(s) {', '.join(unknown)} that are not in the data; "
+                         f"columns: {', '.join(map(str, frame.columns))}")
+    return frame.drop(columns=drop)
 
 
 def train(normal: list[Path], out: Path, *, columns: str | None, drop: str | None, encoding: str | None,

@@ -12,6 +12,9 @@ from reconad.detectors import features as feature_detection
 from reconad.scoring import patches
 from reconad.scoring import terms as scoring
 from reconad.data.images import MAX_PIXELS, to_float_array, to_image_list
+
+#: the smallest image side the convolutional models take
+MIN_IMAGE_SIDE = 8
 from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
 from reconad.models import gmm, vae
@@ -198,6 +201,9 @@ class ImageDetector(BaseDetector):
         data = to_float_array(X)
         if len(data) < 2:
             raise ValueError(f"need at least 2 normal images to fit, got {len(data)}")
+        if min(data.shape[2:]) < MIN_IMAGE_SIDE and not self.model.startswith("dense"):
+            raise ValueError(f"images of {data.shape[2]}x{data.shape[3]} pixels are too small for model "
+                             f"{self.model!r} (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}; dense_ae takes any size)")
         self.input_shape_ = tuple(int(v) for v in data.shape[1:])
         self.device_ = resolve_device(self.device)
         seed_everything(self.random_state)

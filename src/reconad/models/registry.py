@@ -45,6 +45,12 @@ def available() -> dict[str, str]:
 
 def build(name: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
     """Build model ``name`` for inputs of ``input_shape`` (without the batch axis)."""
+    for key in ("latent_dim", "width", "depth", "n_components", "pca_components"):
+        v = kwargs.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"model {name!r}: {key} must be a positive integer, got {v!r}")
+    if any(int(v) < 1 for v in input_shape):
+        raise ValueError(f"model {name!r}: input shape {tuple(input_shape)} has an empty axis")
     try:
         return spec(name).builder(tuple(int(v) for v in input_shape), **kwargs)
     except TypeError as exc:

@@ -67,6 +67,8 @@ class Monitor:
         detector._check_fitted()
         if int(consecutive) < 1:
             raise ValueError(f"consecutive must be at least 1, got {consecutive}")
+        if int(top_k) < 1:
+            raise ValueError(f"top_k (sensors named in an alert) must be at least 1, got {top_k}")
         self.detector = detector
         self.consecutive = int(consecutive)
         self.top_k = int(top_k)

@@ -41,7 +41,7 @@ from PIL import Image
 
 try:
     from fastapi import FastAPI, Query, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartException, MultiPartParser
@@ -69,6 +69,27 @@ class BadInput(Exception):
 
 
 # --- turning request bodies into detector input ----------------------------------------
+
+OFFLINE_NOTE = (
+    "<div id='reconad-offline' style='display:none;font-family:sans-serif;margin:2em'>"
+    "<h2>The interactive API page needs the internet</h2>"
+    "<p>It loads Swagger UI from cdn.jsdelivr.net, which this browser cannot reach. The service "
+    "works without it: the API description is at <a href='/openapi.json'>/openapi.json</a>; "
+    "score with <code>POST /score</code> (JSON, CSV, or image files), check with "
+    "<code>GET /health</code> and <code>GET /model</code>.</p></div>"
+    "<script>window.addEventListener('load', function () {"
+    "if (typeof SwaggerUIBundle === 'undefined') {"
+    "document.getElementById('reconad-offline').style.display = 'block';}});</script>")
+
+
+def docs_html(title: str) -> str:
+    """The /docs page: Swagger UI (from its CDN), and a note shown when the CDN cannot be
+    reached (offline plants) that says where the API description is."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} - API").body.decode("utf-8")
+    return page.replace("<body>", "<body>" + OFFLINE_NOTE, 1)
+
 
 def _json_images(payload) -> np.ndarray:
     try:
@@ -147,8 +168,12 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                              f"{want[0]}x{want[1]} (height x width)")
         return np.ascontiguousarray(data.transpose(0, 2, 3, 1))
 
-    app = FastAPI(title="reconad scoring service", version=__version__,
+    app = FastAPI(title="reconad scoring service", version=__version__, docs_url=None,
                   description="Anomaly scores, labels and maps from a fitted reconad model.")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page():
+        return HTMLResponse(docs_html(app.title))
 
     @app.exception_handler(BadInput)
     async def _bad_input(request: Request, exc: BadInput):
@@ -354,6 +379,8 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
 
     from reconad.ops.registry import load_model
 
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer 0..65535, got {port!r}")
     if threads is not None:
         torch.set_num_threads(int(threads))
 
