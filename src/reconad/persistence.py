@@ -113,8 +113,10 @@ def save_folder(path: str | os.PathLike, config: dict, tensors: dict[str, torch.
     return path
 
 
-def load_folder(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read and verify a model folder; returns ``(config, tensors)``."""
+def load_folder(path: str | os.PathLike, detector: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read and verify a model folder; returns ``(config, tensors)``. ``detector`` False
+    skips the detector schema (for other folders of this format, e.g. training checkpoints);
+    the checksums are verified in any case."""
     path = Path(path)
     recover(path)
     if not path.exists():
@@ -142,7 +144,7 @@ def load_folder(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]
     if "config_sha256" in config and config_checksum(config) != config["config_sha256"]:
         raise ModelFileError(f"{cfg_path} does not match its checksum: the configuration was changed "
                              "or damaged")
-    problem = config_problem(config)
+    problem = config_problem(config) if detector else None
     if problem:
         raise ModelFileError(f"{cfg_path} is not a valid model configuration: {problem}")
     if _sha256(w_path) != config.get("weights_sha256"):

@@ -118,9 +118,8 @@ def train(
     from reconad.data import layouts
     from reconad.persistence import check_output
 
-    check_output(out, overwrite)
-
     if normal and cli_series.is_series_input(normal, kind):
+        check_output(out, overwrite)
         console.print(cli_series.train(
             normal, out, columns=columns, drop=drop, encoding=encoding, model=model, window=window,
             stride=stride, combine=combine, scaler=scaler, score=score or "mae", loss=loss,
@@ -130,6 +129,7 @@ def train(
         return
     if (normal is None) == (mvtec is None):
         raise ValueError("give either --normal DIR or --mvtec ROOT")
+    check_output(out, overwrite)
     if mvtec is not None:
         train_files, _ = layouts.mvtec(mvtec)
         inputs = [str(p) for p in train_files]

@@ -268,11 +268,12 @@ class ImageDetector(BaseDetector):
 
     # --- scoring ----------------------------------------------------------------------
     def pixel_limit(self) -> int:
-        """The most pixels an image file may declare: ``H * W`` for a model of whole images
-        of one size (a larger image is refused before it is decoded), else ``MAX_PIXELS``."""
+        """The most pixels an image file may declare: ``4 * H * W`` for a model of whole
+        images of ``H x W`` (a larger image is refused before it is decoded; one a little
+        off in size is decoded, cheaply, and refused with its size), else ``MAX_PIXELS``."""
         if (getattr(self, "patch_size", None) is None and hasattr(self, "input_shape_")
                 and not feature_detection.is_feature_model(self.model)):
-            return int(self.input_shape_[1]) * int(self.input_shape_[2])
+            return 4 * int(self.input_shape_[1]) * int(self.input_shape_[2])
         return MAX_PIXELS
 
     def _check_images(self, X) -> np.ndarray:

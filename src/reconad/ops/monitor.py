@@ -303,6 +303,23 @@ def check_encoding(encoding: str) -> str:
     return name
 
 
+def _rotated_away(path: str, inode: int | None) -> str | None:
+    """The file in the folder of ``path`` that has ``inode`` when ``path`` itself no longer
+    has it (it was rotated, e.g. to ``path.1``, while nobody followed it)."""
+    if inode is None:
+        return None
+    try:
+        if os.stat(path).st_ino == inode:
+            return None
+        folder = os.path.dirname(os.path.abspath(path))
+        for entry in os.scandir(folder):
+            if entry.is_file(follow_symlinks=False) and entry.inode() == inode:
+                return entry.path
+    except OSError:
+        return None
+    return None
+
+
 class Tail:
     """Complete lines of a growing file, with its place kept as ``tail -F`` keeps it.
 
@@ -319,15 +336,17 @@ class Tail:
         self.path = str(path)
         self.encoding = check_encoding(encoding)
         self.poll, self.chunk = poll, chunk
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = os.open(_rotated_away(self.path, inode) or self.path, os.O_RDONLY)
         st = os.fstat(self._fd)
         self.inode = st.st_ino
         self.offset = 0
         if inode is not None and inode == st.st_ino and 0 <= offset <= st.st_size:
             self.offset = int(offset)
+            if os.path.exists(self.path) and os.stat(self.path).st_ino != inode:
+                log.info("%s was rotated while stopped; finishing the old file first", self.path)
         elif inode is not None:
-            log.warning("%s is not the file of the checkpoint (rotated or truncated while stopped); "
-                        "reading it from its start", self.path)
+            log.warning("%s is not the file of the checkpoint (truncated while stopped, or rotated out "
+                        "of its folder); reading it from its start", self.path)
         os.lseek(self._fd, self.offset, os.SEEK_SET)
         self._pending = b""
 
