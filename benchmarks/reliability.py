@@ -112,9 +112,12 @@ def monitor_kills(tmp: Path) -> dict:
     written, rotations = 0, 0
     for k in range(KILLS):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 60
+        while k == 0 and not ckpt.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)                         # the first run gets going before any kill
         chunk = rows[written:written + step]
         for part in np.array_split(np.arange(len(chunk)), 4):      # rows arrive while it runs
-            time.sleep(rng.uniform(0.1, 0.75))
+            time.sleep(rng.uniform(0.2, 1.2))
             if len(part):
                 with open(stream, "a") as fh:
                     fh.write("\n".join(chunk[i] for i in part) + "\n")

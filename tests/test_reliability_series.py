@@ -90,7 +90,10 @@ def test_monitor_checkpoint_resumes_after_kill_without_repeats(model, tmp_path):
     rotated = False
     for k in range(6):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(rng.uniform(0.8, 2.0))
+        deadline = time.monotonic() + 60
+        while k == 0 and not ckpt.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)                         # the first run gets going before any kill
+        time.sleep(rng.uniform(0.2, 2.0))
         if written < len(rows):
             more = rows[written:written + 150]
             if not rotated and written >= 450:          # rotate: move away, start a new file with a header
