@@ -6,7 +6,8 @@ monitor killed with SIGKILL at random moments while its input grows and rotates.
    rises above its level just before.
 2. ``reconad monitor --checkpoint`` follows a CSV file; 20 times it is killed (SIGKILL)
    after a random 0.5..3 s while rows are appended, and the file is rotated twice (moved
-   to ``.1``/``.2``, a new one started). At the end, the alerts written (by id) are
+   to ``.1``/``.2``, a new one started). Each kill comes while the monitor runs (after its
+   log says it started), at a random moment as rows arrive. At the end, the alerts written (by id) are
    compared with those of one uninterrupted pass over all rows.
 
     OMP_NUM_THREADS=1 python benchmarks/reliability.py
@@ -93,6 +94,15 @@ def frame(n: int, seed: int) -> pd.DataFrame:
     return f
 
 
+def started(log: Path, n: int, timeout: float = 60.0) -> None:
+    """Wait until the monitor's log shows its ``n``-th start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text(encoding="utf-8").count(" monitoring ") >= n:
+            return
+        time.sleep(0.05)
+
+
 def monitor_kills(tmp: Path) -> dict:
     rng = np.random.default_rng(0)
     model = tmp / "series_model"
@@ -105,16 +115,14 @@ def monitor_kills(tmp: Path) -> dict:
     stream, alerts, ckpt = tmp / "s.csv", tmp / "alerts.jsonl", tmp / "ckpt.json"
     stream.write_text(header + "\n")
     cmd = [sys.executable, "-m", "reconad.cli", "monitor", "--model", str(model), "--input", str(stream),
-           "--out", str(alerts), "--checkpoint", str(ckpt), "--idle-timeout", "2"]
+           "--out", str(alerts), "--checkpoint", str(ckpt), "--idle-timeout", "2", "--log", str(tmp / "monitor.log")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     step = len(rows) // KILLS + 1
     rotate_at = {KILLS // 3, 2 * KILLS // 3}
     written, rotations = 0, 0
     for k in range(KILLS):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while k == 0 and not ckpt.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)                         # the first run gets going before any kill
+        started(tmp / "monitor.log", k + 1)          # killed while it runs, not while it starts
         chunk = rows[written:written + step]
         for part in np.array_split(np.arange(len(chunk)), 4):      # rows arrive while it runs
             time.sleep(rng.uniform(0.2, 1.2))
@@ -130,7 +138,7 @@ def monitor_kills(tmp: Path) -> dict:
         proc.wait()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     got = [json.loads(x) for x in alerts.read_text().splitlines()]
-    ids = [a["id"] for a in got]
+    ids = [a["alert_id"] for a in got]
     state = json.loads(ckpt.read_text())["monitor"]["counters"]
     return {"kills": KILLS, "rotations": rotations, "rows": len(rows), "rows_scored": state["n_rows"],
             "alerts_expected": len(expected), "alerts_written": len(got), "distinct_ids": len(set(ids)),

@@ -84,16 +84,17 @@ def test_monitor_checkpoint_resumes_after_kill_without_repeats(model, tmp_path):
     stream, alerts, ckpt = tmp_path / "s.csv", tmp_path / "alerts.jsonl", tmp_path / "ckpt.json"
     stream.write_text(header + "\n" + "\n".join(rows[:300]) + "\n")
     cmd = [sys.executable, "-m", "reconad.cli", "monitor", "--model", str(model), "--input", str(stream),
-           "--out", str(alerts), "--checkpoint", str(ckpt), "--idle-timeout", "1.5"]
+           "--out", str(alerts), "--checkpoint", str(ckpt), "--idle-timeout", "1.5", "--log", str(tmp_path / "log")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     written = 300
     rotated = False
     for k in range(6):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while k == 0 and not ckpt.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)                         # the first run gets going before any kill
-        time.sleep(rng.uniform(0.2, 2.0))
+        deadline = time.monotonic() + 60                 # killed while it runs, not while it starts
+        while time.monotonic() < deadline and (not (tmp_path / "log").exists()
+                                               or (tmp_path / "log").read_text().count(" monitoring ") <= k):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
         if written < len(rows):
             more = rows[written:written + 150]
             if not rotated and written >= 450:          # rotate: move away, start a new file with a header
@@ -110,7 +111,7 @@ def test_monitor_checkpoint_resumes_after_kill_without_repeats(model, tmp_path):
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     got = [json.loads(x) for x in alerts.read_text().splitlines()]
-    ids = [a["id"] for a in got]
+    ids = [a["alert_id"] for a in got]
     assert len(ids) == len(set(ids))                         # each alert once
     assert {a["timestamp"] for a in got} == expected         # each row scored once, none lost
     state = json.loads(ckpt.read_text())
@@ -139,8 +140,8 @@ def test_alert_ids_are_stable(model):
     a1 = Monitor(det, series="line-1").push_lines(lines)
     a2 = Monitor(det, series="line-1").push_lines(lines)
     a3 = Monitor(det, series="line-2").push_lines(lines)
-    assert a1 and [a["id"] for a in a1] == [a["id"] for a in a2]
-    assert not {a["id"] for a in a1} & {a["id"] for a in a3}
+    assert a1 and [a["alert_id"] for a in a1] == [a["alert_id"] for a in a2]
+    assert not {a["alert_id"] for a in a1} & {a["alert_id"] for a in a3}
 
 
 def test_monitor_refuses_bad_encoding_and_a_configuration_as_output(model, tmp_path):

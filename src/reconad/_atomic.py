@@ -5,8 +5,9 @@ Temporary names carry the id of the process that made them (``.NAME.<pid>.<rando
 ``.NAME.<pid>.<random>.old``). A folder is replaced by two renames (the old one aside,
 the new one in place); a run killed between them leaves no folder at the path, only the
 ``.old`` one. ``recover`` undoes that (the old folder goes back) and removes the
-temporaries of processes that no longer run; ``atomic_dir`` calls it before each write,
-and readers may call it before reading.
+temporaries of processes that no longer run (folders and files); ``atomic_dir`` calls it
+before each write, and readers may call it before reading. ``atomic_path`` (files) does
+not, as it may write many small files into one folder.
 """
 
 from __future__ import annotations
@@ -87,7 +88,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    recover(path)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -11,7 +11,20 @@ together. The first ``window - 1`` rows only fill the history.
 line is its header); a malformed line (wrong number of fields, a value that is not a
 number) is logged, counted in ``n_malformed`` and skipped; an empty sensor field is taken
 from the previous row (counted in ``n_filled``). ``follow(path)`` yields the lines of a
-file as it grows (or of standard input for ``"-"``), in batches of what is available.
+file as it grows (or of standard input for ``"-"``), in batches of what is available;
+``Tail`` does the same and keeps its place (byte offset and inode), notices a file that was
+truncated or replaced (rotated) as ``tail -F`` does, and can start from a saved place.
+``watch`` runs a monitor over a file with a checkpoint (see there).
+
+A reading too large for the model (up to float's maximum) is scaled to a bounded value and
+scores as a (huge) anomaly; a score that is still not finite is logged, counted in
+``n_overflow`` and taken as the largest score. Nothing stops the stream or hides later rows.
+
+An alert's ``alert_id`` is derived from the model version, the series name and the time
+step (timestamp, else row number): the same step of the same stream gives the same id, so
+a receiver can drop a repeat. ``Monitor.state()`` / ``Monitor.restore(state)`` carry
+everything later scores depend on (history rows, run length, counters, threshold rule)
+as JSON, for a checkpoint.
 """
 
 from __future__ import annotations
@@ -166,7 +179,7 @@ class Monitor:
             top = np.argsort(-contrib)[:self.top_k]
             step = stamps[i] if stamps[i] is not None else first_row + int(i)
             alerts.append({
-                "id": alert_id(self.model_version, self.series, step),
+                "alert_id": alert_id(self.model_version, self.series, step),
                 "kind": "anomaly",
                 "model_version": self.model_version,
                 "series": self.series,
@@ -493,8 +506,8 @@ def alert_ids_in(path, tail_bytes: int = 8 << 20) -> set[str]:
                     alert = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(alert, dict) and isinstance(alert.get("id"), str):
-                    ids.add(alert["id"])
+                if isinstance(alert, dict) and isinstance(alert.get("alert_id"), str):
+                    ids.add(alert["alert_id"])
     except FileNotFoundError:
         pass
     return ids
@@ -532,9 +545,9 @@ def watch(monitor: Monitor, source: str, emit, *, follow: bool = True, idle_time
         if new_file:
             monitor.new_file()
         for alert in monitor.push_lines(lines):
-            if alert["id"] in seen:
+            if alert["alert_id"] in seen:
                 continue
-            seen.add(alert["id"])
+            seen.add(alert["alert_id"])
             emit(alert)
         if tail is not None and checkpoint is not None:
             write_text(checkpoint, json.dumps({
