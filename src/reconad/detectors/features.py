@@ -17,7 +17,7 @@ location, the image score is the maximum or the mean of the ``topk`` highest loc
 and the anomaly map is the location map resized to the image and smoothed.
 
 The functions here take the ``ImageDetector`` and set its fitted attributes; the
-detector calls them when its ``model`` is one of :data:`FEATURE_MODELS`.
+detector calls them for the catalogue's ``features`` family.
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ import torch.nn.functional as F
 
 from reconad.scoring import features as feature_scoring
 from reconad.data.images import to_image_list
-from reconad.models.feature_heads import FeatureAE, FeatureVAE
+from reconad.models.catalogue import entries, entry
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
 from reconad.models.memory_bank import greedy_coreset, nearest_distance
 from reconad.persistence import ModelFileError
 from reconad.training.loop import fit_model, progress_bar, resolve_device, seed_everything, split_validation
 
-FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
 DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
@@ -61,12 +60,10 @@ CONTRASTS = ("image", "none")
 # Grey-level mean and standard deviation every image is given when ``contrast="image"``.
 CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
-SCORES = {"feature_ae": ("mse", "l1"), "feature_vae": ("unregularised", "nll", "mse"),
-          "feature_knn": ("distance",)}
 
 
 def is_feature_model(name: str) -> bool:
-    return name in FEATURE_MODELS
+    return any(e.name == name and e.family == "features" for e in entries("image"))
 
 
 # --- settings -------------------------------------------------------------------------
@@ -98,10 +95,11 @@ def image_size(det) -> int:
 
 
 def score_name(det, score: str | None = None) -> str:
-    name = score or det.score or SCORES[det.model][0]
-    if name not in SCORES[det.model]:
+    model = entry("image", det.model)
+    name = score or det.score or model.default_score
+    if name not in model.scores:
         raise ValueError(f"unknown score {name!r} for model {det.model!r}; choose one of "
-                         f"{', '.join(SCORES[det.model])}")
+                         f"{', '.join(model.scores)}")
     return name
 
 
@@ -110,8 +108,7 @@ def _head_kwargs(det) -> dict:
 
 
 def _build_head(det, channels: int) -> torch.nn.Module:
-    cls = FeatureAE if det.model == "feature_ae" else FeatureVAE
-    return cls(channels, **_head_kwargs(det))
+    return entry("image", det.model).build((channels,), **_head_kwargs(det))
 
 
 # --- features -------------------------------------------------------------------------
@@ -219,8 +216,9 @@ def _progress(det, label: str, total: int | None = None):
 
 
 def _check_settings(det) -> None:
-    if det.model not in FEATURE_MODELS:
-        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(FEATURE_MODELS)})")
+    if not is_feature_model(det.model):
+        names = [e.name for e in entries("image") if e.family == "features"]
+        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(names)})")
     options(det)
     image_size(det)
     score_name(det)

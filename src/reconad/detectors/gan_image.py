@@ -7,12 +7,12 @@ import torch
 
 from reconad.data.images import to_float_array
 from reconad.training.gan import fit_encoder, fit_gan
-from reconad.models.gan import GAN_MODELS
+from reconad.models.catalogue import entries
 from reconad.training.loop import resolve_device, seed_everything, split_validation
 
 
 def is_gan(model: str) -> bool:
-    return model in GAN_MODELS
+    return any(e.name == model and e.family == "gan" for e in entries("image"))
 
 
 def fit(det, X):

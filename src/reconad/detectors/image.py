@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from reconad import models
 from reconad.detectors import features as feature_detection
 from reconad.scoring import patches
 from reconad.scoring import terms as scoring
@@ -16,13 +15,17 @@ from reconad.detectors import gan_image
 from reconad.detectors.base import BaseDetector
 from reconad.models import gmm, vae
 from reconad.models.inference import fast_inference_copy
-from reconad.models.registry import spec
+from reconad.models.catalogue import entry
 from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
 # patches per forward pass when scoring a grid (at least one whole grid row, e.g. 137
 # patches for a 640-pixel-wide image at stride 4): convolutional networks run fastest on
 # small batches that stay in cache, the GMM's matrix products on large ones
 PATCH_BATCH = {"convolutional": 64, "other": 512}
+
+
+def spec(name: str):
+    return entry("image", name)
 
 
 class ImageDetector(BaseDetector):
@@ -102,6 +105,8 @@ class ImageDetector(BaseDetector):
     (5,)
     """
 
+    kind = "image"
+
     def __init__(self, model: str = "conv_ae", score: str | None = None, loss: str | None = None,
                  latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
                  model_kwargs: dict | None = None, epochs: int = 30, batch_size: int = 64,
@@ -156,21 +161,19 @@ class ImageDetector(BaseDetector):
 
     def _family(self) -> str:
         """``"ae"`` (reconstruction terms), ``"vae"`` (Gaussian score terms) or ``"gmm"``."""
-        loss = spec(self.model).default_loss
-        return "vae" if loss == "elbo" else "gmm" if loss == "em" else "ae"
+        family = spec(self.model).family
+        return family if family in ("vae", "gmm") else "ae"
 
     def _score_name(self, score: str | None = None) -> str:
         name = score or self.score or spec(self.model).default_score
-        if name == "gan" and gan_image.is_gan(self.model):
-            return name
-        allowed = spec(self.model).scores or scoring.RECONSTRUCTION_TERMS
+        allowed = spec(self.model).scores
         if name not in allowed:
             raise ValueError(f"unknown score {name!r} for model {self.model!r}; choose one of "
                              f"{', '.join(allowed)}")
         return name
 
     def _loss_name(self) -> str:
-        if self._family() != "ae":
+        if self._family() != "ae" or spec(self.model).family == "gan":
             default = spec(self.model).default_loss
             if self.loss not in (None, default):
                 raise ValueError(f"model {self.model!r} trains with {default!r}; got loss={self.loss!r}")
@@ -181,7 +184,7 @@ class ImageDetector(BaseDetector):
         return name
 
     def _build(self) -> torch.nn.Module:
-        return models.build(self.model, self.input_shape_, **self._model_kwargs())
+        return spec(self.model).build(self.input_shape_, **self._model_kwargs())
 
     # --- fit --------------------------------------------------------------------------
     def fit(self, X, y=None):

@@ -7,17 +7,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.scoring import windows
 from reconad.data import series as sdata
 from reconad.detectors.base import BaseDetector
-from reconad.models.registry import spec
+from reconad.models.catalogue import entry
 from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
-#: public model names -> registered networks (other registered names are used as given)
-SERIES_MODELS = {"conv_ae": "conv1d_ae", "lstm_ae": "lstm_ae", "lstm_vae": "lstm_vae", "dense_ae": "dense_ae"}
-SERIES_SCORES = ("mae", "mse")
 SENSOR_REDUCE = ("sum", "max")
 
 
@@ -71,6 +67,8 @@ class SeriesDetector(BaseDetector):
     (200,)
     """
 
+    kind = "series"
+
     def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
                  combine: str = "mean", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
@@ -109,28 +107,24 @@ class SeriesDetector(BaseDetector):
         self.verbose = verbose
 
     # --- settings ---------------------------------------------------------------------
-    def _network(self) -> str:
-        name = SERIES_MODELS.get(self.model, self.model)
-        spec(name)  # unknown names fail here
-        return name
+    def _network(self):
+        return entry("series", self.model)  # unknown names fail here
 
     def _model_kwargs(self) -> dict:
         kw = dict(self.model_kwargs or {})
-        if self._network() == "dense_ae":
-            kw.setdefault("output", "linear")
         for name in ("latent_dim", "width", "depth"):
             if getattr(self, name) is not None:
                 kw[name] = getattr(self, name)
         return kw
 
     def _check_settings(self) -> None:
-        self._network()
+        scores = self._network().scores
         if int(self.window) < 2 or int(self.stride) < 1:
             raise ValueError(f"window must be >= 2 and stride >= 1, got {self.window} and {self.stride}")
         if self.combine not in windows.COMBINE:
             raise ValueError(f"unknown combine {self.combine!r}; choose one of {', '.join(windows.COMBINE)}")
-        if self.score not in SERIES_SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SERIES_SCORES)}")
+        if self.score not in scores:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(scores)}")
         if self.sensor_reduce not in SENSOR_REDUCE:
             raise ValueError(f"unknown sensor_reduce {self.sensor_reduce!r}; choose one of "
                              f"{', '.join(SENSOR_REDUCE)}")
@@ -140,7 +134,7 @@ class SeriesDetector(BaseDetector):
             raise ValueError(f"unknown loss {self.loss!r}; choose 'mse' or 'l1'")
 
     def _build(self) -> torch.nn.Module:
-        return models.build(self._network(), (int(self.window), self.n_features_), **self._model_kwargs())
+        return self._network().build((int(self.window), self.n_features_), **self._model_kwargs())
 
     # --- input ------------------------------------------------------------------------
     @staticmethod

@@ -6,16 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.base import BaseDetector
+from reconad.models.catalogue import entry
 from reconad.models.tabular import vae_loss
 from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
-# detector model name -> (registered network, fixed builder arguments)
-TABLE_MODELS = {"ae": "tabular_ae", "vae": "tabular_vae"}
-TABLE_SCORES = ("mse", "l1")
 
 
 def default_latent_dim(n_features: int) -> int:
@@ -75,6 +72,8 @@ class TabularDetector(BaseDetector):
     (3,)
     """
 
+    kind = "table"
+
     def __init__(self, model: str = "ae", columns: list[str] | None = None, scaler: str = "standard",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
@@ -111,17 +110,15 @@ class TabularDetector(BaseDetector):
 
     # --- settings ---------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.model not in TABLE_MODELS:
-            raise ValueError(f"unknown model {self.model!r} for tables; choose one of "
-                             f"{', '.join(TABLE_MODELS)}")
-        if self.score not in TABLE_SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(TABLE_SCORES)}")
+        scores = entry("table", self.model).scores
+        if self.score not in scores:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(scores)}")
         if self.contamination is not None and not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
 
     def _build(self) -> torch.nn.Module:
         latent = self.latent_dim or default_latent_dim(self.n_features_)
-        return models.build(TABLE_MODELS[self.model], (self.n_features_,), latent_dim=latent,
+        return entry("table", self.model).build((self.n_features_,), latent_dim=latent,
                             width=self.width, depth=self.depth, bounded=self.bounded)
 
     def _matrix(self, X) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reconad.models.registry import register
 
 
 def _check_series_shape(name: str, input_shape) -> tuple[int, int]:
@@ -67,14 +66,10 @@ class LSTMVAE(LSTMAE):
         return self.decode(z, x.shape[1])
 
 
-@register("lstm_ae", default_loss="mse", default_score="mae",
-          description="LSTM encoder -> latent -> LSTM decoder for series windows (latent_dim, width, depth)")
 def build_lstm_ae(input_shape, latent_dim: int | None = 16, width: int = 64, depth: int = 1) -> LSTMAE:
     return LSTMAE(input_shape, latent_dim=latent_dim, width=width, depth=depth)
 
 
-@register("lstm_vae", default_loss="mse", default_score="mae",
-          description="variational LSTM autoencoder for series windows (latent_dim, width, depth, beta)")
 def build_lstm_vae(input_shape, latent_dim: int = 16, width: int = 64, depth: int = 1,
                    beta: float = 1.0) -> LSTMVAE:
     return LSTMVAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, beta=beta)
