@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from conftest import write_pngs
 from reconad import ImageDetector, load
 from reconad.cli import app
-from reconad.ops.registry import ModelRegistry, data_fingerprint, load_model, model_version, resolve
+from reconad.ops.loading import load_model, resolve
+from reconad.ops.registry import ModelRegistry, data_fingerprint, model_version
 from reconad.ops.retrain import parse_overrides, retrain
 
 runner = CliRunner()

@@ -40,9 +40,13 @@ def default_model(kind: str) -> str:
     return detector_class(kind)().get_params()["model"]
 
 
-def models_help() -> str:
-    """The catalogue's models per kind, for ``--model``'s help."""
-    return "; ".join(f"{kind}: {', '.join(catalogue.names(kind))}" for kind in catalogue.KINDS)
+def models_help(kinds: tuple[str, ...] = catalogue.KINDS) -> str:
+    """The catalogue's models per kind, the default marked, for ``--model``'s help."""
+    def listed(kind):
+        default = default_model(kind)
+        return ", ".join(f"{n} (default)" if n == default else n for n in catalogue.names(kind))
+
+    return "; ".join(f"{kind}: {listed(kind)}" for kind in kinds)
 
 
 def check_model(kind: str, name: str | None) -> str:

@@ -20,8 +20,7 @@ def train(
                              "images; a CSV is a series when --window is given or it has a time column, "
                              "else a table. auto says what it chose and why."),
     model: Optional[str] = typer.Option(None, help="The catalogue's models, per kind: "
-                                        + kinds.models_help() + ". Default: conv_ae (image, series), "
-                                        "ae (table)."),
+                                        + kinds.models_help() + "."),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(1e-3),
@@ -169,8 +168,8 @@ def describe(det) -> str:
 
 def demo(
     out: Path = typer.Option(Path("reconad-demo"), help="Output folder."),
-    model: str = typer.Option("conv_ae", help="Image model to train: " + kinds.models_help().split(";")[0]
-                              .removeprefix("image: ") + "."),
+    model: str = typer.Option("conv_ae", help="Image model to train: "
+                              + kinds.models_help(("image",)).removeprefix("image: ") + "."),
     epochs: int = typer.Option(15, help="Training epochs."),
     seed: int = typer.Option(0, help="Random seed."),
 ):

@@ -16,8 +16,8 @@ def tune(
     out: Path = typer.Option(..., help="JSON file for the best parameters and all trials."),
     table: Optional[Path] = typer.Option(None, help="CSV of normal rows (tables)."),
     normal: Optional[List[Path]] = typer.Option(None, "--normal", help="Folder(s) of normal images."),
-    model: Optional[str] = typer.Option(None, help="The catalogue's models: " + kinds.models_help()
-                                        + ". Default: ae (tables), conv_ae (images)."),
+    model: Optional[str] = typer.Option(None, help="The catalogue's models: "
+                                        + kinds.models_help(("image", "table")) + "."),
     columns: Optional[str] = typer.Option(None, help="Tables: comma-separated columns to use."),
     encoding: Optional[str] = typer.Option(None, help="Tables: text encoding, e.g. shift_jis "
                                            "(default: UTF-8, else Shift-JIS/cp932)."),

@@ -7,7 +7,9 @@ A model is named by one of
 * a registry folder: its current version;
 * ``REGISTRY@VERSION``, e.g. ``model-registry@v0002``: that version of a registry.
 
-``resolve`` turns the name into a :class:`ModelSource` (the model folder and its version);
+``resolve`` turns the name into a :class:`ModelSource` (the absolute model folder, its
+version, and ``name``: a name for this very version that stays valid when the registry's
+current version moves on, as Dask workers need);
 ``load_model`` loads the detector and sets ``model_version_`` on it: the registry's version
 name (``v0002``), or for a model folder outside a registry the first 12 hex digits of its
 weights' checksum. Outputs record this version.
@@ -19,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconad.models.catalogue import KINDS
 from reconad.ops.registry import ModelRegistry, is_registry, model_version
 
 VERSION_MARK = "@"
@@ -63,7 +66,7 @@ def resolve(model: str | os.PathLike) -> ModelSource:
                 raise ValueError(f"{head} is not a model registry (no registry.json), so "
                                  f"{VERSION_MARK}{version} names nothing; give the folder alone")
             reg = ModelRegistry(head)
-            return ModelSource(reg.path(version), version, Path(head))
+            return ModelSource(reg.path(version).resolve(), version, Path(head).resolve())
         raise FileNotFoundError(f"model folder not found: {path}")
     if is_registry(path):
         cur = ModelRegistry(path).current()
@@ -71,8 +74,8 @@ def resolve(model: str | os.PathLike) -> ModelSource:
             raise ValueError(f"registry {path} has no current version; promote one first "
                              f"(reconad models promote VERSION --registry {path}), or name one as "
                              f"{path}{VERSION_MARK}VERSION")
-        return ModelSource(ModelRegistry(path).path(cur["version"]), cur["version"], path)
-    return ModelSource(path, model_version(path))
+        return ModelSource(ModelRegistry(path).path(cur["version"]).resolve(), cur["version"], path.resolve())
+    return ModelSource(path.resolve(), model_version(path))
 
 
 def load_model(model: str | os.PathLike):
@@ -83,3 +86,13 @@ def load_model(model: str | os.PathLike):
     det = load(source.folder)           # checks the folder, with load's messages
     det.model_version_ = source.version
     return det
+
+
+def declared_kind(detector) -> str:
+    """The kind of data ``detector`` declares (its class attribute ``kind``); a
+    ``TypeError`` for a detector that declares none."""
+    kind = getattr(detector, "kind", None)
+    if kind not in KINDS:
+        raise TypeError(f"{type(detector).__name__} declares no kind of data (a class attribute "
+                        f"kind = {' | '.join(map(repr, KINDS))}), so what it takes is unknown")
+    return kind
