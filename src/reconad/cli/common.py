@@ -54,4 +54,4 @@ def write_or_print(text: str, out: Path | None, summary: str) -> None:
         sys.stdout.write(text)
     else:
         write_text(out, text)
-        console.print(f"wrote {out}: {summary}", highlight=False)
+        console.print(f"wrote {out}: {summary}", highlight=False, soft_wrap=True)

@@ -62,7 +62,7 @@ def _detector(model: str):
 
 def _versioned(scores: pd.DataFrame, det) -> pd.DataFrame:
     """``scores`` with a ``model_version`` column (the detector's version, on every row)."""
-    scores["model_version"] = pd.Series(det.model_version_, index=scores.index, dtype=object)
+    scores["model_version"] = pd.Series(det.model_version_, index=scores.index, dtype="string")
     return scores
 
 
