@@ -11,6 +11,14 @@ import typer
 from reconad.cli import kinds
 from reconad.cli.common import check_dir, console, names, print_metrics
 
+#: the options that concern some kinds of data only
+APPLIES_TO = {"--loss": ("image", "series"), "--columns": ("series", "table"), "--drop": ("series", "table"),
+              "--encoding": ("series", "table"), "--scaler": ("series", "table"), "--missing": ("table",),
+              "--window": ("series",), "--stride": ("series",), "--combine": ("series",),
+              "--mvtec": ("image",), "--patch-size": ("image",), "--patch-stride": ("image",),
+              "--patches-per-image": ("image",), "--pca-components": ("image",), "--backbone": ("image",),
+              "--image-size": ("image",)}
+
 
 def train(
     normal: Optional[List[Path]] = typer.Option(None, "--normal", help="Normal data: folder(s) of images, "
@@ -96,15 +104,6 @@ def train(
     det = kinds.detector_class(chosen)(**{k: v for k, v in params.items() if v is not None})
     X, note = _training_data(det, chosen, paths, mvtec, names(drop) or [], encoding)
     _fit_and_save(det, X, out, distributed, checkpoint, note)
-
-
-#: the options that concern some kinds of data only
-APPLIES_TO = {"--loss": ("image", "series"), "--columns": ("series", "table"), "--drop": ("series", "table"),
-              "--encoding": ("series", "table"), "--scaler": ("series", "table"), "--missing": ("table",),
-              "--window": ("series",), "--stride": ("series",), "--combine": ("series",),
-              "--mvtec": ("image",), "--patch-size": ("image",), "--patch-stride": ("image",),
-              "--patches-per-image": ("image",), "--pca-components": ("image",), "--backbone": ("image",),
-              "--image-size": ("image",)}
 
 
 def _training_data(det, kind: str, paths: list[Path], mvtec: Path | None, drop: list[str],
