@@ -133,10 +133,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     kind = declared_kind(detector)
     takes_images = kind == "image"
     version = getattr(detector, "model_version_", None)
-    channels = int(detector.input_shape_[0]) if takes_images else None
+    # fixed-size image models (not patch mode, not feature models, which take any size)
+    fixed_size = takes_images and hasattr(detector, "input_shape_") and \
+        getattr(detector, "patch_size", None) is None
+    channels = int(detector.input_shape_[0]) if takes_images and hasattr(detector, "input_shape_") else None
     batcher = None
     engine_name = None
-    if takes_images and getattr(detector, "patch_size", None) is None:
+    if fixed_size:
         engine_name, engine_fn = image_engine(detector, engine, threads)
         batcher = MicroBatcher(engine_fn, wait=batch_wait_ms / 1000.0, max_batch=max_batch,
                                inline_samples=inline_samples)
@@ -329,9 +332,10 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "reconad_version": __version__,
         }
         if takes_images:
-            c, h, w = (int(v) for v in detector.input_shape_)
-            info["input"].update({"height": h, "width": w, "channels": c,
-                                  "formats": ["image files (PNG, JPEG, ...) as multipart/form-data or "
+            if fixed_size:
+                c, h, w = (int(v) for v in detector.input_shape_)
+                info["input"].update({"height": h, "width": w, "channels": c})
+            info["input"].update({"formats": ["image files (PNG, JPEG, ...) as multipart/form-data or "
                                               "image/png", "JSON arrays (N, H, W[, C]): integers "
                                               "0..255 or floats 0..1"]})
         else:
