@@ -18,6 +18,7 @@ from typer.testing import CliRunner  # noqa: E402
 from reconad.scale import dask_scoring
 from reconad.scale import frames as frame_scoring  # noqa: E402
 from reconad.cli import app  # noqa: E402
+from reconad.ops.loading import load_model  # noqa: E402
 from reconad.ops.registry import ModelRegistry, model_version  # noqa: E402
 
 from conftest import write_pngs  # noqa: E402
@@ -214,7 +215,8 @@ def test_registry_versions_on_dask(cluster, tmp_path):
                                                         scheduler=cluster.scheduler_address))
     first = read_scores(dask_scoring.score_to_parquet(f"{tmp_path / 'registry'}@v0001", data, tmp_path / "v1",
                                                       scheduler=cluster.scheduler_address))
-    want = {v: frame_scoring.score_table(reg.load(v), frame)["score"].to_numpy() for v in ("v0001", "v0002")}
+    want = {v: frame_scoring.score_table(load_model(f"{tmp_path / 'registry'}@{v}"), frame)["score"].to_numpy()
+            for v in ("v0001", "v0002")}
     np.testing.assert_array_equal(without_version(current, "v0002")["score"].to_numpy(), want["v0002"])
     np.testing.assert_array_equal(without_version(first, "v0001")["score"].to_numpy(), want["v0001"])
     assert not np.array_equal(want["v0001"], want["v0002"])

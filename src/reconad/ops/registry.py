@@ -17,10 +17,11 @@ Examples
 >>> reg = ModelRegistry("model-registry")                        # doctest: +SKIP
 >>> v = reg.register("model", data_fingerprint=data_fingerprint(["normal/"]),
 ...                  metrics={"roc_auc": 0.99})                  # doctest: +SKIP
->>> reg.promote(v["version"]); det = reg.load()                  # doctest: +SKIP
+>>> reg.promote(v["version"])                                    # doctest: +SKIP
 
-Opening a model by name (a folder, a registry, ``REGISTRY@VERSION``) is
-:mod:`reconad.ops.loading`'s job.
+Opening a model (a model folder, a registry for its current version, or
+``REGISTRY@VERSION``) is :mod:`reconad.ops.loading`'s job:
+``load_model("model-registry")``.
 """
 
 from __future__ import annotations
@@ -202,9 +203,3 @@ class ModelRegistry:
         data["current"] = previous
         self._write(data)
         return self.get(previous)
-
-    def load(self, version: str | None = None):
-        """Load the detector of ``version`` (default: current); ``model_version_`` is set."""
-        from reconad.ops.loading import load_model
-
-        return load_model(f"{self.folder}@{self.path(version).name}")
