@@ -138,6 +138,8 @@ def test_service_answers(fitted, entry):
     assert body["n"] == len(want) and len(body["labels"]) == len(want)
     np.testing.assert_allclose(body["scores"], want, rtol=1e-5)
     assert body["threshold"] == det.threshold_
+    info = client.get("/model").json()
+    assert info["model"]["name"] == entry.name and info["model"]["scores"] == list(entry.scores)
 
 
 @pytest.mark.parametrize("entry", CASES, ids=case_id)

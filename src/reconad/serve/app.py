@@ -52,6 +52,7 @@ except ImportError:  # pragma: no cover - the serve extra is missing
 
 from reconad._version import __version__
 from reconad.data.images import decode_image, to_float_array
+from reconad.models.catalogue import KINDS, entries
 from reconad.ops.loading import declared_kind
 from reconad.serve.batching import MicroBatcher, image_engine
 
@@ -112,6 +113,17 @@ def _map_png(amap: np.ndarray) -> tuple[str, float]:
 
 
 # --- the application ---------------------------------------------------------------------
+
+def _catalogue_info(detector) -> dict | None:
+    """The model's catalogue entry (name, kind, family, scores), when it has one."""
+    kind, name = getattr(detector, "kind", None), getattr(detector, "model", None)
+    found = [e for e in entries(kind) if e.name == name] if kind in KINDS else []
+    if not found:
+        return None
+    e = found[0]
+    return {"name": e.name, "kind": e.kind, "family": e.family, "default_score": e.default_score,
+            "scores": list(e.scores), "exportable": e.exportable, "description": e.description}
+
 
 def create_app(detector, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None, alerts=None,
@@ -323,6 +335,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "name": model_name,
             "detector": type(detector).__name__,
             "model_version": version,
+            "model": _catalogue_info(detector),
             "input": {"kind": kind},
             "threshold": float(detector.threshold_),
             "threshold_method": getattr(detector, "threshold_method_", None),
