@@ -104,9 +104,10 @@ def kl_per_sample(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
 
 
-def vae_loss(model: TabularVAE, x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """Batch mean of the summed squared error plus ``beta`` times the KL term."""
-    x_hat, mu, logvar = model.forward_train(x)
+def vae_loss(x: torch.Tensor, terms: tuple[torch.Tensor, ...], beta: float = 1.0) -> torch.Tensor:
+    """Batch mean of the summed squared error plus ``beta`` times the KL term, from
+    ``TabularVAE.forward_train``'s ``(x_hat, mu, logvar)``."""
+    x_hat, mu, logvar = terms
     rec = (x - x_hat).square().flatten(1).sum(1)
     return (rec + beta * kl_per_sample(mu, logvar)).mean()
 
