@@ -165,7 +165,7 @@ def main() -> None:
           f"Command: `OMP_NUM_THREADS=1 python benchmarks/reliability.py`  \nMachine: {machine()}.\n\n"
           "## An image bomb against the service\n\nA PNG that declares 12000 x 12000 pixels, posted to a "
           "service of a 28 x 28 model (in a fresh process; the rise of its peak memory over the level "
-          "before the request):\n\n" + t1 + f"\n\nAnswer: `{bomb['detail']}`\n\n"
+          "before the request, 0 when the refusal needed no more memory than scoring one image):\n\n" + t1 + f"\n\nAnswer: `{bomb['detail']}`\n\n"
           "## The monitor killed at random moments\n\n"
           f"`reconad monitor --checkpoint` followed a growing CSV file of {kills['rows']} rows; it was killed "
           f"with SIGKILL {kills['kills']} times after random moments while rows arrived, and the file was "
