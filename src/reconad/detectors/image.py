@@ -163,6 +163,11 @@ class ImageDetector(TorchDetector):
                                      "model_kwargs={'pca_components': N_h}")
         return kw
 
+    def _input_channels(self) -> int | None:
+        """The channels the fitted pixel network takes; None for a feature model, which
+        takes grayscale and colour images alike."""
+        return None if self._entry().family == "features" else int(self.input_shape_[0])
+
     def _family(self) -> str:
         """How pixels are scored: ``"ae"`` (reconstruction terms), ``"vae"`` (Gaussian score
         terms) or ``"gmm"``."""

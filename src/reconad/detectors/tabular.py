@@ -152,7 +152,7 @@ class TabularDetector(TorchDetector):
         return train, val
 
     def _loss_fn(self):
-        if self.model == "vae":
+        if entry("table", self.model).family == "vae":
             beta = float(self.beta)
             return lambda out, xb: vae_loss(xb, out, beta)
         return lambda out, xb: scoring.loss(xb, out, "mse")
