@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 
 from reconad.scoring import terms as scoring
@@ -195,6 +196,11 @@ class TabularDetector(TorchDetector):
         return self.encoder_.transform(frame, named)
 
     # --- fit --------------------------------------------------------------------------
+    def read_fit_data(self, paths: list) -> pd.DataFrame:
+        """The rows of the CSV files ``paths`` (read with ``encoding`` and ``sep``), one table."""
+        return pd.concat([as_frame(p, encoding=self.encoding, sep=self.sep)[0] for p in paths],
+                         ignore_index=True)
+
     def fit(self, X, y=None):
         """Train on the rows of ``X`` (DataFrame, array ``(N, F)`` or CSV path); returns
         ``self``. ``y`` is ignored."""
@@ -228,7 +234,7 @@ class TabularDetector(TorchDetector):
         self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
 
     def _loss_fn(self):
-        if self.model == "vae":
+        if entry("table", self.model).family == "vae":
             beta = float(self.beta)
             return lambda out, xb: vae_loss(xb, out, beta)
         if self.model == "ensemble":

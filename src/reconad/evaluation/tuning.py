@@ -72,8 +72,9 @@ def _holdout(X, fraction: float, seed: int):
 def tune(detector, X, X_val=None, y_val=None, *, timeout: float = 60.0, n_trials: int | None = None,
          metric: str = "roc_auc", space: dict | None = None, validation_fraction: float = 0.2,
          out: str | os.PathLike | None = None, seed: int = 0) -> dict:
-    """Search hyper-parameters of ``detector`` (an unfitted ``ImageDetector`` or
-    ``TabularDetector`` with the fixed settings, e.g. ``epochs``) on normal data ``X``.
+    """Search hyper-parameters of ``detector`` (an unfitted ``ImageDetector``,
+    ``SeriesDetector`` or ``TabularDetector`` with the fixed settings, e.g. ``epochs``) on
+    normal data ``X``, over its model's search space in the catalogue.
 
     Returns a dict with ``best_params`` (as searched), ``detector_params`` (ready for
     ``set_params``), ``best_value``, ``objective``, ``direction``, ``trials`` and timings;

@@ -78,6 +78,12 @@ class ModelEntry:
         """The network for inputs of ``input_shape`` (without the batch axis)."""
         if self.builder is None:
             raise ValueError(f"{self.kind} model {self.name!r} has no network to build")
+        for key in ("latent_dim", "width", "depth", "n_components", "pca_components"):
+            v = kwargs.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"model {self.name!r}: {key} must be a positive integer, got {v!r}")
+        if any(int(v) < 1 for v in input_shape):
+            raise ValueError(f"model {self.name!r}: input shape {tuple(input_shape)} has an empty axis")
         try:
             return self.builder(tuple(int(v) for v in input_shape), **kwargs)
         except TypeError as exc:
