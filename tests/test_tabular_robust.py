@@ -121,3 +121,17 @@ def test_bad_settings():
         TabularDetector(trim=0.5).fit(x)
     with pytest.raises(ValueError, match="members must be"):
         TabularDetector(members=0).fit(x)
+    with pytest.raises(ValueError, match="combine must be"):
+        TabularDetector(combine="max").fit(x)
+
+
+def test_median_combination_is_the_middle_member_score():
+    rng = np.random.RandomState(7)
+    x, rows = _parts(400, rng), np.r_[_parts(20, rng), _bad_parts(20, rng)]
+    det = TabularDetector(verbose=0, members=3, combine="median", epochs=5).fit(x)
+    with torch.no_grad():
+        errors = det._feature_errors(torch.from_numpy(det._matrix(rows))).numpy()
+    per_member = (errors / det.error_scale_[:, None, :]).mean(2)         # (3, rows)
+    np.testing.assert_allclose(det.decision_function(rows), np.median(per_member, 0), rtol=1e-5)
+    det.set_params(combine="mean")
+    np.testing.assert_allclose(det.decision_function(rows), per_member.mean(0), rtol=1e-5)

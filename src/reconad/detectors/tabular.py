@@ -90,6 +90,9 @@ class TabularDetector(TorchDetector):
         errors are combined (None: True for ``"ensemble"``, False otherwise).
     members : int, default 4
         Autoencoders in the ensemble (``"ensemble"`` only).
+    combine : {"mean", "median"}, default "mean"
+        How the members' scores of a row are combined (``"ensemble"`` only). The median
+        is not moved by one member that rebuilds some outliers well or all rows badly.
     trim : float in [0, 0.5), default 0.0
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
@@ -127,7 +130,8 @@ class TabularDetector(TorchDetector):
     def __init__(self, model: str = "ensemble", columns: list[str] | None = None, scaler: str = "robust",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
-                 standardize_errors: bool | None = None, members: int = 4, trim: float = 0.0,
+                 standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",
+                 trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -145,6 +149,7 @@ class TabularDetector(TorchDetector):
         self.score = score
         self.standardize_errors = standardize_errors
         self.members = members
+        self.combine = combine
         self.trim = trim
         self.latent_dim = latent_dim
         self.width = width
@@ -174,6 +179,8 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"trim must be in [0, 0.5), got {self.trim}")
         if int(self.members) != self.members or self.members < 1:
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
+        if self.combine not in ("mean", "median"):
+            raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
 
     def _setting(self, name: str):
         """A training setting: the value given, else the model's default."""
@@ -272,12 +279,14 @@ class TabularDetector(TorchDetector):
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         self.model_.eval()
         scale = None if self.error_scale_ is None else torch.from_numpy(self.error_scale_).float().to(self.device_)
+        median = self.combine == "median"
 
         def per_row(xb):
             errors = self._feature_errors(xb)
             if scale is not None:
                 errors = errors / scale.unsqueeze(1)
-            return errors.mean(dim=(0, 2)) if self.score == "mse" else errors.sum(2).mean(0)
+            per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
+            return per_member.quantile(0.5, dim=0) if median else per_member.mean(0)
 
         return self._batched(data, per_row, batch_size=batch_size).astype(np.float64)
 
