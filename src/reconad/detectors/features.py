@@ -7,6 +7,9 @@ model              what it learns from the normal images' feature vectors
 ``feature_vae``    a VAE with a Gaussian decoder; score: the unregularised term
                    ``M = sum 1/2 (mu - x)^2 / sigma^2`` per location
 ``feature_knn``    a memory bank (greedy coreset); score: distance to the nearest vector
+``feature_rd``     reverse distillation: a decoder rebuilds every stage's features from a
+                   one-class bottleneck, a code of the surroundings on a coarser grid;
+                   score: ``1 - cos`` between each location's features and their rebuild
 =================  ==========================================================================
 
 Each image keeps its aspect ratio: it is resized so that its short side is
@@ -33,14 +36,14 @@ import torch.nn.functional as F
 
 from reconad.scoring import features as feature_scoring
 from reconad.data.images import to_image_list
-from reconad.models.feature_heads import FeatureAE, FeatureVAE
+from reconad.models.feature_heads import FeatureAE, FeatureReverseDistillation, FeatureVAE, cosine_distance_map
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
-from reconad.models.memory_bank import greedy_coreset, nearest_distance
+from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
 from reconad.persistence import ModelFileError
 from reconad.training.loop import fit_model, progress_bar, resolve_device, seed_everything, split_validation
 
-FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
+FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn", "feature_rd")
 DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
@@ -56,13 +59,19 @@ OPTIONS = {
     "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
     "extract_batch": 8,        # images per backbone batch
     "contrast": "image",       # "image": each image's grey levels set to one mean and spread; "none"
+    "crop": 8,                 # feature_rd: training crops, in locations of the coarsest stage
+    "batch_images": 16,        # feature_rd: crops per training batch
 }
+# Options whose default differs for one model.
+MODEL_OPTIONS = {"feature_rd": {"stages": ("s8", "s16", "s32"), "pool": 1}}
 CONTRASTS = ("image", "none")
 # Grey-level mean and standard deviation every image is given when ``contrast="image"``.
 CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
+# feature_rd: latent_dim = channels of the bottleneck, width = channels of each stage's encoder
+RD_DEFAULTS = {"latent_dim": 256, "width": 64}
 SCORES = {"feature_ae": ("mse", "l1"), "feature_vae": ("unregularised", "nll", "mse"),
-          "feature_knn": ("distance",)}
+          "feature_knn": ("distance",), "feature_rd": ("cosine",)}
 
 
 def is_feature_model(name: str) -> bool:
@@ -77,14 +86,17 @@ def options(det) -> dict:
     if unknown:
         raise ValueError(f"unknown model_kwargs {unknown} for model {det.model!r}; "
                          f"known: {', '.join(OPTIONS)}")
-    opts = {**OPTIONS, **kw}
+    opts = {**OPTIONS, **MODEL_OPTIONS.get(det.model, {}), **kw}
     opts["stages"] = tuple(opts["stages"])
     if opts["image_score"] not in feature_scoring.IMAGE_SCORES:
         raise ValueError(f"unknown image_score {opts['image_score']!r}; choose one of "
                          f"{', '.join(feature_scoring.IMAGE_SCORES)}")
     if opts["contrast"] not in CONTRASTS:
         raise ValueError(f"unknown contrast {opts['contrast']!r}; choose one of {', '.join(CONTRASTS)}")
-    for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch"):
+    if det.model == "feature_rd":  # the decoder rebuilds the stages finest first
+        opts["stages"] = tuple(sorted(opts["stages"], key=lambda st: int(str(st)[1:])))
+    for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch",
+                 "crop", "batch_images"):
         if int(opts[name]) < 1:
             raise ValueError(f"model_kwargs {name} must be at least 1, got {opts[name]}")
     return opts
@@ -106,12 +118,16 @@ def score_name(det, score: str | None = None) -> str:
 
 
 def _head_kwargs(det) -> dict:
-    return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in HEAD_DEFAULTS.items()}
+    defaults = RD_DEFAULTS if det.model == "feature_rd" else HEAD_DEFAULTS
+    return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in defaults.items()}
 
 
-def _build_head(det, channels: int) -> torch.nn.Module:
+def _build_head(det, channels) -> torch.nn.Module:
+    kw = _head_kwargs(det)
+    if det.model == "feature_rd":
+        return FeatureReverseDistillation(list(channels), width=kw["width"], bottleneck=kw["latent_dim"])
     cls = FeatureAE if det.model == "feature_ae" else FeatureVAE
-    return cls(channels, **_head_kwargs(det))
+    return cls(channels, **kw)
 
 
 # --- features -------------------------------------------------------------------------
@@ -137,11 +153,23 @@ def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(1, round(height * s)), max(1, round(width * s))
 
 
+def _shape(a) -> tuple:
+    """Shape of an image or feature map; of the finest map for a list of stage maps."""
+    return tuple(a[0].shape if isinstance(a, (list, tuple)) else a.shape)
+
+
 def _by_shape(arrays) -> dict[tuple, list[int]]:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, a in enumerate(arrays):
-        groups[tuple(a.shape)].append(i)
+        groups[_shape(a)].append(i)
     return groups
+
+
+def _stack(feats: list, part: list[int], device) -> torch.Tensor | list[torch.Tensor]:
+    """A batch of the feature maps ``part`` (a list of stage batches for stage maps)."""
+    if isinstance(feats[part[0]], (list, tuple)):
+        return [torch.stack([feats[i][k] for i in part]).to(device) for k in range(len(feats[part[0]]))]
+    return torch.stack([feats[i] for i in part]).to(device)
 
 
 def standardise_contrast(x: torch.Tensor) -> torch.Tensor:
@@ -153,8 +181,9 @@ def standardise_contrast(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std * CONTRAST_STD + CONTRAST_MEAN
 
 
-def extract_features(det, X, on_progress=None) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-    """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes.
+def extract_features(det, X, on_progress=None) -> tuple[list, list[tuple[int, int]]]:
+    """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes;
+    for ``feature_rd`` a list of the stages' maps per image, finest first.
     Images of the same size go through the backbone together; grayscale images stay one
     channel until they reach the backbone, which sees them repeated as RGB.
     ``on_progress(k, total)`` is called after each batch of ``k`` of the ``total`` images."""
@@ -176,9 +205,14 @@ def extract_features(det, X, on_progress=None) -> tuple[list[torch.Tensor], list
                 if opts["contrast"] == "image":
                     x = standardise_contrast(x)
                 x = x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
-                out = pyramid(x).float().cpu().contiguous()
-                for i, f in zip(part, out):
-                    feats[i] = f
+                if det.model == "feature_rd":
+                    stages = [m.float().cpu().contiguous() for m in pyramid.stage_maps(x)]
+                    for j, i in enumerate(part):
+                        feats[i] = [m[j] for m in stages]
+                else:
+                    out = pyramid(x).float().cpu().contiguous()
+                    for i, f in zip(part, out):
+                        feats[i] = f
                 if on_progress is not None:
                     on_progress(len(part), len(images))
     return feats, [im.shape[1:] for im in images]
@@ -239,9 +273,13 @@ def fit_features(det, feats: list[torch.Tensor]):
     tr_idx, val_idx = split_validation(len(feats), det.validation_fraction, det.random_state)
     train = [feats[i] for i in tr_idx]
     held_out = [feats[i] for i in val_idx] or train
+    det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
+    if det.model == "feature_rd":
+        _fit_reverse_distillation(det, train, held_out, opts)
+        det._set_threshold_from(image_scores(det, score_maps(det, held_out)))
+        return det
     vectors = _vectors(train)
     det.feature_channels_ = int(vectors.shape[1])
-    det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
     if det.model == "feature_knn":
         pool = _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_)
         size = min(int(opts["memory_size"]), len(pool))
@@ -265,6 +303,76 @@ def fit_features(det, feats: list[torch.Tensor]):
     return det
 
 
+def _crop_grid(stage_maps: list[torch.Tensor], crop: int) -> tuple[int, int]:
+    """Rows and columns of the coarsest grid where a crop of the stage maps may start."""
+    factor = 2 ** (len(stage_maps) - 1)
+    hc, wc = stage_maps[-1].shape[-2:]
+    hf, wf = stage_maps[0].shape[-2:]
+    return min(hc, hf // factor) - crop + 1, min(wc, wf // factor) - crop + 1
+
+
+def _crops(images: list[list[torch.Tensor]], crop: int, gen: torch.Generator | None) -> torch.Tensor:
+    """One crop of ``crop`` x ``crop`` coarsest locations from each image's stage maps (at a
+    random place with ``gen``, else the middle), the finer stages folded into channels
+    (``pixel_unshuffle``) so that a batch is one tensor on the coarsest grid."""
+    n = len(images[0])
+    out = []
+    for maps in images:
+        rows, cols = _crop_grid(maps, crop)
+        if gen is None:
+            y0, x0 = rows // 2, cols // 2
+        else:
+            y0, x0 = (int(torch.randint(rows, (1,), generator=gen)), int(torch.randint(cols, (1,), generator=gen)))
+        parts = []
+        for k, m in enumerate(maps):
+            f = 2 ** (n - 1 - k)
+            c = m[:, y0 * f:(y0 + crop) * f, x0 * f:(x0 + crop) * f]
+            parts.append(F.pixel_unshuffle(c[None], f)[0] if f > 1 else c)
+        out.append(torch.cat(parts))
+    return torch.stack(out)
+
+
+def _unfold_crops(batch: torch.Tensor, channels: list[int]) -> list[torch.Tensor]:
+    """The stage maps of a batch made by :func:`_crops`."""
+    n = len(channels)
+    maps, start = [], 0
+    for k, c in enumerate(channels):
+        f = 2 ** (n - 1 - k)
+        part = batch[:, start:start + c * f * f]
+        maps.append(F.pixel_shuffle(part, f) if f > 1 else part)
+        start += c * f * f
+    return maps
+
+
+def _fit_reverse_distillation(det, train: list, held_out: list, opts: dict) -> None:
+    """Train the decoder on random crops of the training images' stage maps (one per image
+    and epoch), with the loss ``1 - cos`` averaged over locations and stages; the held-out
+    images' middle crops pick the best epoch."""
+    channels = [int(m.shape[0]) for m in train[0]]
+    smallest = min(min(_crop_grid(m, 1)) for m in train + held_out)
+    crop = min(int(opts["crop"]), smallest)
+    if crop < 2:
+        raise ValueError(f"images too small for feature_rd: the coarsest stage {opts['stages'][-1]} needs at "
+                         f"least 2 x 2 locations; raise image_size (now {image_size(det)})")
+    det.stage_channels_ = channels
+    det.feature_channels_ = sum(channels)
+    det.model_ = _build_head(det, channels)
+    index = torch.arange(len(train), dtype=torch.float32)
+    val = _crops(held_out, crop, None)
+
+    def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return _crops([train[int(i)] for i in batch], crop, gen)
+
+    def loss(m, xb):
+        maps = _unfold_crops(xb, channels)
+        return cosine_distance_map(maps, m(maps)).mean()
+
+    result = fit_model(det.model_, loss, index, val, epochs=det.epochs, batch_size=int(opts["batch_images"]),
+                       lr=det.lr, weight_decay=det.weight_decay, patience=det.patience, device=det.device_,
+                       seed=det.random_state, verbose=det.verbose, augment=augment)
+    det.history_, det.best_epoch_ = result.history, result.best_epoch
+
+
 def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
     return (rows - det.feature_mean_) / det.feature_std_
 
@@ -282,12 +390,23 @@ def _loss_fn(model: str):
 
 
 # --- scoring --------------------------------------------------------------------------
+def _neighbours(det) -> NearestNeighbours:
+    """The nearest-neighbour index of ``det.memory_bank_``, built once per bank."""
+    index = getattr(det, "_neighbours", None)
+    if index is None or index.bank.data_ptr() != det.memory_bank_.data_ptr():
+        index = NearestNeighbours(det.memory_bank_)
+        det._neighbours = index
+    return index
+
+
 def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
     """Score map ``(N, h, w)`` of a batch of feature maps ``(N, C, h, w)`` on the device."""
+    if det.model == "feature_rd":
+        return cosine_distance_map(f, det.model_(f))
     if det.model == "feature_knn":
         n, c, h, w = f.shape
-        d = nearest_distance(f.permute(0, 2, 3, 1).reshape(-1, c), det.memory_bank_)
-        return d.view(n, h, w)
+        d = _neighbours(det).distance(f.permute(0, 2, 3, 1).reshape(-1, c))
+        return d.view(n, h, w).to(f.device)
     mean = det.feature_mean_.to(f.device).view(1, -1, 1, 1)
     std = det.feature_std_.to(f.device).view(1, -1, 1, 1)
     z = (f - mean) / std
@@ -314,7 +433,7 @@ def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list
         for _, idx in _by_shape(feats).items():
             for start in range(0, len(idx), 32):
                 part = idx[start:start + 32]
-                maps = _map_of(det, torch.stack([feats[i] for i in part]).to(det.device_), name).cpu()
+                maps = _map_of(det, _stack(feats, part, det.device_), name).cpu()
                 for i, m in zip(part, maps):
                     out[i] = m
     return out
@@ -378,6 +497,9 @@ def fitted_state(det) -> tuple[dict, dict[str, torch.Tensor]]:
     if det.model == "feature_knn":
         return fitted, {"state.memory_bank_": det.memory_bank_}
     tensors = {f"model.{k}": v for k, v in det.model_.state_dict().items()}
+    if det.model == "feature_rd":
+        fitted["stage_channels_"] = list(det.stage_channels_)
+        return fitted, tensors
     tensors["state.feature_mean_"] = det.feature_mean_
     tensors["state.feature_std_"] = det.feature_std_
     return fitted, tensors
@@ -396,8 +518,12 @@ def restore_state(det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
         det.model_ = None
         det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
         return
-    det.feature_mean_ = tensors["state.feature_mean_"]
-    det.feature_std_ = tensors["state.feature_std_"]
-    det.model_ = _build_head(det, det.feature_channels_)
+    if det.model == "feature_rd":
+        det.stage_channels_ = [int(c) for c in fitted["stage_channels_"]]
+        det.model_ = _build_head(det, det.stage_channels_)
+    else:
+        det.feature_mean_ = tensors["state.feature_mean_"]
+        det.feature_std_ = tensors["state.feature_std_"]
+        det.model_ = _build_head(det, det.feature_channels_)
     det.model_.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     det.model_.to(det.device_).eval()

@@ -363,10 +363,15 @@ class FeaturePyramid(nn.Module):
     def stride(self) -> int:
         return min(int(s[1:]) for s in self.stages)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stages' maps on their own grids (each averaged over its neighbourhood), finest first."""
         maps = self.net.features((x - self.mean) / self.std, self.stages)
         if self.pool > 1:
             maps = [F.avg_pool2d(m, self.pool, 1, self.pool // 2, count_include_pad=False) for m in maps]
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.stage_maps(x)
         size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
         maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
                 for m in maps]
