@@ -46,9 +46,6 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=fd.DEFAULT_IMAGE_SIZE, help="short side in pixels")
     ap.add_argument("--models", default=",".join(SETTINGS))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--cache", default=None,
-                    help="file for the extracted features (and their extraction times): read when it "
-                         "exists, else written, so that later runs compare heads without the backbone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     split = magnetic_tile_split()
@@ -58,38 +55,30 @@ def main() -> None:
     masks = [np.asarray(Image.open(p).convert("L")) > 127 for p in split["test_masks"]]
     types = np.array(split["test_types"])
 
-    base = ImageDetector(model="feature_knn", image_size=args.image_size, verbose=0)
-    fd.load_pyramid(base)
-    cache = Path(args.cache) if args.cache else None
-    if cache is not None and cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        if (saved["image_size"] != args.image_size or tuple(saved["stages"]) != fd.options(base)["stages"]
-                or saved.get("contrast") != fd.options(base)["contrast"]):
-            raise SystemExit(f"{cache} holds features of other settings; remove it")
-        train_feats, test_feats, sizes = saved["train"], saved["test"], [tuple(s) for s in saved["sizes"]]
-        t_train_extract, t_test_extract = saved["train_s"], saved["test_s"]
-        print(f"features read from {cache}")
-    else:
-        t = time.perf_counter()
-        train_feats, _ = fd.extract_features(base, train)
-        t_train_extract = time.perf_counter() - t
-        t = time.perf_counter()
-        test_feats, sizes = fd.extract_features(base, test)
-        t_test_extract = time.perf_counter() - t
-        if cache is not None:
-            torch.save({"image_size": args.image_size, "stages": list(fd.options(base)["stages"]),
-                        "contrast": fd.options(base)["contrast"],
-                        "train": train_feats, "test": test_feats, "sizes": [list(s) for s in sizes],
-                        "train_s": t_train_extract, "test_s": t_test_extract}, cache)
-    print(f"features {tuple(train_feats[0].shape)} ...: training images {t_train_extract:.0f} s, "
-          f"test images {t_test_extract:.0f} s", flush=True)
+    extracted: dict = {}  # features shared by the models that extract the same ones
+
+    def features_for(det):
+        opts = fd.options(det)
+        key = (opts["stages"], opts["pool"], opts["grid"], opts["contrast"], det.model == "feature_rd")
+        if key not in extracted:
+            fd.load_pyramid(det)
+            t = time.perf_counter()
+            train_feats, _ = fd.extract_features(det, train)
+            t_train = time.perf_counter() - t
+            t = time.perf_counter()
+            test_feats, sizes = fd.extract_features(det, test)
+            t_test = time.perf_counter() - t
+            extracted[key] = (det.pyramid_, train_feats, test_feats, sizes, t_train, t_test)
+            print(f"{det.model}: features of {' + '.join(opts['stages'])}: training images {t_train:.0f} s, "
+                  f"test images {t_test:.0f} s", flush=True)
+        return extracted[key]
 
     big = np.asarray(Image.open(test[-1]).convert("L").resize((640, 480), Image.BILINEAR))
     rows, results = [], {}
     for name in args.models.split(","):
         det = ImageDetector(model=name, image_size=args.image_size, verbose=0, **SETTINGS[name])
-        for attr in ("pyramid_", "backbone_file_", "backbone_sha256_", "device_"):
-            setattr(det, attr, getattr(base, attr))
+        det.pyramid_, train_feats, test_feats, sizes, t_train_extract, t_test_extract = features_for(det)
+        fd.load_pyramid(det)
         t = time.perf_counter()
         fd.fit_features(det, train_feats)
         t_head = time.perf_counter() - t

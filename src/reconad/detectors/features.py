@@ -49,9 +49,11 @@ DEFAULT_IMAGE_SIZE = 256
 # Settings taken from ``model_kwargs`` (with these defaults).
 OPTIONS = {
     "stages": ("s16", "s32"),  # backbone stages by output stride, put on the finest one's grid
+    "grid": None,              # the stage whose grid the features are put on (None: the finest)
     "pool": 3,                 # neighbourhood averaging of each stage (1 = none)
     "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
-    "topk": 10,
+    "topk": 10,                # image_score "topk": locations averaged
+    "top_share": 0.01,         # image_score "top_share": share of the locations averaged
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
     "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
     "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
@@ -91,6 +93,10 @@ def options(det) -> dict:
     if opts["image_score"] not in feature_scoring.IMAGE_SCORES:
         raise ValueError(f"unknown image_score {opts['image_score']!r}; choose one of "
                          f"{', '.join(feature_scoring.IMAGE_SCORES)}")
+    if not 0 < float(opts["top_share"]) <= 1:
+        raise ValueError(f"model_kwargs top_share must be in (0, 1], got {opts['top_share']}")
+    if opts["grid"] is not None and opts["grid"] not in opts["stages"]:
+        raise ValueError(f"model_kwargs grid {opts['grid']!r} must be one of the stages {opts['stages']}")
     if opts["contrast"] not in CONTRASTS:
         raise ValueError(f"unknown contrast {opts['contrast']!r}; choose one of {', '.join(CONTRASTS)}")
     if det.model == "feature_rd":  # the decoder rebuilds the stages finest first
@@ -139,7 +145,7 @@ def load_pyramid(det) -> FeaturePyramid:
     """Build the frozen feature pyramid; sets ``backbone_file_`` and ``backbone_sha256_``."""
     opts = options(det)
     net, path = load_backbone(_backbone_name(det))
-    pyramid = FeaturePyramid(fuse_batchnorm(net), opts["stages"], pool=int(opts["pool"]))
+    pyramid = FeaturePyramid(fuse_batchnorm(net), opts["stages"], pool=int(opts["pool"]), grid=opts["grid"])
     det.backbone_file_ = str(path)
     det.backbone_sha256_ = sha256_file(path)
     det.device_ = resolve_device(det.device)
@@ -187,7 +193,10 @@ def extract_features(det, X, on_progress=None) -> tuple[list, list[tuple[int, in
     Images of the same size go through the backbone together; grayscale images stay one
     channel until they reach the backbone, which sees them repeated as RGB.
     ``on_progress(k, total)`` is called after each batch of ``k`` of the ``total`` images."""
-    images = to_image_list(X)
+    return _extract(det, to_image_list(X), on_progress)
+
+
+def _extract(det, images: list[np.ndarray], on_progress=None) -> tuple[list, list[tuple[int, int]]]:
     pyramid = getattr(det, "pyramid_", None)
     if pyramid is None:
         pyramid = load_pyramid(det)
@@ -441,14 +450,27 @@ def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list
 
 def image_scores(det, maps: list[torch.Tensor]) -> np.ndarray:
     opts = options(det)
-    return np.array([float(feature_scoring.image_score(m, opts["image_score"], int(opts["topk"])))
+    return np.array([float(feature_scoring.image_score(m, opts["image_score"], int(opts["topk"]),
+                                                       float(opts["top_share"])))
                      for m in maps], dtype=np.float64)
+
+
+# Scoring shows the progress of the feature extraction (while ``verbose``) from this many images on.
+SCORING_PROGRESS_MIN = 100
+
+
+def _scoring_features(det, X):
+    images = to_image_list(X)
+    if len(images) < SCORING_PROGRESS_MIN:
+        return _extract(det, images)
+    with _progress(det, "backbone features") as advance:
+        return _extract(det, images, on_progress=advance)
 
 
 def decision_function(det, X, score: str | None = None) -> np.ndarray:
     det._check_fitted()
     score_name(det, score)
-    feats, _ = extract_features(det, X)
+    feats, _ = _scoring_features(det, X)
     return image_scores(det, score_maps(det, feats, score))
 
 
@@ -482,7 +504,7 @@ def anomaly_map(det, X, score: str | None = None):
     """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
     det._check_fitted()
     score_name(det, score)
-    feats, sizes = extract_features(det, X)
+    feats, sizes = _scoring_features(det, X)
     maps = anomaly_maps_from_features(det, feats, sizes, score)
     return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
