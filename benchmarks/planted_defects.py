@@ -37,11 +37,11 @@ CONTRASTS = {"faint": 1.0, "strong": 2.5}
 SPOT_RADIUS = {"small": 0.02, "large": 0.06}
 SCRATCH = {"small": (1, 0.15), "large": (3, 0.4)}
 
-# The rows of the ablation: name -> (model, model_kwargs).
+# The rows of the ablation: name -> (model, model_kwargs, other ImageDetector settings).
 CONFIGS = {
-    "feature_knn": ("feature_knn", {}),
-    "feature_knn, + s8 (on the s16 grid)": ("feature_knn", {"stages": ("s8", "s16", "s32"), "grid": "s16"}),
-    "feature_rd": ("feature_rd", {}),
+    "feature_knn": ("feature_knn", {}, {}),
+    "feature_knn, + s8 (on the s16 grid)": ("feature_knn", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {}),
+    "feature_rd": ("feature_rd", {}, {"epochs": 10}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")
@@ -128,11 +128,11 @@ def evaluate(maps: list[np.ndarray] | None, scores: np.ndarray, masks: list[np.n
     return out
 
 
-def run(model: str, kwargs: dict, train: list, test: list, cache: dict):
+def run(model: str, kwargs: dict, params: dict, train: list, test: list, cache: dict):
     """Fit on ``train`` and score ``test``; features shared between configurations that
     extract the same ones (``cache``). Returns the detector, the location maps, the
     test images' sizes and the seconds taken."""
-    det = ImageDetector(model=model, verbose=0, model_kwargs=kwargs or None)
+    det = ImageDetector(model=model, verbose=0, model_kwargs=kwargs or None, **params)
     opts = fd.options(det)
     key = (opts["stages"], opts["pool"], opts["grid"], opts["contrast"], model == "feature_rd")
     t = time.perf_counter()
@@ -176,8 +176,8 @@ def main() -> None:
         for name in names:
             if scale != args.ablation_scale and name not in DEFAULT_ROWS:
                 continue
-            model, kwargs = CONFIGS[name]
-            det, maps, sizes, secs = run(model, kwargs, train, test, cache)
+            model, kwargs, params = CONFIGS[name]
+            det, maps, sizes, secs = run(model, kwargs, params, train, test, cache)
             opts = fd.options(det)
             per = evaluate(full_maps(det, maps, sizes, float(opts["smooth_sigma"])), fd.image_scores(det, maps),
                            masks, conditions)

@@ -75,7 +75,7 @@ class FeatureReverseDistillation(nn.Module):
     """
 
     def __init__(self, channels: list[int], width: int = 64, bottleneck: int = 256,
-                 decoder_widths: list[int] | None = None):
+                 decoder_widths: list[int] | None = None, gaussian: bool = False):
         super().__init__()
         n = len(channels)
         if n < 1:
@@ -94,7 +94,8 @@ class FeatureReverseDistillation(nn.Module):
         for i in range(n):
             inp = widths[i + 1] if i + 1 < n else bottleneck
             self.blocks.append(nn.Sequential(_conv_bn_relu(inp, widths[i]), _conv_bn_relu(widths[i], widths[i])))
-            self.heads.append(nn.Conv2d(widths[i], self.channels[i], 1))
+            self.heads.append(nn.Conv2d(widths[i], self.channels[i] * (2 if gaussian else 1), 1))
+        self.gaussian = gaussian
 
     def encode(self, maps: list[torch.Tensor]) -> torch.Tensor:
         size = maps[-1].shape[-2:]
@@ -114,6 +115,9 @@ class FeatureReverseDistillation(nn.Module):
             h = nn.functional.interpolate(h, size=maps[i].shape[-2:], mode="bilinear", align_corners=False)
             h = self.blocks[i](h)
             out[i] = self.heads[i](h)
+        if self.gaussian:  # each stage: (mean, log-variance) of a Gaussian per feature
+            out = [tuple(o.chunk(2, 1)) for o in out]
+            out = [(mu, logvar.clamp(-8, 8)) for mu, logvar in out]
         return out
 
 
