@@ -19,8 +19,9 @@ grid, see :class:`reconad.models.features.FeaturePyramid`), the head scores ever
 location, the image score is the maximum or the mean of the ``topk`` highest locations,
 and the anomaly map is the location map resized to the image and smoothed.
 
-The functions here take the ``ImageDetector`` and set its fitted attributes; the
-detector calls them when its ``model`` is one of :data:`FEATURE_MODELS`.
+The functions here take the ``ImageDetector`` and set its fitted attributes;
+:class:`Features` gives the detector its fit steps and scoring for the catalogue's
+``features`` family.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ import torch.nn.functional as F
 
 from reconad.scoring import features as feature_scoring
 from reconad.data.images import to_image_list
-from reconad.models.feature_heads import FeatureAE, FeatureReverseDistillation, FeatureVAE, cosine_distance_map
+from reconad.models.catalogue import entries, entry
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
+from reconad.models.feature_heads import cosine_distance_map, fold_stages
 from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
 from reconad.persistence import ModelFileError
-from reconad.training.loop import fit_model, progress_bar, resolve_device, seed_everything, split_validation
+from reconad.training.loop import fit_model, progress_bar, resolve_device
 
-FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn", "feature_rd")
 DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
@@ -51,7 +52,7 @@ OPTIONS = {
     "stages": ("s16", "s32"),  # backbone stages by output stride, put on the finest one's grid
     "grid": None,              # the stage whose grid the features are put on (None: the finest)
     "pool": 3,                 # neighbourhood averaging of each stage (1 = none)
-    "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
+    "image_score": "topk",     # "max", "topk" or "top_share" (mean of the highest locations)
     "topk": 10,                # image_score "topk": locations averaged
     "top_share": 0.01,         # image_score "top_share": share of the locations averaged
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
@@ -72,12 +73,10 @@ CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
 # feature_rd: latent_dim = channels of the bottleneck, width = channels of each stage's encoder
 RD_DEFAULTS = {"latent_dim": 256, "width": 64}
-SCORES = {"feature_ae": ("mse", "l1"), "feature_vae": ("unregularised", "nll", "mse"),
-          "feature_knn": ("distance",), "feature_rd": ("cosine",)}
 
 
 def is_feature_model(name: str) -> bool:
-    return name in FEATURE_MODELS
+    return any(e.name == name and e.family == "features" for e in entries("image"))
 
 
 # --- settings -------------------------------------------------------------------------
@@ -115,25 +114,9 @@ def image_size(det) -> int:
     return int(size)
 
 
-def score_name(det, score: str | None = None) -> str:
-    name = score or det.score or SCORES[det.model][0]
-    if name not in SCORES[det.model]:
-        raise ValueError(f"unknown score {name!r} for model {det.model!r}; choose one of "
-                         f"{', '.join(SCORES[det.model])}")
-    return name
-
-
 def _head_kwargs(det) -> dict:
     defaults = RD_DEFAULTS if det.model == "feature_rd" else HEAD_DEFAULTS
     return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in defaults.items()}
-
-
-def _build_head(det, channels) -> torch.nn.Module:
-    kw = _head_kwargs(det)
-    if det.model == "feature_rd":
-        return FeatureReverseDistillation(list(channels), width=kw["width"], bottleneck=kw["latent_dim"])
-    cls = FeatureAE if det.model == "feature_ae" else FeatureVAE
-    return cls(channels, **kw)
 
 
 # --- features -------------------------------------------------------------------------
@@ -239,13 +222,38 @@ def _subsample(rows: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor
 
 
 # --- fit ------------------------------------------------------------------------------
-def fit(det, X):
-    """Fit feature model ``det.model`` on normal images ``X``; returns ``det``."""
+def _crop_grid(stage_maps: list[torch.Tensor], crop: int) -> tuple[int, int]:
+    """Rows and columns of the coarsest grid where a crop of the stage maps may start."""
+    factor = 2 ** (len(stage_maps) - 1)
+    hc, wc = stage_maps[-1].shape[-2:]
+    hf, wf = stage_maps[0].shape[-2:]
+    return min(hc, hf // factor) - crop + 1, min(wc, wf // factor) - crop + 1
+
+
+def _crops(images: list[list[torch.Tensor]], crop: int, gen: torch.Generator | None) -> torch.Tensor:
+    """One crop of ``crop`` x ``crop`` coarsest locations from each image's stage maps (at a
+    random place with ``gen``, else the middle), the finer stages folded into channels
+    (:func:`~reconad.models.feature_heads.fold_stages`) so that a batch is one tensor on the
+    coarsest grid."""
+    n = len(images[0])
+    out = []
+    for maps in images:
+        rows, cols = _crop_grid(maps, crop)
+        if gen is None:
+            y0, x0 = rows // 2, cols // 2
+        else:
+            y0, x0 = (int(torch.randint(rows, (1,), generator=gen)), int(torch.randint(cols, (1,), generator=gen)))
+        out.append(fold_stages([m[None, :, y0 * 2 ** (n - 1 - k):(y0 + crop) * 2 ** (n - 1 - k),
+                                     x0 * 2 ** (n - 1 - k):(x0 + crop) * 2 ** (n - 1 - k)]
+                                   for k, m in enumerate(maps)])[0])
+    return torch.stack(out)
+
+
+def fit_features(det, feats: list[torch.Tensor]):
+    """Fit the head on feature maps from :func:`extract_features` (lets callers extract
+    once and compare heads); returns ``det``."""
     _check_settings(det)
-    load_pyramid(det)
-    with _progress(det, "backbone features") as advance:
-        feats, _ = extract_features(det, X, on_progress=advance)
-    return fit_features(det, feats)
+    return det._fit_samples(feats)
 
 
 @contextlib.contextmanager
@@ -262,124 +270,12 @@ def _progress(det, label: str, total: int | None = None):
 
 
 def _check_settings(det) -> None:
-    if det.model not in FEATURE_MODELS:
-        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(FEATURE_MODELS)})")
+    if not is_feature_model(det.model):
+        names = [e.name for e in entries("image") if e.family == "features"]
+        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(names)})")
     options(det)
     image_size(det)
-    score_name(det)
-
-
-def fit_features(det, feats: list[torch.Tensor]):
-    """Fit the head on feature maps from :func:`extract_features` (lets callers extract
-    once and compare heads); returns ``det``."""
-    _check_settings(det)
-    if len(feats) < 2:
-        raise ValueError(f"need at least 2 normal images to fit, got {len(feats)}")
-    opts = options(det)
-    det.device_ = resolve_device(det.device)
-    seed_everything(det.random_state)
-    gen = torch.Generator().manual_seed(int(det.random_state or 0))
-    tr_idx, val_idx = split_validation(len(feats), det.validation_fraction, det.random_state)
-    train = [feats[i] for i in tr_idx]
-    held_out = [feats[i] for i in val_idx] or train
-    det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
-    if det.model == "feature_rd":
-        _fit_reverse_distillation(det, train, held_out, opts)
-        det._set_threshold_from(image_scores(det, score_maps(det, held_out)))
-        return det
-    vectors = _vectors(train)
-    det.feature_channels_ = int(vectors.shape[1])
-    if det.model == "feature_knn":
-        pool = _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_)
-        size = min(int(opts["memory_size"]), len(pool))
-        with _progress(det, f"memory bank: {size} of {len(pool)} vectors", size) as advance:
-            keep = greedy_coreset(pool, size, seed=det.random_state, on_progress=advance)
-        det.memory_bank_ = pool[keep.to(pool.device)].contiguous()
-        det.model_ = None
-    else:
-        det.feature_mean_ = vectors.mean(0)
-        det.feature_std_ = vectors.std(0).clamp_min(1e-6)
-        train_rows = _standardise(det, _subsample(vectors, int(opts["max_vectors"]), gen))
-        val_rows = _standardise(det, _subsample(_vectors(held_out), max(int(opts["max_vectors"]) // 10, 1), gen))
-        det.model_ = _build_head(det, det.feature_channels_)
-        loss = _loss_fn(det.model)
-        result = fit_model(det.model_, lambda m, xb: loss(m, xb[:, :, None, None]), train_rows, val_rows,
-                           epochs=det.epochs, batch_size=int(opts["batch_vectors"]), lr=det.lr,
-                           weight_decay=det.weight_decay, patience=det.patience, device=det.device_,
-                           seed=det.random_state, verbose=det.verbose)
-        det.history_, det.best_epoch_ = result.history, result.best_epoch
-    det._set_threshold_from(image_scores(det, score_maps(det, held_out)))
-    return det
-
-
-def _crop_grid(stage_maps: list[torch.Tensor], crop: int) -> tuple[int, int]:
-    """Rows and columns of the coarsest grid where a crop of the stage maps may start."""
-    factor = 2 ** (len(stage_maps) - 1)
-    hc, wc = stage_maps[-1].shape[-2:]
-    hf, wf = stage_maps[0].shape[-2:]
-    return min(hc, hf // factor) - crop + 1, min(wc, wf // factor) - crop + 1
-
-
-def _crops(images: list[list[torch.Tensor]], crop: int, gen: torch.Generator | None) -> torch.Tensor:
-    """One crop of ``crop`` x ``crop`` coarsest locations from each image's stage maps (at a
-    random place with ``gen``, else the middle), the finer stages folded into channels
-    (``pixel_unshuffle``) so that a batch is one tensor on the coarsest grid."""
-    n = len(images[0])
-    out = []
-    for maps in images:
-        rows, cols = _crop_grid(maps, crop)
-        if gen is None:
-            y0, x0 = rows // 2, cols // 2
-        else:
-            y0, x0 = (int(torch.randint(rows, (1,), generator=gen)), int(torch.randint(cols, (1,), generator=gen)))
-        parts = []
-        for k, m in enumerate(maps):
-            f = 2 ** (n - 1 - k)
-            c = m[:, y0 * f:(y0 + crop) * f, x0 * f:(x0 + crop) * f]
-            parts.append(F.pixel_unshuffle(c[None], f)[0] if f > 1 else c)
-        out.append(torch.cat(parts))
-    return torch.stack(out)
-
-
-def _unfold_crops(batch: torch.Tensor, channels: list[int]) -> list[torch.Tensor]:
-    """The stage maps of a batch made by :func:`_crops`."""
-    n = len(channels)
-    maps, start = [], 0
-    for k, c in enumerate(channels):
-        f = 2 ** (n - 1 - k)
-        part = batch[:, start:start + c * f * f]
-        maps.append(F.pixel_shuffle(part, f) if f > 1 else part)
-        start += c * f * f
-    return maps
-
-
-def _fit_reverse_distillation(det, train: list, held_out: list, opts: dict) -> None:
-    """Train the decoder on random crops of the training images' stage maps (one per image
-    and epoch), with the loss ``1 - cos`` averaged over locations and stages; the held-out
-    images' middle crops pick the best epoch."""
-    channels = [int(m.shape[0]) for m in train[0]]
-    smallest = min(min(_crop_grid(m, 1)) for m in train + held_out)
-    crop = min(int(opts["crop"]), smallest)
-    if crop < 2:
-        raise ValueError(f"images too small for feature_rd: the coarsest stage {opts['stages'][-1]} needs at "
-                         f"least 2 x 2 locations; raise image_size (now {image_size(det)})")
-    det.stage_channels_ = channels
-    det.feature_channels_ = sum(channels)
-    det.model_ = _build_head(det, channels)
-    index = torch.arange(len(train), dtype=torch.float32)
-    val = _crops(held_out, crop, None)
-
-    def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return _crops([train[int(i)] for i in batch], crop, gen)
-
-    def loss(m, xb):
-        maps = _unfold_crops(xb, channels)
-        return cosine_distance_map(maps, m(maps)).mean()
-
-    result = fit_model(det.model_, loss, index, val, epochs=det.epochs, batch_size=int(opts["batch_images"]),
-                       lr=det.lr, weight_decay=det.weight_decay, patience=det.patience, device=det.device_,
-                       seed=det.random_state, verbose=det.verbose, augment=augment)
-    det.history_, det.best_epoch_ = result.history, result.best_epoch
+    det._score_name()
 
 
 def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
@@ -387,11 +283,15 @@ def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _loss_fn(model: str):
+    """``loss(output, x)`` of a feature head on vectors shaped ``(N, C, 1, 1)`` (for
+    ``feature_rd``: on packed crops of stage maps, ``output`` the maps and their rebuilds)."""
+    if model == "feature_rd":
+        return lambda out, x: cosine_distance_map(*out).mean()
     if model == "feature_ae":
-        return lambda m, x: (m(x) - x).square().mean()
+        return lambda out, x: (out - x).square().mean()
 
-    def vae_loss(m, x):
-        mu_x, logvar_x, mu_z, logvar_z = m(x)
+    def vae_loss(out, x):
+        mu_x, logvar_x, mu_z, logvar_z = out
         nll = feature_scoring.gaussian_nll(x, mu_x, logvar_x)
         return (nll + feature_scoring.kl_standard_normal(mu_z, logvar_z)).mean() / x.shape[1]
 
@@ -432,19 +332,22 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
 
 def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list[torch.Tensor]:
     """Per-location score maps ``(h, w)`` (CPU) of feature maps ``(C, h, w)``."""
-    name = score_name(det, score)
+    name = det._score_name(score)
     if det.model_ is not None:
         det.model_.to(det.device_).eval()
     if det.model == "feature_knn":
         det.memory_bank_ = det.memory_bank_.to(det.device_)
     out: list[torch.Tensor | None] = [None] * len(feats)
-    with torch.no_grad():
-        for _, idx in _by_shape(feats).items():
-            for start in range(0, len(idx), 32):
-                part = idx[start:start + 32]
-                maps = _map_of(det, _stack(feats, part, det.device_), name).cpu()
-                for i, m in zip(part, maps):
-                    out[i] = m
+    for _, idx in _by_shape(feats).items():
+        if det.model == "feature_rd":  # a list of stage maps per image
+            with torch.no_grad():
+                maps = [_map_of(det, _stack(feats, idx[s:s + 32], det.device_), name).cpu().numpy()
+                        for s in range(0, len(idx), 32)]
+            maps = np.concatenate(maps)
+        else:
+            maps = det._batched([feats[i] for i in idx], lambda f: _map_of(det, f, name), batch_size=32)
+        for i, m in zip(idx, maps):
+            out[i] = torch.from_numpy(m)
     return out
 
 
@@ -469,7 +372,7 @@ def _scoring_features(det, X):
 
 def decision_function(det, X, score: str | None = None) -> np.ndarray:
     det._check_fitted()
-    score_name(det, score)
+    det._score_name(score)
     feats, _ = _scoring_features(det, X)
     return image_scores(det, score_maps(det, feats, score))
 
@@ -503,49 +406,149 @@ def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> l
 def anomaly_map(det, X, score: str | None = None):
     """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
     det._check_fitted()
-    score_name(det, score)
+    det._score_name(score)
     feats, sizes = _scoring_features(det, X)
     maps = anomaly_maps_from_features(det, feats, sizes, score)
     return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
 
-# --- persistence ----------------------------------------------------------------------
-def fitted_state(det) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Fitted settings and tensors; the backbone's weights are not saved, only its file
-    name and checksum."""
-    fitted = {"backbone_file_": det.backbone_file_, "backbone_sha256_": det.backbone_sha256_,
-              "feature_channels_": det.feature_channels_, "history_": det.history_,
-              "best_epoch_": det.best_epoch_}
-    if det.model == "feature_knn":
-        return fitted, {"state.memory_bank_": det.memory_bank_}
-    tensors = {f"model.{k}": v for k, v in det.model_.state_dict().items()}
-    if det.model == "feature_rd":
-        fitted["stage_channels_"] = list(det.stage_channels_)
+# --- reverse distillation -------------------------------------------------------------
+def _rd_training_data(det, train: list, held_out: list, opts: dict):
+    """The network; the training images' indices (their crops are drawn afresh every epoch)
+    and the held-out images' middle crops."""
+    channels = [int(m.shape[0]) for m in train[0]]
+    smallest = min(min(_crop_grid(m, 1)) for m in train + held_out)
+    crop = min(int(opts["crop"]), smallest)
+    if crop < 2:
+        raise ValueError(f"images too small for feature_rd: the coarsest stage {opts['stages'][-1]} needs at "
+                         f"least 2 x 2 locations; raise image_size (now {image_size(det)})")
+    det.stage_channels_ = channels
+    det.feature_channels_ = sum(channels)
+    det.model_ = det._build()
+    det._rd_crops = (train, crop)
+    return torch.arange(len(train), dtype=torch.float32), _crops(held_out, crop, None)
+
+
+def _train_reverse_distillation(det, index: torch.Tensor, val: torch.Tensor, opts: dict) -> None:
+    """Train the decoder on one random crop of each training image per epoch, loss ``1 - cos``
+    averaged over locations and stages; the held-out crops pick the best epoch."""
+    train, crop = det.__dict__.pop("_rd_crops")
+
+    def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return _crops([train[int(i)] for i in batch], crop, gen)
+
+    result = fit_model(det.model_, _loss_fn(det.model), index, val, epochs=det.epochs,
+                       batch_size=int(opts["batch_images"]), lr=det.lr, weight_decay=det.weight_decay,
+                       patience=det.patience, device=det.device_, seed=det.random_state, verbose=det.verbose,
+                       augment=augment)
+    det.history_, det.best_epoch_ = result.history, result.best_epoch
+
+
+# --- the family ---------------------------------------------------------------------
+class Features:
+    """``ImageDetector``'s steps for the feature models (see the module docstring)."""
+
+    def check(self, det) -> None:
+        _check_settings(det)
+
+    def build(self, det) -> torch.nn.Module:
+        shape = det.stage_channels_ if det.model == "feature_rd" else (det.feature_channels_,)
+        return entry("image", det.model).build(tuple(shape), **_head_kwargs(det))
+
+    def samples(self, det, X) -> list[torch.Tensor]:
+        load_pyramid(det)
+        with _progress(det, "backbone features") as advance:
+            feats, _ = extract_features(det, X, on_progress=advance)
+        return feats
+
+    def training_data(self, det, feats, train_idx, val_idx):
+        """Feature vectors of the training maps: a random pool for the memory bank, or
+        standardised rows to train the head on (and validation rows)."""
+        opts = options(det)
+        gen = torch.Generator().manual_seed(int(det.random_state or 0))
+        train = [feats[i] for i in train_idx]
+        held_out = [feats[i] for i in val_idx] or train
+        det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
+        if det.model == "feature_rd":
+            return _rd_training_data(det, train, held_out, opts)
+        vectors = _vectors(train)
+        det.feature_channels_ = int(vectors.shape[1])
+        if det.model == "feature_knn":
+            det.model_ = None
+            return _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_), None
+        det.feature_mean_ = vectors.mean(0)
+        det.feature_std_ = vectors.std(0).clamp_min(1e-6)
+        train_rows = _standardise(det, _subsample(vectors, int(opts["max_vectors"]), gen))
+        val_rows = _standardise(det, _subsample(_vectors(held_out), max(int(opts["max_vectors"]) // 10, 1), gen))
+        det.model_ = det._build()
+        return train_rows[:, :, None, None], val_rows[:, :, None, None]  # 1x1 feature maps
+
+    def train(self, det, train, val) -> None:
+        opts = options(det)
+        if det.model == "feature_rd":
+            _train_reverse_distillation(det, train, val, opts)
+            return
+        if det.model != "feature_knn":
+            det._fit_network(train, val, batch_size=int(opts["batch_vectors"]))
+            return
+        size = min(int(opts["memory_size"]), len(train))
+        with _progress(det, f"memory bank: {size} of {len(train)} vectors", size) as advance:
+            keep = greedy_coreset(train, size, seed=det.random_state, on_progress=advance)
+        det.memory_bank_ = train[keep.to(train.device)].contiguous()
+
+    def loss_fn(self, det):
+        return _loss_fn(det.model)
+
+    def held_out_scores(self, det, held_out) -> np.ndarray:
+        return image_scores(det, score_maps(det, held_out))
+
+    def decision_function(self, det, X, score: str | None = None) -> np.ndarray:
+        return decision_function(det, X, score)
+
+    def anomaly_map(self, det, X, score: str | None, stride: int, sigma: float):
+        return anomaly_map(det, X, score)
+
+    def patch_scores(self, det, X, score, stride):
+        raise ValueError("patch_scores needs patch mode (set patch_size)")
+
+    def encode(self, det, X):
+        raise ValueError(f"model {det.model!r} has no latent code of its own; see extract_features")
+
+    def reconstruct(self, det, X):
+        raise ValueError(f"model {det.model!r} rebuilds features, not pixels; use anomaly_map")
+
+    def fitted_state(self, det) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Fitted settings and tensors; the backbone's weights are not saved, only its file
+        name and checksum."""
+        fitted = {"backbone_file_": det.backbone_file_, "backbone_sha256_": det.backbone_sha256_,
+                  "feature_channels_": det.feature_channels_, "history_": det.history_,
+                  "best_epoch_": det.best_epoch_}
+        if det.model == "feature_knn":
+            return fitted, {"state.memory_bank_": det.memory_bank_}
+        tensors = det._network_tensors()
+        if det.model == "feature_rd":
+            fitted["stage_channels_"] = list(det.stage_channels_)
+            return fitted, tensors
+        tensors["state.feature_mean_"] = det.feature_mean_
+        tensors["state.feature_std_"] = det.feature_std_
         return fitted, tensors
-    tensors["state.feature_mean_"] = det.feature_mean_
-    tensors["state.feature_std_"] = det.feature_std_
-    return fitted, tensors
 
-
-def restore_state(det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Rebuild a saved feature model; the backbone must be the very file it was fitted with."""
-    load_pyramid(det)
-    if det.backbone_sha256_ != fitted["backbone_sha256_"]:
-        raise ModelFileError(
-            f"backbone weights {det.backbone_file_} differ from those the model was fitted with "
-            f"({Path(fitted['backbone_file_']).name}, sha256 {fitted['backbone_sha256_'][:12]}...)")
-    det.feature_channels_ = int(fitted["feature_channels_"])
-    det.history_, det.best_epoch_ = fitted["history_"], fitted["best_epoch_"]
-    if det.model == "feature_knn":
-        det.model_ = None
-        det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
-        return
-    if det.model == "feature_rd":
-        det.stage_channels_ = [int(c) for c in fitted["stage_channels_"]]
-        det.model_ = _build_head(det, det.stage_channels_)
-    else:
-        det.feature_mean_ = tensors["state.feature_mean_"]
-        det.feature_std_ = tensors["state.feature_std_"]
-        det.model_ = _build_head(det, det.feature_channels_)
-    det.model_.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    det.model_.to(det.device_).eval()
+    def restore_state(self, det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Rebuild a saved feature model; the backbone must be the very file it was fitted with."""
+        load_pyramid(det)
+        if det.backbone_sha256_ != fitted["backbone_sha256_"]:
+            raise ModelFileError(
+                f"backbone weights {det.backbone_file_} differ from those the model was fitted with "
+                f"({Path(fitted['backbone_file_']).name}, sha256 {fitted['backbone_sha256_'][:12]}...)")
+        det.feature_channels_ = int(fitted["feature_channels_"])
+        det.history_, det.best_epoch_ = fitted["history_"], fitted["best_epoch_"]
+        if det.model == "feature_knn":
+            det.model_ = None
+            det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
+            return
+        if det.model == "feature_rd":
+            det.stage_channels_ = [int(c) for c in fitted["stage_channels_"]]
+        else:
+            det.feature_mean_ = tensors["state.feature_mean_"]
+            det.feature_std_ = tensors["state.feature_std_"]
+        det._restore_network(tensors)

@@ -7,21 +7,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.scoring import windows
 from reconad.data import series as sdata
-from reconad.detectors.base import BaseDetector
-from reconad.models.registry import spec
-from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
+from reconad.detectors.torch_template import TorchDetector
+from reconad.models.catalogue import entry
 
-#: public model names -> registered networks (other registered names are used as given)
-SERIES_MODELS = {"conv_ae": "conv1d_ae", "lstm_ae": "lstm_ae", "lstm_vae": "lstm_vae", "dense_ae": "dense_ae"}
-SERIES_SCORES = ("mae", "mse")
 SENSOR_REDUCE = ("sum", "max")
 
 
-class SeriesDetector(BaseDetector):
+class SeriesDetector(TorchDetector):
     """Anomaly detector for multivariate sensor series by window reconstruction.
 
     The series is scaled (scaler fitted on the training rows only), cut into windows of
@@ -71,6 +66,8 @@ class SeriesDetector(BaseDetector):
     (200,)
     """
 
+    kind = "series"
+
     def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
                  combine: str = "mean", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
@@ -109,28 +106,24 @@ class SeriesDetector(BaseDetector):
         self.verbose = verbose
 
     # --- settings ---------------------------------------------------------------------
-    def _network(self) -> str:
-        name = SERIES_MODELS.get(self.model, self.model)
-        spec(name)  # unknown names fail here
-        return name
+    def _network(self):
+        return entry("series", self.model)  # unknown names fail here
 
     def _model_kwargs(self) -> dict:
         kw = dict(self.model_kwargs or {})
-        if self._network() == "dense_ae":
-            kw.setdefault("output", "linear")
         for name in ("latent_dim", "width", "depth"):
             if getattr(self, name) is not None:
                 kw[name] = getattr(self, name)
         return kw
 
     def _check_settings(self) -> None:
-        self._network()
+        scores = self._network().scores
         if int(self.window) < 2 or int(self.stride) < 1:
             raise ValueError(f"window must be >= 2 and stride >= 1, got {self.window} and {self.stride}")
         if self.combine not in windows.COMBINE:
             raise ValueError(f"unknown combine {self.combine!r}; choose one of {', '.join(windows.COMBINE)}")
-        if self.score not in SERIES_SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SERIES_SCORES)}")
+        if self.score not in scores:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(scores)}")
         if self.sensor_reduce not in SENSOR_REDUCE:
             raise ValueError(f"unknown sensor_reduce {self.sensor_reduce!r}; choose one of "
                              f"{', '.join(SENSOR_REDUCE)}")
@@ -140,7 +133,7 @@ class SeriesDetector(BaseDetector):
             raise ValueError(f"unknown loss {self.loss!r}; choose 'mse' or 'l1'")
 
     def _build(self) -> torch.nn.Module:
-        return models.build(self._network(), (int(self.window), self.n_features_), **self._model_kwargs())
+        return self._network().build((int(self.window), self.n_features_), **self._model_kwargs())
 
     # --- input ------------------------------------------------------------------------
     @staticmethod
@@ -198,46 +191,40 @@ class SeriesDetector(BaseDetector):
         if len(wins) < 2:
             raise ValueError(f"too few rows: need at least {int(self.window) + 1} rows for two windows "
                              f"of {self.window}")
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.random_state)
-        self.model_ = self._build()
-        tr_idx, val_idx = split_validation(len(wins), self.validation_fraction, self.random_state)
-        tensor = torch.from_numpy(wins)
-        train, val = tensor[tr_idx], (tensor[val_idx] if len(val_idx) else None)
-        loss_name = self.loss or "mse"
+        return self._fit_samples(wins)
 
-        def loss_fn(model, xb):
-            out = scoring.loss(xb, model(xb), loss_name)
-            kl = getattr(model, "kl", None)
-            return out + model.beta * kl if kl is not None and model.training else out
+    def _loss_fn(self):
+        loss_name, model = self.loss or "mse", self.model_
 
-        result = fit_model(self.model_, loss_fn, train, val, epochs=self.epochs,
-                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           patience=self.patience, device=self.device_, seed=self.random_state,
-                           verbose=self.verbose)
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
+        def loss_fn(out, xb):
+            """The reconstruction loss; for a model whose ``forward_train`` also gives a KL
+            term, plus ``beta`` times it while training."""
+            if isinstance(out, tuple):
+                rec, kl = out
+                loss = scoring.loss(xb, rec, loss_name)
+                return loss + model.beta * kl if model.training else loss
+            return scoring.loss(xb, out, loss_name)
+
+        return loss_fn
+
+    def _threshold_from_fit(self, wins: np.ndarray, held_out: np.ndarray) -> None:
+        """Sensor norms from all training windows, then the threshold from the held-out ones."""
         self.sensor_norm_ = np.ones(self.n_features_, np.float32)
         if self.normalize_sensors:
             raw = self._sensor_errors(wins)
             self.sensor_norm_ = np.maximum(np.median(raw, 0), 1e-6).astype(np.float32)
-        held_out = wins[val_idx] if len(val_idx) else wins
         self._set_threshold_from(self.reduce_sensors(self._sensor_errors(held_out)))
-        return self
 
     # --- scoring ----------------------------------------------------------------------
     def _sensor_errors(self, wins: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Per-window, per-sensor errors ``(n, F)`` of scaled windows ``(n, window, F)``."""
-        self.model_.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(wins), batch_size):
-                xb = torch.from_numpy(np.array(wins[start:start + batch_size], dtype=np.float32)).to(self.device_)
-                err = scoring.elementwise(xb, self.model_(xb), "l1" if self.score == "mae" else "mse")
-                out.append(err.mean(1).cpu().numpy())
-        if not out:
+        if len(wins) == 0:
             return np.zeros((0, self.n_features_), np.float32)
-        return np.concatenate(out) / getattr(self, "sensor_norm_", 1.0)
+        self.model_.eval()
+        term = "l1" if self.score == "mae" else "mse"
+        errors = self._batched(wins, lambda xb: scoring.elementwise(xb, self.model_(xb), term).mean(1),
+                               batch_size=batch_size)
+        return errors / getattr(self, "sensor_norm_", 1.0)
 
     def reduce_sensors(self, errors: np.ndarray) -> np.ndarray:
         """Window scores ``(n,)`` from per-sensor window errors ``(n, F)``, by ``sensor_reduce``."""
@@ -284,7 +271,7 @@ class SeriesDetector(BaseDetector):
     def _fitted_state(self):
         fitted = {"columns_": self.columns_, "n_features_": self.n_features_,
                   "n_filled_": self.n_filled_, "history_": self.history_, "best_epoch_": self.best_epoch_}
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        tensors = self._network_tensors()
         tensors.update({"state.center_": torch.from_numpy(self.center_),
                         "state.scale_": torch.from_numpy(self.scale_),
                         "state.sensor_norm_": torch.from_numpy(self.sensor_norm_)})
@@ -299,8 +286,4 @@ class SeriesDetector(BaseDetector):
         self.center_ = tensors.pop("state.center_").numpy()
         self.scale_ = tensors.pop("state.scale_").numpy()
         self.sensor_norm_ = tensors.pop("state.sensor_norm_").numpy()
-        self.device_ = resolve_device(self.device)
-        self.model_ = self._build()
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model_.load_state_dict(state)
-        self.model_.to(self.device_).eval()
+        self._restore_network(tensors)

@@ -56,6 +56,16 @@ class FeatureVAE(nn.Module):
         return self.to_mu_x(g), self.to_logvar_x(g).clamp(-8, 8), mu_z, logvar_z
 
 
+def build_feature_ae(input_shape, latent_dim: int = 64, width: int = 256) -> FeatureAE:
+    """A ``FeatureAE`` for feature vectors of ``input_shape = (channels,)``."""
+    return FeatureAE(int(input_shape[0]), latent_dim=latent_dim, width=width)
+
+
+def build_feature_vae(input_shape, latent_dim: int = 64, width: int = 256) -> FeatureVAE:
+    """A ``FeatureVAE`` for feature vectors of ``input_shape = (channels,)``."""
+    return FeatureVAE(int(input_shape[0]), latent_dim=latent_dim, width=width)
+
+
 def _conv_bn_relu(a: int, b: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(a, b, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(b), nn.ReLU())
 
@@ -106,6 +116,12 @@ class FeatureReverseDistillation(nn.Module):
                 c, size=size, mode="bilinear", align_corners=False))
         return self.bottleneck(torch.cat(codes, 1))
 
+    def forward_train(self, packed: torch.Tensor):
+        """Training pass on a batch of crops packed by :func:`fold_stages`: the stage maps
+        and their rebuilds."""
+        maps = unfold_stages(packed, self.channels)
+        return maps, self(maps)
+
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(maps) != len(self.channels):
             raise ValueError(f"expected {len(self.channels)} stage maps, got {len(maps)}")
@@ -132,3 +148,30 @@ def cosine_distance_map(maps: list[torch.Tensor], rebuilt: list[torch.Tensor]) -
             d = nn.functional.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
         total = d if total is None else total + d
     return total / len(maps)
+
+
+def fold_stages(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Stage maps ``[(N, C_k, H * 2^(n-1-k), W * 2^(n-1-k))]`` (finest first) as one tensor
+    on the coarsest grid ``(N, sum C_k 4^(n-1-k), H, W)``: each finer stage's cells folded
+    into channels (``pixel_unshuffle``)."""
+    n = len(maps)
+    return torch.cat([nn.functional.pixel_unshuffle(m, 2 ** (n - 1 - k)) if k < n - 1 else m
+                      for k, m in enumerate(maps)], 1)
+
+
+def unfold_stages(packed: torch.Tensor, channels: list[int]) -> list[torch.Tensor]:
+    """The inverse of :func:`fold_stages` for stages of ``channels`` (finest first)."""
+    n, maps, start = len(channels), [], 0
+    for k, c in enumerate(channels):
+        f = 2 ** (n - 1 - k)
+        part = packed[:, start:start + c * f * f]
+        maps.append(nn.functional.pixel_shuffle(part, f) if f > 1 else part)
+        start += c * f * f
+    return maps
+
+
+def build_feature_rd(input_shape, latent_dim: int = 256, width: int = 64) -> FeatureReverseDistillation:
+    """A ``FeatureReverseDistillation`` for stage maps of ``input_shape = (C_1, C_2, ...)``
+    channels, finest first; ``latent_dim``: channels of the bottleneck, ``width``: of each
+    stage's encoder."""
+    return FeatureReverseDistillation([int(c) for c in input_shape], width=width, bottleneck=latent_dim)
