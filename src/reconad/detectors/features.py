@@ -65,8 +65,6 @@ OPTIONS = {
     "crop": 8,                 # feature_rd: training crops, in locations of the coarsest stage
     "batch_images": 16,        # feature_rd: crops per training batch
 }
-# Options whose default differs for one model.
-MODEL_OPTIONS = {"feature_rd": {"stages": ("s8", "s16", "s32"), "pool": 1}}
 CONTRASTS = ("image", "none")
 # Grey-level mean and standard deviation every image is given when ``contrast="image"``.
 CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
@@ -87,7 +85,7 @@ def options(det) -> dict:
     if unknown:
         raise ValueError(f"unknown model_kwargs {unknown} for model {det.model!r}; "
                          f"known: {', '.join(OPTIONS)}")
-    opts = {**OPTIONS, **MODEL_OPTIONS.get(det.model, {}), **kw}
+    opts = {**OPTIONS, **kw}
     opts["stages"] = tuple(opts["stages"])
     if opts["image_score"] not in feature_scoring.IMAGE_SCORES:
         raise ValueError(f"unknown image_score {opts['image_score']!r}; choose one of "
