@@ -41,7 +41,7 @@ SCRATCH = {"small": (1, 0.15), "large": (3, 0.4)}
 CONFIGS = {
     "feature_knn": ("feature_knn", {}, {}),
     "feature_knn, + s8 (on the s16 grid)": ("feature_knn", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {}),
-    "feature_rd": ("feature_rd", {}, {"epochs": 10}),
+    "feature_rd": ("feature_rd", {}, {"epochs": 6}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")
