@@ -181,7 +181,7 @@ for _e in [
                "nearest vector"),
     ModelEntry("feature_rd", "image", "features", feature_heads.build_feature_rd, "cosine", "cosine", ("cosine",),
                SearchSpace({"latent_dim": ("categorical", [128, 256, 512]), "width": ("categorical", [32, 64, 128]),
-                            "lr": ADAM_SPACE["lr"]}), False, True,
+                            "lr": ADAM_SPACE["lr"]}), False, False,
                "reverse distillation: a decoder rebuilds the backbone's stages from a one-class bottleneck "
                "(a code of each location's surroundings); score: 1 - cos per location (latent_dim, width)"),
     # series windows (window, sensors)
