@@ -4,6 +4,7 @@ of the scaled row is the anomaly score."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from reconad.scoring import terms as scoring
@@ -126,6 +127,11 @@ class TabularDetector(TorchDetector):
         return self.encoder_.transform(frame, named)
 
     # --- fit --------------------------------------------------------------------------
+    def read_fit_data(self, paths: list) -> pd.DataFrame:
+        """The rows of the CSV files ``paths`` (read with ``encoding`` and ``sep``), one table."""
+        return pd.concat([as_frame(p, encoding=self.encoding, sep=self.sep)[0] for p in paths],
+                         ignore_index=True)
+
     def fit(self, X, y=None):
         """Train on the rows of ``X`` (DataFrame, array ``(N, F)`` or CSV path); returns
         ``self``. ``y`` is ignored."""

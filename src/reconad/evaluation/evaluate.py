@@ -1,4 +1,8 @@
-"""Evaluate a fitted image detector on normal and anomalous data: numbers and pictures."""
+"""Evaluate a fitted detector on labelled data: numbers and pictures. Images:
+``evaluate_images`` (equal-sized images) and ``evaluate_with_maps`` (any size, with pixel
+metrics from masks); ``evaluate_series`` (a labelled sensor series); ``evaluate_table``
+(labelled table rows). Every result names the model, and its version when it was loaded
+with one (``model_version_``)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ from reconad._atomic import write_text
 from reconad.data.images import to_float_array
 
 
+def _about(detector) -> dict:
+    """The model's name, and its version when it has one."""
+    about = {"model": detector.model}
+    if getattr(detector, "model_version_", None) is not None:
+        about["model_version"] = detector.model_version_
+    return about
+
 
 def _write_numbers(out_dir, result: dict, y, scores, threshold: float) -> Path:
     """Write ``metrics.json`` and ``report.txt`` into ``out_dir`` (made if missing)."""
@@ -22,6 +33,7 @@ def _write_numbers(out_dir, result: dict, y, scores, threshold: float) -> Path:
     write_text(out / "metrics.json", json.dumps(result, indent=2))
     write_text(out / "report.txt", metrics.classification_report(y, scores, threshold) + "\n")
     return out
+
 
 def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | None = None) -> dict:
     """Score ``normal`` and ``anomalous`` images; return the metrics at the detector's
@@ -36,7 +48,7 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
     scores = np.r_[s_norm, s_anom]
     result = metrics.evaluate(y, scores, detector.threshold_)
     result["score"] = detector._score_name()
-    result["model"] = detector.model
+    result.update(_about(detector))
     if out_dir is None:
         return result
     out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
@@ -69,7 +81,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     scores = detector.decision_function(images)
     result = metrics.evaluate(y, scores, detector.threshold_)
     result["score"] = detector._score_name()
-    result["model"] = detector.model
+    result.update(_about(detector))
     maps = None
     if mask_files is not None:
         maps = detector.anomaly_map(images, stride=stride, sigma=sigma)
@@ -90,4 +102,43 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
                    if mask_files is not None else None)
     plots.heatmap_overlays(shown, pick_maps, out / "heatmaps.png", masks=shown_masks,
                            scores=scores[pick], labels=y[pick], threshold=detector.threshold_)
+    return result
+
+
+def evaluate_series(detector, frame, y, out_dir: str | os.PathLike | None = None) -> dict:
+    """Score the sensor series ``frame`` (labels ``y``, one per row): point metrics, VUS-PR,
+    false and missed alarm rates, point-adjusted F1. With ``out_dir``, also write
+    ``metrics.json``, ``report.txt``, ``series.png`` and ``loss.png``."""
+    y = np.asarray(y).astype(int)
+    scores = detector.decision_function(frame)
+    result = metrics.series_evaluate(y, scores, detector.threshold_, max_buffer=2 * int(detector.window))
+    result.update({**_about(detector), "window": int(detector.window), "combine": detector.combine})
+    if out_dir is None:
+        return result
+    out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
+    write_text(out / "report.txt", metrics.classification_report(y, scores, detector.threshold_) +
+               f"\nVUS-PR {result['vus_pr']:.4f}   FAR {result['far']:.4f}   MAR {result['mar']:.4f}   "
+               f"point-adjusted F1 {result['f1_point_adjusted']:.4f}\n")
+    plots.series_plot(frame, scores, detector.threshold_, out / "series.png", y_true=y,
+                      y_pred=scores > detector.threshold_)
+    plots.loss_curve(detector.history_, out / "loss.png", detector.best_epoch_)
+    return result
+
+
+def evaluate_table(detector, X, y, out_dir: str | os.PathLike | None = None) -> dict:
+    """Score the rows of ``X`` (labels ``y``: 0 normal, 1 anomaly); metrics at the
+    detector's threshold. With ``out_dir``, also write ``metrics.json``, ``report.txt``,
+    ``scores.png``, ``roc.png`` (with both labels present) and ``loss.png``."""
+    y = np.asarray(y).astype(int)
+    scores = detector.decision_function(X)
+    result = metrics.evaluate(y, scores, detector.threshold_)
+    result.update({"score": detector.score, **_about(detector)})
+    if out_dir is None:
+        return result
+    out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
+    plots.score_histogram(scores[y == 0], scores[y == 1], detector.threshold_, out / "scores.png",
+                          detector.score)
+    if len(np.unique(y)) == 2:
+        plots.roc_curve(y, scores, out / "roc.png")
+    plots.loss_curve(detector.history_, out / "loss.png", detector.best_epoch_)
     return result

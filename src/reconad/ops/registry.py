@@ -17,7 +17,11 @@ Examples
 >>> reg = ModelRegistry("model-registry")                        # doctest: +SKIP
 >>> v = reg.register("model", data_fingerprint=data_fingerprint(["normal/"]),
 ...                  metrics={"roc_auc": 0.99})                  # doctest: +SKIP
->>> reg.promote(v["version"]); det = reg.load()                  # doctest: +SKIP
+>>> reg.promote(v["version"])                                    # doctest: +SKIP
+
+Opening a model (a model folder, a registry for its current version, or
+``REGISTRY@VERSION``) is :mod:`reconad.ops.loading`'s job:
+``load_model("model-registry")``.
 """
 
 from __future__ import annotations
@@ -82,30 +86,6 @@ def model_version(model) -> str:
 
 def is_registry(path) -> bool:
     return (Path(path) / INDEX).is_file()
-
-
-def resolve(path) -> tuple[Path, str]:
-    """A model folder or a registry folder (its current version) -> (model folder, version)."""
-    path = Path(path)
-    if is_registry(path):
-        reg = ModelRegistry(path)
-        cur = reg.current()
-        if cur is None:
-            raise ValueError(f"registry {path} has no current version; promote one first")
-        return reg.path(cur["version"]), cur["version"]
-    return path, model_version(path)
-
-
-def load_model(path):
-    """Load a detector from a model folder or a registry folder (its current version);
-    ``model_version_`` is set on it."""
-    from reconad.detectors.base import load
-
-    if is_registry(path):
-        return ModelRegistry(path).load()
-    det = load(path)                     # checks the folder first, with load's messages
-    det.model_version_ = model_version(path)
-    return det
 
 
 class ModelRegistry:
@@ -223,12 +203,3 @@ class ModelRegistry:
         data["current"] = previous
         self._write(data)
         return self.get(previous)
-
-    def load(self, version: str | None = None):
-        """Load the detector of ``version`` (default: current); ``model_version_`` is set."""
-        from reconad.detectors.base import load
-
-        folder = self.path(version)
-        det = load(folder)
-        det.model_version_ = folder.name
-        return det

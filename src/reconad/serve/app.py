@@ -19,10 +19,12 @@ Limits: ``max_request_bytes`` (413) and ``max_batch`` samples per request (413).
 gets a 4xx whose ``detail`` names the problem. With a token, ``/score`` and ``/model``
 need ``Authorization: Bearer <token>`` (401 otherwise).
 
-The service only uses the detector's public face: ``decision_function``, ``anomaly_map``,
-``threshold_``, ``input_shape_`` and ``get_params``. The kind of input follows from it:
-a detector with ``anomaly_map`` takes images; any other takes rows (a 2-D array or a
-``pandas.DataFrame`` passed to ``decision_function``).
+The service only uses the detector's public face: ``kind``, ``decision_function``,
+``anomaly_map``, ``threshold_``, ``input_shape_``, ``get_params`` and ``model_version_``
+(when loaded by :func:`reconad.ops.loading.load_model`). The detector's declared ``kind``
+says what it takes: an image detector takes images; a series or table detector takes rows
+(a 2-D array or a ``pandas.DataFrame`` passed to ``decision_function``). Every answer and
+``/health`` name the model version.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ except ImportError:  # pragma: no cover - the serve extra is missing
 
 from reconad._version import __version__
 from reconad.data.images import decode_image, to_float_array
-from reconad.data.inputs import input_kind
 from reconad.models.catalogue import KINDS, entries
+from reconad.ops.loading import declared_kind
 from reconad.serve.batching import MicroBatcher, image_engine
 
 TOKEN_ENV = "RECONAD_TOKEN"
@@ -140,11 +142,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     :class:`reconad.serve.batching.MicroBatcher`)."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
-    kind = input_kind(detector)
+    kind = declared_kind(detector)
+    takes_images = kind == "image"
+    version = getattr(detector, "model_version_", None)
     # fixed-size image models (not patch mode, not feature models, which take any size)
-    fixed_size = kind == "images" and hasattr(detector, "input_shape_") and \
+    fixed_size = takes_images and hasattr(detector, "input_shape_") and \
         getattr(detector, "patch_size", None) is None
-    channels = int(detector.input_shape_[0]) if kind == "images" and hasattr(detector, "input_shape_") else None
+    channels = int(detector.input_shape_[0]) if takes_images and hasattr(detector, "input_shape_") else None
     batcher = None
     engine_name = None
     if fixed_size:
@@ -213,9 +217,9 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                 raise BadInput(422, "'instances' must be a non-empty list")
             if len(payload) > max_batch:
                 raise BadInput(413, f"batch of {len(payload)} exceeds the limit of {max_batch} samples")
-            return _json_images(payload) if kind == "images" else _json_rows(payload)
+            return _json_images(payload) if takes_images else _json_rows(payload)
         if ctype in ("text/csv", "application/csv"):
-            if kind == "images":
+            if takes_images:
                 raise BadInput(415, "this model takes images: send image files or JSON arrays, not CSV")
             try:
                 frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
@@ -225,7 +229,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                 raise BadInput(422, "CSV has no data rows")
             return frame
         if ctype == "multipart/form-data" or ctype.startswith("image/"):
-            if kind != "images":
+            if not takes_images:
                 raise BadInput(415, "this model takes rows: send JSON rows or CSV, not image files")
             if ctype.startswith("image/"):
                 uploads = [("body", body)]
@@ -275,13 +279,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "scores": [None if not math.isfinite(s) else float(s) for s in scores],
             "labels": (scores > threshold).astype(int).tolist(),
             "threshold": threshold,
-            "model_version": getattr(detector, "model_version_", None),
+            "model_version": version,
         }
         if alerts is not None:
-            version = {"model_version": out["model_version"]} if out["model_version"] else {}
+            named = {"model_version": version} if version else {}
             for i in np.flatnonzero(scores > threshold):
                 alerts.submit({"kind": "anomaly", "source": "service", "index": int(i),
-                               "score": float(scores[i]), "threshold": threshold, **version})
+                               "score": float(scores[i]), "threshold": threshold, **named})
         if maps is not None:
             pngs = [_map_png(m) for m in maps]
             out["maps"] = [p for p, _ in pngs]
@@ -303,7 +307,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     async def score_endpoint(request: Request,
                              map: bool = Query(False, description="image models: add the anomaly maps as PNG")):
         check_token(request)
-        if map and kind != "images":
+        if map and not takes_images:
             raise BadInput(422, "maps are only available for image models")
         body = await read_body(request)
         X = await parse(request, body)
@@ -322,7 +326,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
 
     @app.get("/health", summary="Liveness")
     async def health():
-        return {"status": "ok"}
+        return {"status": "ok", "model_version": version}
 
     @app.get("/model", summary="What the model expects, and its metadata")
     async def model_info(request: Request):
@@ -330,6 +334,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
         info: dict[str, Any] = {
             "name": model_name,
             "detector": type(detector).__name__,
+            "model_version": version,
             "model": _catalogue_info(detector),
             "input": {"kind": kind},
             "threshold": float(detector.threshold_),
@@ -339,7 +344,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "engine": engine_name or "python",
             "reconad_version": __version__,
         }
-        if kind == "images":
+        if takes_images:
             if fixed_size:
                 c, h, w = (int(v) for v in detector.input_shape_)
                 info["input"].update({"height": h, "width": w, "channels": c})
@@ -361,13 +366,14 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
           threads: int | None = 1, log_level: str = "warning", alert_config=None, engine: str = "auto",
           batch_wait_ms: float = 0.0) -> None:
-    """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
+    """Load the model ``model_path`` names (a model folder, a registry folder for its current
+    version, or ``REGISTRY@VERSION``) and serve it until interrupted. ``threads`` sets
     the torch threads for scoring (None keeps torch's default): one thread suits many
     small requests and avoids idle threads spinning on a busy CPU."""
     import torch
     import uvicorn
 
-    from reconad.ops.registry import load_model
+    from reconad.ops.loading import load_model
 
     if threads is not None:
         torch.set_num_threads(int(threads))
