@@ -42,7 +42,8 @@ def drift(
     method: str = typer.Option("mean_shift", help="mean_shift (sensor series), psi or ks (independent rows)."),
     threshold: Optional[float] = typer.Option(None, help="Drift above this (default: 4, 0.25, 0.3 by method)."),
     check_every: Optional[int] = typer.Option(None, help="Rows between checks (default: window / 2)."),
-    alerts: Optional[Path] = typer.Option(None, help="Alert configuration: send each drift signal there."),
+    alerts: Optional[Path] = typer.Option(None, "--alert-config", "--alerts",
+                                          help="Alert channels (JSON): send each drift signal there."),
     model: Optional[Path] = typer.Option(None, help="A series or table model (" + MODEL_HELP.rstrip(".")
                                          + "): compare its numeric input columns, and record its version."),
     encoding: Optional[str] = typer.Option(None, help="CSV encoding (default: UTF-8, else Shift-JIS/cp932)."),

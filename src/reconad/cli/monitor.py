@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,7 +17,10 @@ from reconad.cli.common import MODEL_HELP, err_console
 def monitor(
     model: Path = typer.Option(..., help="A series model: " + MODEL_HELP[0].lower() + MODEL_HELP[1:]),
     input: str = typer.Option(..., "--input", help="CSV file to follow as it grows, or - for standard input."),
-    alerts: Optional[Path] = typer.Option(None, help="JSON-lines file for alerts (default: standard output)."),
+    alerts: Optional[Path] = typer.Option(None, "--out", "--alerts", help="JSON-lines file the alerts are "
+                                          "appended to (default: standard output)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="File that keeps the place in the input and the "
+                                              "monitor's state; a rerun resumes from it."),
     log: Optional[Path] = typer.Option(None, help="Log file (the log also goes to standard error)."),
     consecutive: int = typer.Option(1, help="Steps over the threshold in a row needed for an alert."),
     top: int = typer.Option(3, help="Sensors named in each alert."),
@@ -26,7 +30,7 @@ def monitor(
     alert_config: Optional[Path] = typer.Option(None, help="Alert channels (JSON: webhook, e-mail, log); "
                                                 "each alert is also sent there."),
     threshold_rule: Optional[str] = typer.Option(None, help="fixed (default), rolling_quantile, pot, or JSON "
-                                                 "such as '{\"method\": \"pot\", \"q\": 1e-3}'."),
+                                                 "such as '{\"method\": \"pot\", \"risk\": 1e-3}'."),
 ):
     """Score a live sensor stream causally; one JSON line per alert, with the model version."""
     from reconad.ops.loading import load_model
@@ -38,16 +42,21 @@ def monitor(
         raise FileNotFoundError(f"input file not found: {input}")
     summary = _run(det, input, alerts=alerts, log_file=log, consecutive=consecutive, top=top,
                    follow=follow, idle_timeout=idle_timeout, encoding=encoding,
-                   alert_config=alert_config, threshold_rule=threshold_rule)
+                   alert_config=alert_config, threshold_rule=threshold_rule, checkpoint=checkpoint)
     err_console.print(f"rows {summary['rows']}, scored {summary['scored']}, malformed {summary['malformed']}, "
                       f"alerts {summary['alerts']} (model {det.model_version_})", highlight=False)
 
 
 def _run(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
          follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None,
-         threshold_rule: str | None) -> dict:
-    from reconad.ops.monitor import Monitor, follow as follow_lines
+         threshold_rule: str | None, checkpoint: Path | None = None) -> dict:
+    from reconad.ops.monitor import Monitor, alert_ids_in, check_alert_file, check_encoding, watch
+    from reconad.thresholds.adaptive import parse_rule
 
+    check_encoding(encoding)
+    if alerts is not None:
+        check_alert_file(alerts)
+    rule = parse_rule(threshold_rule)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -63,18 +72,24 @@ def _run(det, source: str, *, alerts: Path | None, log_file: Path | None, consec
         from reconad.ops.alerts import AlertDispatcher
 
         dispatcher = AlertDispatcher(alert_config, defaults={"model_version": det.model_version_})
+    seen = alert_ids_in(alerts) if alerts is not None else set()
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout
-    rule = json.loads(threshold_rule) if threshold_rule and threshold_rule.lstrip().startswith("{") else threshold_rule
-    mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule)
+    series = "-" if source == "-" else str(Path(source).resolve())
+    mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule, series=series)
     logger.info("monitoring %s with model %s, threshold %.6g, %d consecutive step(s)", source,
                 det.model_version_, mon.threshold, consecutive)
+
+    def emit(alert: dict) -> None:
+        sink.write(json.dumps(alert, ensure_ascii=False) + "\n")
+        sink.flush()
+        if sink is not sys.stdout:
+            os.fsync(sink.fileno())
+        if dispatcher is not None:
+            dispatcher.submit(alert)
+
     try:
-        for lines in follow_lines(source, follow=follow, idle_timeout=idle_timeout, encoding=encoding):
-            for alert in mon.push_lines(lines):
-                sink.write(json.dumps(alert, ensure_ascii=False) + "\n")
-                if dispatcher is not None:
-                    dispatcher.submit(alert)
-            sink.flush()
+        watch(mon, source, emit, follow=follow, idle_timeout=idle_timeout, encoding=encoding,
+              checkpoint=checkpoint, seen_ids=seen)
     except KeyboardInterrupt:
         logger.info("stopped")
     finally:

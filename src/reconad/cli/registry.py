@@ -47,13 +47,9 @@ def models_register(model: Path = typer.Option(..., help="Saved model folder."),
                     note: Optional[str] = typer.Option(None, help="A note to keep with the version."),
                     promote: bool = typer.Option(False, help="Make it the current version.")):
     """Add a saved model to the registry as the next version."""
-    from reconad.ops.registry import ModelRegistry, data_fingerprint
+    from reconad.ops.registry import ModelRegistry, data_fingerprint, read_metrics
 
-    if metrics is not None and not metrics.is_file():
-        raise FileNotFoundError(f"metrics file not found: {metrics}")
-    values = json.loads(metrics.read_text(encoding="utf-8")) if metrics is not None else None
-    if values is not None:
-        values = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool))}
+    values = read_metrics(metrics) if metrics is not None else None
     reg = ModelRegistry(registry)
     entry = reg.register(model, data_fingerprint=data_fingerprint(data) if data else None,
                          metrics=values, note=note)

@@ -19,6 +19,7 @@ def retrain(
     registry: Optional[Path] = typer.Option(None, help="Register the new model in this registry folder."),
     promote: bool = typer.Option(False, help="Make the registered model the current version."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already at --out."),
 ):
     """Fit a copy of a saved detector, with the same configuration, on new normal data."""
     from reconad.ops.loading import load_model
@@ -30,6 +31,9 @@ def retrain(
     overrides = parse_overrides(set_, params)
     if quiet and "verbose" in params:
         overrides.setdefault("verbose", 0)
+    from reconad.persistence import check_output
+
+    check_output(out, overwrite)
     result = do_retrain(model, data, out, overrides=overrides, registry=registry, promote=promote)
     m = result["metrics"]
     console.print(f"saved {out} (retrained from {result['parent_version']}; threshold "

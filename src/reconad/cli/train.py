@@ -69,6 +69,7 @@ def train(
                                      "--batch-size is the global batch."),
     checkpoint: Optional[Path] = typer.Option(None, help="Folder for a checkpoint after every epoch; "
                                               "a rerun resumes from it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already at --out."),
 ):
     """Train a detector on normal data and save it.
 
@@ -102,6 +103,9 @@ def train(
                   window=window, combine=combine, scaler=scaler, missing=missing, columns=names(columns),
                   stride=patch_stride if chosen == "image" else stride)
     det = kinds.detector_class(chosen)(**{k: v for k, v in params.items() if v is not None})
+    from reconad.persistence import check_output
+
+    check_output(out, overwrite)
     X, note = _training_data(det, chosen, paths, mvtec, names(drop) or [], encoding)
     _fit_and_save(det, X, out, distributed, checkpoint, note)
 
@@ -121,6 +125,10 @@ def _training_data(det, kind: str, paths: list[Path], mvtec: Path | None, drop: 
                 check_dir(folder, "normal-image")
         return [str(p) for p in paths], ""
     frames = [kinds.read_csv(p, encoding, parse_dates=kind == "series") for p in paths]
+    unknown = [c for c in drop if not any(c in f.columns for f in frames)]
+    if unknown:
+        raise ValueError(f"--drop names column(s) {', '.join(unknown)} that are not in the data; "
+                         f"columns: {', '.join(map(str, frames[0].columns))}")
     frames = [f.drop(columns=[c for c in drop if c in f.columns]) for f in frames]
     if kind == "series":
         return frames, ""

@@ -38,10 +38,11 @@ def _write_numbers(out_dir, result: dict, y, scores, threshold: float) -> Path:
 def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | None = None) -> dict:
     """Score ``normal`` and ``anomalous`` images; return the metrics at the detector's
     threshold. With ``out_dir``, also write ``metrics.json``, ``report.txt`` and the plots
-    ``loss.png``, ``scores.png``, ``roc.png``, ``reconstructions.png``."""
+    ``loss.png``, ``scores.png``, ``roc.png`` and, for models that reconstruct pixels,
+    ``reconstructions.png``."""
     # convert once (files are read once); NHWC floats in 0..1 are valid detector input
-    normal = to_float_array(normal, channels=detector.input_shape_[0]).transpose(0, 2, 3, 1)
-    anomalous = to_float_array(anomalous, channels=detector.input_shape_[0]).transpose(0, 2, 3, 1)
+    normal = to_float_array(normal, channels=detector._input_channels()).transpose(0, 2, 3, 1)
+    anomalous = to_float_array(anomalous, channels=detector._input_channels()).transpose(0, 2, 3, 1)
     s_norm = detector.decision_function(normal)
     s_anom = detector.decision_function(anomalous)
     y = np.r_[np.zeros(len(s_norm), int), np.ones(len(s_anom), int)]
@@ -56,7 +57,7 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
     plots.score_histogram(s_norm, s_anom, detector.threshold_, out / "scores.png", result["score"])
     plots.roc_curve(y, scores, out / "roc.png")
     # 18 normal and 18 anomalous images, each beside its reconstruction
-    if detector.model == "gmm":  # the GMM does not reconstruct images
+    if detector._entry().family in ("gmm", "features"):  # they do not reconstruct pixels
         return result
     pick = np.concatenate([normal[:18], anomalous[:18]])
     images = pick[..., 0] if pick.shape[-1] == 1 else pick
@@ -76,7 +77,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
 
     # (H, W, C) floats in 0..1: valid detector input for any size
     images = [im.transpose(1, 2, 0) for im in to_image_list([str(f) for f in files],
-                                                            channels=detector.input_shape_[0])]
+                                                            channels=detector._input_channels())]
     y = np.asarray(labels, dtype=int)
     scores = detector.decision_function(images)
     result = metrics.evaluate(y, scores, detector.threshold_)

@@ -53,7 +53,7 @@ def build_report(detector, X, y=None, title: str | None = None, n_top: int = 8) 
         raise ValueError("the detector is not fitted; report on a fitted or loaded model")
     images = detector.kind == "image"
     if images:  # read files once; NHWC floats in 0..1 are valid detector input
-        X = to_float_array(X, channels=detector.input_shape_[0]).transpose(0, 2, 3, 1)
+        X = to_float_array(X, channels=detector._input_channels()).transpose(0, 2, 3, 1)
     scores = np.asarray(detector.decision_function(X), dtype=np.float64)
     threshold = float(detector.threshold_)
     if y is not None:

@@ -8,8 +8,8 @@ bag of image paths, and returns a lazy Dask DataFrame of scores in the input's o
 scheduler address is given. The model is named as everywhere (a model folder, a registry
 folder for its current version, or ``REGISTRY@VERSION``, see :mod:`reconad.ops.loading`);
 it is resolved once, so every worker scores with the same version even when the registry
-moves on meanwhile, and each worker loads it once (``frame_scoring.load_cached``). Every
-result row carries the ``model_version``.
+moves on meanwhile, and each worker loads it once
+(:func:`reconad.scale.frames.load_cached`). Every result row carries the ``model_version``.
 
 Requires the ``scale`` extra: ``pip install 'reconad[scale]'``.
 """

@@ -43,7 +43,7 @@ from PIL import Image
 
 try:
     from fastapi import FastAPI, Query, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartException, MultiPartParser
@@ -51,7 +51,8 @@ except ImportError:  # pragma: no cover - the serve extra is missing
     raise ImportError("the scoring service needs FastAPI and uvicorn: pip install 'reconad[serve]'") from None
 
 from reconad._version import __version__
-from reconad.data.images import decode_image, to_float_array
+from reconad.data.csv import read_csv_bytes
+from reconad.data.images import decode_image, stack_images, to_float_array
 from reconad.models.catalogue import KINDS, entries
 from reconad.ops.loading import declared_kind
 from reconad.serve.batching import MicroBatcher, image_engine
@@ -71,6 +72,27 @@ class BadInput(Exception):
 
 
 # --- turning request bodies into detector input ----------------------------------------
+
+OFFLINE_NOTE = (
+    "<div id='reconad-offline' style='display:none;font-family:sans-serif;margin:2em'>"
+    "<h2>The interactive API page needs the internet</h2>"
+    "<p>It loads Swagger UI from cdn.jsdelivr.net, which this browser cannot reach. The service "
+    "works without it: the API description is at <a href='/openapi.json'>/openapi.json</a>; "
+    "score with <code>POST /score</code> (JSON, CSV, or image files), check with "
+    "<code>GET /health</code> and <code>GET /model</code>.</p></div>"
+    "<script>window.addEventListener('load', function () {"
+    "if (typeof SwaggerUIBundle === 'undefined') {"
+    "document.getElementById('reconad-offline').style.display = 'block';}});</script>")
+
+
+def docs_html(title: str) -> str:
+    """The /docs page: Swagger UI (from its CDN), and a note shown when the CDN cannot be
+    reached (offline plants) that says where the API description is."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} - API").body.decode("utf-8")
+    return page.replace("<body>", "<body>" + OFFLINE_NOTE, 1)
+
 
 def _json_images(payload) -> np.ndarray:
     try:
@@ -165,8 +187,12 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                              f"{want[0]}x{want[1]} (height x width)")
         return np.ascontiguousarray(data.transpose(0, 2, 3, 1))
 
-    app = FastAPI(title="reconad scoring service", version=__version__,
+    app = FastAPI(title="reconad scoring service", version=__version__, docs_url=None,
                   description="Anomaly scores, labels and maps from a fitted reconad model.")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page():
+        return HTMLResponse(docs_html(app.title))
 
     @app.exception_handler(BadInput)
     async def _bad_input(request: Request, exc: BadInput):
@@ -222,7 +248,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             if takes_images:
                 raise BadInput(415, "this model takes images: send image files or JSON arrays, not CSV")
             try:
-                frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
+                frame = read_csv_bytes(body, "the CSV body")   # as the command line reads files
             except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
                 raise BadInput(422, f"cannot read CSV: {exc}") from None
             if frame.empty:
@@ -240,13 +266,14 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             if len(uploads) > max_batch:
                 raise BadInput(413, f"batch of {len(uploads)} exceeds the limit of {max_batch} samples")
             try:
-                images = [decode_image(data, channels, name=name) for name, data in uploads]
+                limit = detector.pixel_limit() if hasattr(detector, "pixel_limit") else None
+                images = [decode_image(data, channels, name=name, max_pixels=limit) for name, data in uploads]
             except ValueError as exc:
                 raise BadInput(422, str(exc)) from None
             shapes = {im.shape for im in images}
             if len(shapes) > 1:
                 raise BadInput(422, f"uploaded images differ in size: {sorted(shapes)[:3]}")
-            return np.stack(images)
+            return stack_images(images)
         raise BadInput(415, f"unsupported content type {ctype or '(none)'!r}; send application/json, "
                             "text/csv, multipart/form-data or image/png")
 
@@ -375,6 +402,8 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
 
     from reconad.ops.loading import load_model
 
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer 0..65535, got {port!r}")
     if threads is not None:
         torch.set_num_threads(int(threads))
 
