@@ -10,6 +10,7 @@ pytest.importorskip("optuna")
 
 from reconad import ImageDetector, TabularDetector  # noqa: E402
 from reconad.evaluation import tuning  # noqa: E402
+from conftest import DATA_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -94,7 +95,7 @@ def test_tune_command(tmp_path):
     assert res.exit_code != 0
 
 
-SKAB = Path("/work/shared/data/skab")
+SKAB = DATA_DIR / "skab"
 
 
 def _series_files(tmp_path):

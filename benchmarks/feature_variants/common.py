@@ -1,7 +1,6 @@
 import os
 import sys, time, numpy as np, torch, torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import os; os.environ.setdefault("RECONAD_DATA", "/work/shared/data")
 from _common import magnetic_tile_split
 from PIL import Image
 from sklearn.metrics import roc_auc_score
