@@ -83,7 +83,8 @@ def train(
     score: Optional[str] = typer.Option(None, help="l1, mse or bce (default: the model's)."),
     loss: Optional[str] = typer.Option(None, help="Training loss (default: the model's)."),
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs."),
-    threshold_method: str = typer.Option("percentile", help="percentile, mean_std or fpr."),
+    threshold_method: Optional[str] = typer.Option(None, help="percentile, mean_std, fpr or margin "
+                                                   "(default: percentile for images, margin for series)."),
     threshold_param: Optional[float] = typer.Option(None, help="q, k or the target rate."),
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
@@ -93,7 +94,9 @@ def train(
     stride: int = typer.Option(1, help="Series: rows between window starts."),
     columns: Optional[str] = typer.Option(None, help="Series: sensor columns, comma-separated."),
     drop: Optional[str] = typer.Option(None, help="Series: columns to leave out, comma-separated."),
-    combine: str = typer.Option("mean", help="Series: mean, max or last (causal)."),
+    combine: str = typer.Option("last", help="Series: last (causal), mean or max."),
+    slow_sensors: str = typer.Option("auto", help="Series: sensors whose level is the operating point, "
+                                     "not a fault: auto (smooth ones), none, or names, comma-separated."),
     scaler: str = typer.Option("standard", help="Series: standard, minmax or none."),
     encoding: Optional[str] = typer.Option(None, help="Series: CSV encoding (default: detect)."),
     mvtec: Optional[Path] = typer.Option(None, help="MVTec-layout folder: trains on ROOT/train/good."),
@@ -121,7 +124,8 @@ def train(
             normal, out, columns=columns, drop=drop, encoding=encoding, model=model, window=window,
             stride=stride, combine=combine, scaler=scaler, score=score or "mae", loss=loss,
             epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim, width=width,
-            depth=depth, patience=patience, threshold_method=threshold_method,
+            depth=depth, patience=patience, threshold_method=threshold_method or "margin",
+            slow_sensors=cli_series.slow_sensors_option(slow_sensors),
             threshold_param=threshold_param, device=device, random_state=seed, verbose=0 if quiet else 1))
         return
     if (normal is None) == (mvtec is None):
@@ -135,7 +139,7 @@ def train(
         inputs = [str(p) for p in normal]
     det = ImageDetector(model=model, epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim,
                         width=width, depth=depth, score=score, loss=loss, patience=patience,
-                        threshold_method=threshold_method, threshold_param=threshold_param,
+                        threshold_method=threshold_method or "percentile", threshold_param=threshold_param,
                         device=device, random_state=seed, verbose=0 if quiet else 1,
                         patch_size=patch_size, stride=patch_stride, patches_per_image=patches_per_image,
                         model_kwargs={"pca_components": pca_components} if pca_components else None,
@@ -564,7 +568,8 @@ def monitor(
     input: str = typer.Option(..., "--input", help="CSV file to follow as it grows, or - for standard input."),
     alerts: Optional[Path] = typer.Option(None, help="JSON-lines file for alerts (default: standard output)."),
     log: Optional[Path] = typer.Option(None, help="Log file (the log also goes to standard error)."),
-    consecutive: int = typer.Option(1, help="Steps over the threshold in a row needed for an alert."),
+    consecutive: Optional[int] = typer.Option(None, help="Steps over the threshold in a row needed for an "
+                                              "alert (default: the model's alert rule)."),
     top: int = typer.Option(3, help="Sensors named in each alert."),
     follow: bool = typer.Option(True, help="Keep reading a file as it grows (Ctrl-C stops)."),
     idle_timeout: Optional[float] = typer.Option(None, help="Stop following after this many idle seconds."),

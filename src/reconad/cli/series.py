@@ -45,6 +45,14 @@ def _sensor_frame(frame: pd.DataFrame, columns: list[str] | None, drop: list[str
     return frame.drop(columns=[c for c in drop if c in frame.columns])
 
 
+def slow_sensors_option(text: str):
+    """``--slow-sensors``: ``auto``, ``none`` or comma-separated column names."""
+    text = text.strip()
+    if text.lower() in ("auto", "none", ""):
+        return None if text.lower() in ("none", "") else "auto"
+    return _columns(text)
+
+
 def train(normal: list[Path], out: Path, *, columns: str | None, drop: str | None, encoding: str | None,
           **params) -> str:
     from reconad.detectors import SeriesDetector
@@ -101,7 +109,7 @@ def evaluate(det, path: Path, label_column: str, out: Path, encoding: str | None
     return result
 
 
-def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
+def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int | None, top: int,
             follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None = None,
             threshold_rule: str | None = None) -> dict:
     from reconad.ops.monitor import Monitor, follow as follow_lines
@@ -124,7 +132,8 @@ def monitor(det, source: str, *, alerts: Path | None, log_file: Path | None, con
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout
     rule = json.loads(threshold_rule) if threshold_rule and threshold_rule.lstrip().startswith("{") else threshold_rule
     mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule)
-    logger.info("monitoring %s with threshold %.6g, %d consecutive step(s)", source, mon.threshold, consecutive)
+    logger.info("monitoring %s with threshold %.6g, %d consecutive step(s) to start an alert, %d at or below "
+                "%.6g to end it", source, mon.threshold, mon.consecutive, mon.leave, mon.threshold * mon.release)
     try:
         for lines in follow_lines(source, follow=follow, idle_timeout=idle_timeout, encoding=encoding):
             for alert in mon.push_lines(lines):

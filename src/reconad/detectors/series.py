@@ -10,6 +10,7 @@ import torch
 from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.scoring import windows
+from reconad.thresholds import episodes as alert_rule
 from reconad.data import series as sdata
 from reconad.detectors.base import BaseDetector
 from reconad.models.registry import spec
@@ -72,14 +73,16 @@ class SeriesDetector(BaseDetector):
     """
 
     def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
-                 combine: str = "mean", score: str = "mae", normalize_sensors: bool = False,
+                 combine: str = "last", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
-                 sensor_reduce: str = "sum",
+                 sensor_reduce: str = "max", slow_sensors: str | list[str] | None = "auto",
+                 score_slow: bool = False, score_last: float = 0.5,
+                 alert_enter: int = 1, alert_leave: int = 10, alert_release: float = 0.9,
                  latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
                  model_kwargs: dict | None = None, loss: str | None = None, epochs: int = 50,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.0,
                  validation_fraction: float = 0.1, patience: int | None = 5,
-                 threshold_method: str = "percentile", threshold_param: float | None = None,
+                 threshold_method: str = "margin", threshold_param: float | None = None,
                  device: str = "auto", random_state: int | None = 0, verbose: int = 1):
         self.model = model
         self.window = window
@@ -91,6 +94,12 @@ class SeriesDetector(BaseDetector):
         self.columns = columns
         self.fill_limit = fill_limit
         self.sensor_reduce = sensor_reduce
+        self.slow_sensors = slow_sensors
+        self.score_slow = score_slow
+        self.score_last = score_last
+        self.alert_enter = alert_enter
+        self.alert_leave = alert_leave
+        self.alert_release = alert_release
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -134,6 +143,17 @@ class SeriesDetector(BaseDetector):
         if self.sensor_reduce not in SENSOR_REDUCE:
             raise ValueError(f"unknown sensor_reduce {self.sensor_reduce!r}; choose one of "
                              f"{', '.join(SENSOR_REDUCE)}")
+        slow = self.slow_sensors
+        if not (slow is None or slow == "auto" or (isinstance(slow, (list, tuple))
+                                                   and all(isinstance(c, str) for c in slow))):
+            raise ValueError(f"slow_sensors must be 'auto', None or a list of column names, got {slow!r}")
+        if not 0 < float(self.score_last) <= 1:
+            raise ValueError(f"score_last must be in (0, 1], got {self.score_last}")
+        if int(self.alert_enter) < 1 or int(self.alert_leave) < 1:
+            raise ValueError(f"alert_enter and alert_leave must be at least 1, got {self.alert_enter} "
+                             f"and {self.alert_leave}")
+        if not 0 < float(self.alert_release) <= 1:
+            raise ValueError(f"alert_release must be in (0, 1], got {self.alert_release}")
         if self.scaler not in sdata.SCALERS:
             raise ValueError(f"unknown scaler {self.scaler!r}; choose one of {', '.join(sdata.SCALERS)}")
         if (self.loss or "mse") not in ("mse", "l1"):
@@ -191,10 +211,12 @@ class SeriesDetector(BaseDetector):
         self.columns_ = list(cols)
         self.n_features_ = len(cols)
         self.n_filled_ = int(sum(s.n_filled for s in segs))
-        self.center_, self.scale_ = sdata.fit_scaler(np.concatenate([s.values for s in segs]), self.scaler)
+        rows = np.concatenate([s.values for s in segs])
+        self.center_, self.scale_ = sdata.fit_scaler(rows, self.scaler)
+        self.slow_mask_ = self._slow_mask(segs)
         wins = np.concatenate([windows.make_windows(sdata.apply_scaler(s.values, self.center_, self.scale_),
                                                     int(self.window), int(self.stride)) for s in segs])
-        wins = np.ascontiguousarray(wins, dtype=np.float32)
+        wins = np.ascontiguousarray(windows.center_sensors(wins, self.slow_mask_), dtype=np.float32)
         if len(wins) < 2:
             raise ValueError(f"too few rows: need at least {int(self.window) + 1} rows for two windows "
                              f"of {self.window}")
@@ -221,27 +243,54 @@ class SeriesDetector(BaseDetector):
         if self.normalize_sensors:
             raw = self._sensor_errors(wins)
             self.sensor_norm_ = np.maximum(np.median(raw, 0), 1e-6).astype(np.float32)
-        held_out = wins[val_idx] if len(val_idx) else wins
+        held_out = wins[val_idx] if len(val_idx) and self.threshold_method != "margin" else wins
         self._set_threshold_from(self.reduce_sensors(self._sensor_errors(held_out)))
         return self
+
+    def _slow_mask(self, segs: list) -> np.ndarray:
+        """Which sensors are slow (``slow_sensors``): named ones, or by ``smoothness`` of the
+        training rows (each segment judged alone, a sensor slow in most segments)."""
+        if self.slow_sensors is None:
+            return np.zeros(self.n_features_, bool)
+        if self.slow_sensors == "auto":
+            votes = [sdata.slow_sensors(s.values) for s in segs if len(s.values) >= 3]
+            return np.mean(votes, 0) > 0.5 if votes else np.zeros(self.n_features_, bool)
+        unknown = [c for c in self.slow_sensors if c not in self.columns_]
+        if unknown:
+            raise ValueError(f"slow_sensors names unknown column(s) {', '.join(unknown)}; "
+                             f"columns: {', '.join(self.columns_)}")
+        return np.array([c in self.slow_sensors for c in self.columns_])
+
+    @property
+    def slow_sensors_(self) -> list[str]:
+        """Names of the sensors treated as slow (their level within a window is not scored)."""
+        return [c for c, m in zip(self.columns_, self.slow_mask_) if m]
 
     # --- scoring ----------------------------------------------------------------------
     def _sensor_errors(self, wins: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Per-window, per-sensor errors ``(n, F)`` of scaled windows ``(n, window, F)``."""
         self.model_.eval()
+        wins = windows.center_sensors(wins, getattr(self, "slow_mask_", np.zeros(self.n_features_, bool)))
         out = []
         with torch.no_grad():
             for start in range(0, len(wins), batch_size):
                 xb = torch.from_numpy(np.array(wins[start:start + batch_size], dtype=np.float32)).to(self.device_)
                 err = scoring.elementwise(xb, self.model_(xb), "l1" if self.score == "mae" else "mse")
-                out.append(err.mean(1).cpu().numpy())
+                out.append(err[:, -self._score_rows():].mean(1).cpu().numpy())
         if not out:
             return np.zeros((0, self.n_features_), np.float32)
         return np.concatenate(out) / getattr(self, "sensor_norm_", 1.0)
 
+    def _score_rows(self) -> int:
+        """How many of each window's newest rows its error is taken over (``score_last``)."""
+        return max(1, int(round(float(getattr(self, "score_last", 1.0)) * int(self.window))))
+
     def reduce_sensors(self, errors: np.ndarray) -> np.ndarray:
         """Window scores ``(n,)`` from per-sensor window errors ``(n, F)``, by ``sensor_reduce``."""
         errors = np.asarray(errors)
+        if not getattr(self, "score_slow", True) and getattr(self, "slow_mask_", None) is not None \
+                and self.slow_mask_.any() and not self.slow_mask_.all():
+            errors = errors[:, ~self.slow_mask_]
         if getattr(self, "sensor_reduce", "sum") == "max":
             return errors.max(1) if errors.shape[1] else np.zeros(len(errors), errors.dtype)
         return errors.sum(1)
@@ -265,9 +314,29 @@ class SeriesDetector(BaseDetector):
         return windows.to_steps(self.reduce_sensors(self._sensor_errors(wins)), len(s.values), int(self.window),
                                 int(self.stride), how)
 
+    def alert_levels(self, threshold: float | None = None) -> tuple[float, float]:
+        """The levels that start and end an alert: ``threshold`` (default ``threshold_``) and
+        ``alert_release`` times it."""
+        high = float(self.threshold_ if threshold is None else threshold)
+        return high, high * float(self.alert_release)
+
+    def predict(self, X) -> np.ndarray:
+        """0 for normal, 1 inside an alert: the alert rule on the step scores of
+        ``decision_function`` (see :mod:`reconad.thresholds.episodes`). An alert starts once
+        ``alert_enter`` steps in a row score above ``threshold_`` and ends once ``alert_leave``
+        steps in a row score at or below ``alert_release * threshold_``. With the default
+        ``combine="last"`` each step is scored by the window that ends at it, so no flag
+        depends on a later row, and the first ``window - 1`` steps are never flagged."""
+        self._check_fitted()
+        high, low = self.alert_levels()
+        flags, _ = alert_rule.episodes(self.decision_function(X), high, low,
+                                       int(self.alert_enter), int(self.alert_leave))
+        return flags.astype(int)
+
     def sensor_scores(self, X, combine: str | None = None) -> pd.DataFrame:
-        """Per-sensor contributions ``(T, F)`` as a DataFrame (with ``sensor_reduce="sum"`` and
-        ``combine="mean"`` or ``"last"`` the rows sum to the step scores)."""
+        """Per-sensor contributions ``(T, F)`` as a DataFrame. With ``combine="mean"`` or
+        ``"last"``, a step's score is the largest (``sensor_reduce="max"``) or the sum
+        (``"sum"``) of its row's contributions, over the scored sensors (see ``score_slow``)."""
         how = combine or self.combine
         wins, s = self._windows_of(X)
         per = windows.to_steps(self._sensor_errors(wins), len(s.values), int(self.window),
@@ -287,7 +356,8 @@ class SeriesDetector(BaseDetector):
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         tensors.update({"state.center_": torch.from_numpy(self.center_),
                         "state.scale_": torch.from_numpy(self.scale_),
-                        "state.sensor_norm_": torch.from_numpy(self.sensor_norm_)})
+                        "state.sensor_norm_": torch.from_numpy(self.sensor_norm_),
+                        "state.slow_mask_": torch.from_numpy(self.slow_mask_.astype(np.uint8))})
         return fitted, tensors
 
     def _restore_state(self, fitted, tensors):
@@ -299,6 +369,8 @@ class SeriesDetector(BaseDetector):
         self.center_ = tensors.pop("state.center_").numpy()
         self.scale_ = tensors.pop("state.scale_").numpy()
         self.sensor_norm_ = tensors.pop("state.sensor_norm_").numpy()
+        slow = tensors.pop("state.slow_mask_", None)
+        self.slow_mask_ = slow.numpy().astype(bool) if slow is not None else np.zeros(self.n_features_, bool)
         self.device_ = resolve_device(self.device)
         self.model_ = self._build()
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
