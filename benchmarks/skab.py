@@ -66,45 +66,72 @@ def _build_one_channel(input_shape, **kw):
     return OneChannelConvAE(input_shape, **kw)
 
 
+# the settings the rows below were measured with before the detector's defaults changed
+OLD = dict(slow_sensors=None, score_last=1.0, combine="mean", threshold_method="percentile")
+OLD_SUM = dict(OLD, sensor_reduce="sum")
+
 # name, detector settings, (quantile, factor), n seeds, note
 CONFIGS = {
     "conv_ae_leaderboard": dict(
         label="Conv-AE, leaderboard set-up (reproduction)",
         params=dict(model="skab_conv_ae_1ch", window=60, epochs=100, batch_size=32, patience=5,
-                    loss="mse", validation_fraction=0.1),
+                    loss="mse", validation_fraction=0.1, **OLD_SUM),
         rule=(0.999, 4 / 3), seeds=1,
         note="one-channel decoder output broadcast over the 8 sensors (quirk reproduced)"),
     "lstm_ae_leaderboard": dict(
         label="LSTM-AE, leaderboard set-up (reproduction)",
         params=dict(model="lstm_ae", window=10, latent_dim=None, width=100, epochs=100,
-                    batch_size=32, patience=5, loss="l1", validation_fraction=0.1),
+                    batch_size=32, patience=5, loss="l1", validation_fraction=0.1, **OLD_SUM),
         rule=(0.99, 3 / 2), seeds=1,
         note="its notebook's windows of 10, 0.99 quantile x 3/2; tanh LSTMs (Keras: relu)"),
     "conv_ae": dict(
         label="reconad conv_ae (8-sensor output)",
         params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
-                    loss="mse", validation_fraction=0.1),
+                    loss="mse", validation_fraction=0.1, **OLD_SUM),
         rule=(0.999, 4 / 3), seeds=1, note="protocol as published; a decoder that rebuilds all 8 sensors"),
     "conv_ae_ens3": dict(
         label="reconad conv_ae, 3 seeds averaged",
         params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
-                    loss="mse", validation_fraction=0.1),
+                    loss="mse", validation_fraction=0.1, **OLD_SUM),
         rule=(0.999, 4 / 3), seeds=3, note="window scores averaged over 3 seeds before the threshold rule"),
     "conv_ae_max_ens3": dict(
         label="reconad conv_ae, worst sensor, 3 seeds averaged",
         params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
-                    loss="mse", validation_fraction=0.1, sensor_reduce="max"),
+                    loss="mse", validation_fraction=0.1, sensor_reduce="max", **OLD),
         rule=(0.999, 4 / 3), seeds=3,
         note="window score = the largest per-sensor error (sensor_reduce='max') instead of the sum; "
              "per-sensor errors averaged over 3 seeds; threshold and flag rule as published"),
     "conv_ae_max_ens3_free": dict(
         label="reconad conv_ae, worst sensor, 3 seeds, factor from anomaly-free (not the protocol's rule)",
         params=dict(model="conv_ae", window=60, epochs=30, batch_size=32, patience=5,
-                    loss="mse", validation_fraction=0.1, sensor_reduce="max"),
+                    loss="mse", validation_fraction=0.1, sensor_reduce="max", **OLD),
         rule=("anomaly-free", 0.999, 0.15), seeds=3,
         note="models as the row above (reused when both rows run in one command); threshold = 0.999 quantile x a factor set once from the "
              "anomaly-free recording so that at most 15 % of its simulated test rows are flagged"),
 }
+
+# rows of reconad's own defaults: SeriesDetector(window=60), fitted on each file's first 400 rows,
+# flags from its predict (the causal alert rule), on the test part (strict board) and on the
+# whole file (original board)
+LIBRARY = {
+    "defaults": dict(
+        label="reconad defaults: SeriesDetector(window=60), one model, mean of 3 seeds",
+        mode="per_seed", seeds=3,
+        note="only window=60 passed; det.predict on the test part (strict) and on the whole file (original); "
+             "F1, FAR and MAR are the means over seeds 0, 1, 2 (each pooled over the 34 files)"),
+    "defaults_ens3": dict(
+        label="reconad defaults, 3 seeds' errors averaged (recommended)",
+        mode="ensemble", seeds=3,
+        note="the three models of the row above; per-sensor window errors averaged over them, then the "
+             "detector's own rules: margin threshold over the training windows, alert rule with hysteresis"),
+    "defaults_free": dict(
+        label="reconad defaults, 3 seeds, margin from anomaly-free (learns from anomaly-free.csv; not a protocol row)",
+        mode="free", seeds=3,
+        note="models and scores as the row above; the margin factor is set once, for all files, from "
+             "the anomaly-free recording: the smallest multiple of 0.05 that flags at most 15 % of the "
+             "simulated test rows of its chunks (a model on each chunk's first 400 rows, 3 seeds)"),
+}
+_DETS: dict = {}  # (seed, data key) -> per-sensor window errors and the fitted detector's rules
 
 _SCORES: dict = {}  # (settings, seed, data key) -> per-sensor window scores; rows that share models reuse them
 
@@ -233,6 +260,115 @@ def evaluate_config(name: str, files, seed: int) -> dict:
           f"F1 {result['whole_file']['f1']:.4f} FAR {100 * result['whole_file']['far']:.2f} %  "
           f"({result['seconds']:.0f} s)",
           flush=True)
+    return result
+
+
+def library_errors(df: pd.DataFrame, sensors: list[str], seed: int, key: str, whole: bool = True) -> dict:
+    """A default detector on the first 400 rows; its per-sensor window errors of the
+    training part, the test part and the whole file, and its own flags (``predict``)."""
+    if (seed, key) not in _DETS:
+        det = SeriesDetector(window=60, columns=sensors, device="cpu", verbose=0,
+                             random_state=seed).fit(df.iloc[:N_TRAIN])
+        parts = {"train": df.iloc[:N_TRAIN], "test": df.iloc[N_TRAIN:]}
+        if whole:
+            parts["whole"] = df
+        got = {name: det.window_scores(part, per_sensor=True) for name, part in parts.items()}
+        got["predict"] = {name: det.predict(part).astype(bool) for name, part in parts.items() if name != "train"}
+        got["steps"] = det.decision_function(parts["test"])
+        got["det"] = det
+        _DETS[(seed, key)] = got
+    return _DETS[(seed, key)]
+
+
+def alert_flags(det, per_sensor_train, per_sensor, n_rows: int, factor: float):
+    """The detector's own rules on (averaged) per-sensor window errors: margin threshold
+    over the training windows, causal step scores, alert rule with hysteresis."""
+    from reconad.scoring import windows as W
+    from reconad.thresholds import episodes, rules
+
+    high = rules.margin(det.reduce_sensors(per_sensor_train), factor)
+    steps = W.to_steps(det.reduce_sensors(per_sensor), n_rows, int(det.window), 1, "last")
+    flags, _ = episodes.episodes(steps, high, high * det.alert_release, det.alert_enter, det.alert_leave)
+    return flags, steps / high
+
+
+def free_factor(cfg: dict, seed0: int, target: float = 0.15) -> float:
+    """The margin factor from the anomaly-free recording (see ``LIBRARY["defaults_free"]``)."""
+    free = read_csv(data_dir() / "skab" / "anomaly-free" / "anomaly-free.csv")
+    sensors = list(free.columns)
+    chunks = [free.iloc[c * FREE_CHUNK:(c + 1) * FREE_CHUNK] for c in range(len(free) // FREE_CHUNK)]
+    per = []
+    for c, ch in enumerate(chunks):
+        runs = [library_errors(ch, sensors, seed0 + k, f"anomaly-free/{c}", whole=False) for k in range(cfg["seeds"])]
+        per.append((runs[0]["det"], np.mean([r["train"] for r in runs], 0), np.mean([r["test"] for r in runs], 0),
+                    len(ch) - N_TRAIN))
+    for factor in np.round(np.arange(1.0, 10.0001, 0.05), 2):
+        flagged = np.concatenate([alert_flags(det, tr, te, n, factor)[0] for det, tr, te, n in per])
+        if flagged.mean() <= target:
+            return float(factor)
+    return 10.0
+
+
+def evaluate_library(name: str, files, seed0: int) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from reconad.thresholds import rules
+
+    cfg = LIBRARY[name]
+    t0 = time.perf_counter()
+    factor = free_factor(cfg, seed0) if cfg["mode"] == "free" else rules.DEFAULTS["margin"]
+    runs = {k: [] for k in ("y", "yw", "preds", "preds_w", "scores")}
+    per_seed = {s: {"p": [], "pw": []} for s in range(cfg["seeds"])}
+    for fname, df in files:
+        sensors = [c for c in df.columns if c not in ("anomaly", "changepoint")]
+        got = [library_errors(df, sensors, seed0 + k, fname) for k in range(cfg["seeds"])]
+        y_all = df["anomaly"].to_numpy().astype(int)
+        runs["y"].append(y_all[N_TRAIN:])
+        runs["yw"].append(y_all)
+        for k, g in enumerate(got):
+            per_seed[k]["p"].append(g["predict"]["test"])
+            per_seed[k]["pw"].append(g["predict"]["whole"])
+        det = got[0]["det"]
+        avg = {part: np.mean([g[part] for g in got], 0) for part in ("train", "test", "whole")}
+        p, s = alert_flags(det, avg["train"], avg["test"], len(df) - N_TRAIN, factor)
+        pw, _ = alert_flags(det, avg["train"], avg["whole"], len(df), factor)
+        if cfg["mode"] == "per_seed":  # the detectors' own predict and scores, as a user gets them
+            s = np.mean([g["steps"] / g["det"].threshold_ for g in got], 0)
+        runs["preds"].append(p)
+        runs["preds_w"].append(pw)
+        runs["scores"].append(s)
+    y, yw = np.concatenate(runs["y"]), np.concatenate(runs["yw"])
+    if cfg["mode"] == "per_seed":
+        seeds = [(metrics.binary_counts(y, np.concatenate(v["p"])), metrics.binary_counts(yw, np.concatenate(v["pw"])))
+                 for v in per_seed.values()]
+        counts = {m: float(np.mean([a[m] for a, _ in seeds])) for m in ("f1", "far", "mar")}
+        whole = {m: float(np.mean([b[m] for _, b in seeds])) for m in ("f1", "far", "mar")}
+        spread = "; per seed (strict F1 / FAR, original F1 / FAR): " + ", ".join(
+            f"{a['f1']:.4f} / {100 * a['far']:.2f} %, {b['f1']:.4f} / {100 * b['far']:.2f} %" for a, b in seeds)
+        preds = [np.concatenate(v["p"]) for v in per_seed.values()]
+    else:
+        counts = metrics.binary_counts(y, np.concatenate(runs["preds"]))
+        whole = metrics.binary_counts(yw, np.concatenate(runs["preds_w"]))
+        spread = ""
+        preds = [np.concatenate(runs["preds"])]
+    after, fps = 0, 0
+    for pred in preds:  # false alarms after the anomaly's end (mean over seeds)
+        offs = 0
+        for a in runs["y"]:
+            part = pred[offs:offs + len(a)]
+            offs += len(a)
+            fps += int((part & (a == 0)).sum())
+            if a.any():
+                after += int((part & (np.arange(len(a)) > np.flatnonzero(a)[-1])).sum())
+    vus = [metrics.vus_pr(a, sc, max_buffer=120) for a, sc in zip(runs["y"], runs["scores"]) if a.any()]
+    result = {**{m: counts[m] for m in ("f1", "far", "mar")}, "whole_file": whole,
+              "roc_auc": float(roc_auc_score(y, np.concatenate(runs["scores"]))), "vus_pr": float(np.mean(vus)),
+              "seconds": time.perf_counter() - t0, "label": cfg["label"], "note": cfg["note"] + spread,
+              "factor": factor, "fp": fps / len(preds), "fp_after_anomaly": after / len(preds),
+              "n_test_rows": int(len(y)), "n_anomalous": int(y.sum())}
+    print(f"{name:24s} factor {factor:.2f}  strict: F1 {result['f1']:.4f} FAR {100 * result['far']:.2f} % "
+          f"MAR {100 * result['mar']:.2f} %  | original: F1 {whole['f1']:.4f} FAR {100 * whole['far']:.2f} % "
+          f"MAR {100 * whole['mar']:.2f} %  ({result['seconds']:.0f} s){spread}", flush=True)
     return result
 
 
@@ -393,7 +529,7 @@ definition in `tests/test_series.py`, and once against the authors' reference co
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--only", nargs="*", default=list(CONFIGS) + list(LIBRARY), choices=list(CONFIGS) + list(LIBRARY))
     ap.add_argument("--files", type=int, default=None, help="use only the first N files (quick look)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -402,7 +538,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         saved = json.loads((ROOT / "docs" / "skab.json").read_text())
-        table, md = render(saved["results"], saved["machine"])
+        order = list(CONFIGS) + list(LIBRARY)
+        table, md = render({k: saved["results"][k] for k in order if k in saved["results"]}, saved["machine"])
         write_results("skab", md, saved)
         return
     torch.set_num_threads(args.threads)
@@ -415,12 +552,14 @@ def main() -> None:
     results = {}
     if write and saved_path.exists():  # rows from earlier runs of other configurations are kept
         results = json.loads(saved_path.read_text()).get("results", {})
+    order = list(CONFIGS) + list(LIBRARY)
     for name in args.only:
-        results[name] = evaluate_config(name, files, args.seed)
+        results[name] = evaluate_library(name, files, args.seed) if name in LIBRARY else \
+            evaluate_config(name, files, args.seed)
         if write:  # after each configuration, so a long run leaves what it has done
-            table, md = render({k: results[k] for k in CONFIGS if k in results}, machine())
+            table, md = render({k: results[k] for k in order if k in results}, machine())
             write_results("skab", md, {"machine": machine(), "results": results})
-    table, _ = render({k: results[k] for k in CONFIGS if k in results}, machine())
+    table, _ = render({k: results[k] for k in order if k in results}, machine())
     print("\n" + table)
 
 

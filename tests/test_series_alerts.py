@@ -142,3 +142,16 @@ def test_saved_detector_and_monitor_keep_the_rule(det, tmp_path):
     np.testing.assert_array_equal(np.concatenate(flags), det.predict(test).astype(bool))
     assert [a["row"] for a in alerts] == starts(det.predict(test)).tolist()
     assert alerts[0]["top_sensors"][0]["sensor"] == "flow"
+
+
+def test_short_and_long_inputs_follow_the_same_rule():
+    rng = np.random.default_rng(7)
+    s = rng.random(400) * 3
+    s[rng.random(400) < 0.05] = np.nan
+    whole, end = episodes(s, 2.0, 1.0, enter=2, leave=3)
+    state, got = None, []
+    for v in s:  # one step at a time takes the loop
+        flags, state = episodes([v], 2.0, 1.0, enter=2, leave=3, state=state)
+        got.append(flags[0])
+    np.testing.assert_array_equal(got, whole)
+    assert state == end

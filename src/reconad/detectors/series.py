@@ -267,15 +267,17 @@ class SeriesDetector(BaseDetector):
         return [c for c, m in zip(self.columns_, self.slow_mask_) if m]
 
     # --- scoring ----------------------------------------------------------------------
-    def _sensor_errors(self, wins: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def _sensor_errors(self, wins: np.ndarray, batch_size: int = 1024, network=None) -> np.ndarray:
         """Per-window, per-sensor errors ``(n, F)`` of scaled windows ``(n, window, F)``."""
-        self.model_.eval()
+        if self.model_.training:
+            self.model_.eval()
+        network = self.model_ if network is None else network
         wins = windows.center_sensors(wins, getattr(self, "slow_mask_", np.zeros(self.n_features_, bool)))
         out = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(wins), batch_size):
                 xb = torch.from_numpy(np.array(wins[start:start + batch_size], dtype=np.float32)).to(self.device_)
-                err = scoring.elementwise(xb, self.model_(xb), "l1" if self.score == "mae" else "mse")
+                err = scoring.elementwise(xb, network(xb), "l1" if self.score == "mae" else "mse")
                 out.append(err[:, -self._score_rows():].mean(1).cpu().numpy())
         if not out:
             return np.zeros((0, self.n_features_), np.float32)
@@ -347,7 +349,23 @@ class SeriesDetector(BaseDetector):
         """Per-sensor errors ``(n, F)`` of windows already scaled with ``center_``/``scale_``
         (used by the monitor, which keeps its own buffer)."""
         self._check_fitted()
-        return self._sensor_errors(wins)
+        return self._sensor_errors(wins, network=self._stream_network() if len(wins) <= 16 else None)
+
+    def _stream_network(self):
+        """The network for a few windows at a time (a live stream): the convolutional AE
+        traced and frozen once on the CPU (the same numbers, less per-call overhead); any
+        other network as it is."""
+        cached = getattr(self, "_stream_net", None)
+        if cached is not None and cached[0] is self.model_:
+            return cached[1]
+        net = self.model_
+        if self._network() == "conv1d_ae" and self.device_.type == "cpu":
+            self.model_.eval()
+            example = torch.zeros(1, int(self.window), self.n_features_)
+            with torch.no_grad():
+                net = torch.jit.freeze(torch.jit.trace(self.model_, example))
+        self._stream_net = (self.model_, net)
+        return net
 
     # --- persistence ------------------------------------------------------------------
     def _fitted_state(self):

@@ -57,6 +57,8 @@ def episodes(scores, high: float, low: float, enter: int = 1, leave: int = 1,
     state = state or EpisodeState()
     if s.size == 0:
         return np.zeros(0, bool), state
+    if s.size <= 16:  # a few new steps (a live stream): a plain loop is faster
+        return _episodes_loop(s, high, low, int(enter), int(leave), state)
     with np.errstate(invalid="ignore"):
         above = _runs(s > high, state.above)
         below = _runs(s <= low, state.below)
@@ -65,6 +67,21 @@ def episodes(scores, high: float, low: float, enter: int = 1, leave: int = 1,
     last_end = np.maximum.accumulate(np.where(below >= int(leave), idx, -1))
     flags = np.where((last_start < 0) & (last_end < 0), state.on, last_start > last_end)
     return flags.astype(bool), EpisodeState(bool(flags[-1]), int(above[-1]), int(below[-1]))
+
+
+def _episodes_loop(s: np.ndarray, high: float, low: float, enter: int, leave: int,
+                   state: EpisodeState) -> tuple[np.ndarray, EpisodeState]:
+    on, above, below = state.on, state.above, state.below
+    flags = np.zeros(s.size, bool)
+    for i, v in enumerate(s.tolist()):
+        above = above + 1 if v > high else 0   # NaN compares False: neither run goes on
+        below = below + 1 if v <= low else 0
+        if above >= enter:
+            on = True
+        elif below >= leave:
+            on = False
+        flags[i] = on
+    return flags, EpisodeState(on, above, below)
 
 
 def starts(flags: np.ndarray, was_on: bool = False) -> np.ndarray:
