@@ -38,7 +38,7 @@ def anogan_from(fanogan: ImageDetector, calibration) -> ImageDetector:
     state = {k: v for k, v in fanogan.model_.state_dict().items() if not k.startswith("encoder.")}
     ano.model_.load_state_dict(state)
     ano.model_.to(ano.device_).eval()
-    ano._set_threshold_from(ano._scores(to_float_array(calibration), "gan"))
+    ano._set_threshold_from(ano._strategy().scores(ano, to_float_array(calibration), "gan"))
     return ano
 
 

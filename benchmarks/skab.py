@@ -35,7 +35,7 @@ from reconad import SeriesDetector
 from reconad.evaluation import metrics
 from reconad.data.csv import read_csv
 from reconad.models.conv1d import Conv1dAE
-from reconad.models.registry import register
+from reconad.models import catalogue
 
 N_TRAIN = 400
 FREE_CHUNK = 1150  # anomaly-free chunks: 400 training rows + 750 test rows, about one file's length
@@ -60,10 +60,10 @@ class OneChannelConvAE(Conv1dAE):
                                               padding=last.padding[0])
 
 
-@register("skab_conv_ae_1ch", default_loss="mse", default_score="mae",
-          description="SKAB leaderboard Conv-AE with its one-channel output (benchmark only)")
-def _build_one_channel(input_shape, **kw):
-    return OneChannelConvAE(input_shape, **kw)
+catalogue.add(catalogue.ModelEntry(
+    "skab_conv_ae_1ch", "series", "reconstruction", OneChannelConvAE, "mse", "mae", ("mae", "mse"),
+    None, exportable=False, data_parallel=True,
+    description="SKAB leaderboard Conv-AE with its one-channel output (benchmark only)"))
 
 
 # the settings the rows below were measured with before the detector's defaults changed

@@ -35,13 +35,13 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(10, 4), nn.Tanh(), nn.Linear(4, 10))
     steps = 0
 
-    def loss_fn(net, xb):
+    def loss_fn(out, xb):
         nonlocal steps
         if torch.is_grad_enabled():  # a training step, not validation
             if args.crash_in_epoch is not None and ddp.rank() == 1 and steps == args.crash_in_epoch * N_BATCHES:
                 os._exit(17)
             steps += 1
-        return (net(xb) - xb).square().mean()
+        return (out - xb).square().mean()
 
     result = fit_model(model, loss_fn, train, val, epochs=EPOCHS, batch_size=BATCH, lr=1e-2,
                        device=torch.device("cpu"), seed=0, verbose=0,

@@ -72,8 +72,8 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     data = torch.randn(40, 5)
     model = torch.nn.Linear(5, 5)
 
-    def loss_fn(m, xb):
-        return (m(xb) - xb).square().mean()
+    def loss_fn(out, xb):
+        return (out - xb).square().mean()
 
     common = dict(batch_size=8, lr=1e-2, device=torch.device("cpu"), seed=0, verbose=0,
                   checkpoint=tmp_path / "ckpt")
@@ -88,5 +88,5 @@ def test_distributed_without_launcher_says_how(monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(ValueError, match="torchrun"):
-        fit_model(torch.nn.Linear(3, 3), lambda m, x: m(x).sum(), torch.randn(8, 3), None, epochs=1,
+        fit_model(torch.nn.Linear(3, 3), lambda out, x: out.sum(), torch.randn(8, 3), None, epochs=1,
                   batch_size=4, lr=1e-3, device=torch.device("cpu"), seed=0, verbose=0, distributed=True)

@@ -10,7 +10,7 @@ from torch.distributions import Normal, kl_divergence
 
 from reconad import ImageDetector, load
 from reconad.scoring import terms as scoring
-from reconad.models import build
+from reconad.models import entry
 from reconad.models.gmm import fit_pca_gmm
 
 
@@ -48,7 +48,7 @@ def test_d_plus_a_plus_m_is_negative_elbo(small):
 
 def test_vae_model_scores_at_z_equal_mu_z():
     torch.manual_seed(0)
-    model = build("conv_vae", (1, 16, 16), latent_dim=4, width=4, depth=2).eval()
+    model = entry("image", "conv_vae").build((1, 16, 16), latent_dim=4, width=4, depth=2).eval()
     x = torch.rand(2, 1, 16, 16)
     out = model(x)
     torch.testing.assert_close(model(x).mu_x, out.mu_x)  # deterministic at evaluation
@@ -80,7 +80,7 @@ def test_gmm_terms_against_sklearn_and_mahalanobis():
 def test_gmm_module_projects_with_pca():
     rng = np.random.default_rng(1)
     X = rng.random((200, 1, 4, 4)).astype(np.float32)
-    model = fit_pca_gmm(build("gmm", (1, 4, 4), n_components=2, pca_components=5), X, random_state=0)
+    model = fit_pca_gmm(entry("image", "gmm").build((1, 4, 4), n_components=2, pca_components=5), X, random_state=0)
     out = model(torch.from_numpy(X[:7]))
     assert out["M"].shape == (7,) and torch.all(out["M"] >= 0)
     assert torch.all(out["nll"] <= out["D"] + out["A"] + out["M"] + 1e-4)  # -log sum <= -log of one term
@@ -106,7 +106,7 @@ def test_bernoulli_decoder_and_paper_preset(mnist01):
                         epochs=1, verbose=0).fit(mnist01["train_ones"][:60])
     x = mnist01["test_zeros"][:3]
     assert np.all(det.decision_function(x, score="log_norm") == 0)
-    paper = build("paper_vae", (1, 96, 96), latent_dim=10, width=16)
+    paper = entry("image", "paper_vae").build((1, 96, 96), latent_dim=10, width=16)
     convs = [m for m in paper.features if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [16, 32, 64, 128, 256]
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)

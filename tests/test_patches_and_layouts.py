@@ -93,7 +93,7 @@ def test_patch_grid_scores_match_the_training_network():
     crops = torch.cat(list(patches.iter_grid_batches(torch.from_numpy(image)[None], 24, 4)))
     det.model_.eval()
     with torch.no_grad():
-        direct = det._score_fn("elbo")(crops, det.model_(crops)).numpy()
+        direct = det._strategy().score_fn(det, "elbo")(crops, det.model_(crops)).numpy()
     np.testing.assert_allclose(grid.ravel(), direct, rtol=1e-5)
     assert any(isinstance(m, nn.BatchNorm2d) for m in det.model_.modules())
     assert det.model_.features[0].weight.is_contiguous()

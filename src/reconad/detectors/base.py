@@ -30,6 +30,7 @@ class BaseDetector(BaseEstimator):
     """
 
     _estimator_type = "outlier_detector"
+    kind: str  # the kind of data: "image", "series" or "table" (the catalogue's kinds)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -16,8 +16,9 @@ grid, see :class:`reconad.models.features.FeaturePyramid`), the head scores ever
 location, the image score is the maximum or the mean of the ``topk`` highest locations,
 and the anomaly map is the location map resized to the image and smoothed.
 
-The functions here take the ``ImageDetector`` and set its fitted attributes; the
-detector calls them when its ``model`` is one of :data:`FEATURE_MODELS`.
+The functions here take the ``ImageDetector`` and set its fitted attributes;
+:class:`Features` gives the detector its fit steps and scoring for the catalogue's
+``features`` family.
 """
 
 from __future__ import annotations
@@ -33,14 +34,13 @@ import torch.nn.functional as F
 
 from reconad.scoring import features as feature_scoring
 from reconad.data.images import to_image_list
-from reconad.models.feature_heads import FeatureAE, FeatureVAE
+from reconad.models.catalogue import entries, entry
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
 from reconad.models.memory_bank import greedy_coreset, nearest_distance
 from reconad.persistence import ModelFileError
-from reconad.training.loop import fit_model, progress_bar, resolve_device, seed_everything, split_validation
+from reconad.training.loop import progress_bar, resolve_device
 
-FEATURE_MODELS = ("feature_ae", "feature_vae", "feature_knn")
 DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
@@ -61,12 +61,10 @@ CONTRASTS = ("image", "none")
 # Grey-level mean and standard deviation every image is given when ``contrast="image"``.
 CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
-SCORES = {"feature_ae": ("mse", "l1"), "feature_vae": ("unregularised", "nll", "mse"),
-          "feature_knn": ("distance",)}
 
 
 def is_feature_model(name: str) -> bool:
-    return name in FEATURE_MODELS
+    return any(e.name == name and e.family == "features" for e in entries("image"))
 
 
 # --- settings -------------------------------------------------------------------------
@@ -97,21 +95,8 @@ def image_size(det) -> int:
     return int(size)
 
 
-def score_name(det, score: str | None = None) -> str:
-    name = score or det.score or SCORES[det.model][0]
-    if name not in SCORES[det.model]:
-        raise ValueError(f"unknown score {name!r} for model {det.model!r}; choose one of "
-                         f"{', '.join(SCORES[det.model])}")
-    return name
-
-
 def _head_kwargs(det) -> dict:
     return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in HEAD_DEFAULTS.items()}
-
-
-def _build_head(det, channels: int) -> torch.nn.Module:
-    cls = FeatureAE if det.model == "feature_ae" else FeatureVAE
-    return cls(channels, **_head_kwargs(det))
 
 
 # --- features -------------------------------------------------------------------------
@@ -196,13 +181,11 @@ def _subsample(rows: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor
 
 
 # --- fit ------------------------------------------------------------------------------
-def fit(det, X):
-    """Fit feature model ``det.model`` on normal images ``X``; returns ``det``."""
+def fit_features(det, feats: list[torch.Tensor]):
+    """Fit the head on feature maps from :func:`extract_features` (lets callers extract
+    once and compare heads); returns ``det``."""
     _check_settings(det)
-    load_pyramid(det)
-    with _progress(det, "backbone features") as advance:
-        feats, _ = extract_features(det, X, on_progress=advance)
-    return fit_features(det, feats)
+    return det._fit_samples(feats)
 
 
 @contextlib.contextmanager
@@ -219,50 +202,12 @@ def _progress(det, label: str, total: int | None = None):
 
 
 def _check_settings(det) -> None:
-    if det.model not in FEATURE_MODELS:
-        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(FEATURE_MODELS)})")
+    if not is_feature_model(det.model):
+        names = [e.name for e in entries("image") if e.family == "features"]
+        raise ValueError(f"{det.model!r} is not a feature model ({', '.join(names)})")
     options(det)
     image_size(det)
-    score_name(det)
-
-
-def fit_features(det, feats: list[torch.Tensor]):
-    """Fit the head on feature maps from :func:`extract_features` (lets callers extract
-    once and compare heads); returns ``det``."""
-    _check_settings(det)
-    if len(feats) < 2:
-        raise ValueError(f"need at least 2 normal images to fit, got {len(feats)}")
-    opts = options(det)
-    det.device_ = resolve_device(det.device)
-    seed_everything(det.random_state)
-    gen = torch.Generator().manual_seed(int(det.random_state or 0))
-    tr_idx, val_idx = split_validation(len(feats), det.validation_fraction, det.random_state)
-    train = [feats[i] for i in tr_idx]
-    held_out = [feats[i] for i in val_idx] or train
-    vectors = _vectors(train)
-    det.feature_channels_ = int(vectors.shape[1])
-    det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
-    if det.model == "feature_knn":
-        pool = _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_)
-        size = min(int(opts["memory_size"]), len(pool))
-        with _progress(det, f"memory bank: {size} of {len(pool)} vectors", size) as advance:
-            keep = greedy_coreset(pool, size, seed=det.random_state, on_progress=advance)
-        det.memory_bank_ = pool[keep.to(pool.device)].contiguous()
-        det.model_ = None
-    else:
-        det.feature_mean_ = vectors.mean(0)
-        det.feature_std_ = vectors.std(0).clamp_min(1e-6)
-        train_rows = _standardise(det, _subsample(vectors, int(opts["max_vectors"]), gen))
-        val_rows = _standardise(det, _subsample(_vectors(held_out), max(int(opts["max_vectors"]) // 10, 1), gen))
-        det.model_ = _build_head(det, det.feature_channels_)
-        loss = _loss_fn(det.model)
-        result = fit_model(det.model_, lambda m, xb: loss(m, xb[:, :, None, None]), train_rows, val_rows,
-                           epochs=det.epochs, batch_size=int(opts["batch_vectors"]), lr=det.lr,
-                           weight_decay=det.weight_decay, patience=det.patience, device=det.device_,
-                           seed=det.random_state, verbose=det.verbose)
-        det.history_, det.best_epoch_ = result.history, result.best_epoch
-    det._set_threshold_from(image_scores(det, score_maps(det, held_out)))
-    return det
+    det._score_name()
 
 
 def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
@@ -270,11 +215,12 @@ def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _loss_fn(model: str):
+    """``loss(output, x)`` of a feature head on vectors shaped ``(N, C, 1, 1)``."""
     if model == "feature_ae":
-        return lambda m, x: (m(x) - x).square().mean()
+        return lambda out, x: (out - x).square().mean()
 
-    def vae_loss(m, x):
-        mu_x, logvar_x, mu_z, logvar_z = m(x)
+    def vae_loss(out, x):
+        mu_x, logvar_x, mu_z, logvar_z = out
         nll = feature_scoring.gaussian_nll(x, mu_x, logvar_x)
         return (nll + feature_scoring.kl_standard_normal(mu_z, logvar_z)).mean() / x.shape[1]
 
@@ -304,19 +250,16 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
 
 def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list[torch.Tensor]:
     """Per-location score maps ``(h, w)`` (CPU) of feature maps ``(C, h, w)``."""
-    name = score_name(det, score)
+    name = det._score_name(score)
     if det.model_ is not None:
         det.model_.to(det.device_).eval()
     if det.model == "feature_knn":
         det.memory_bank_ = det.memory_bank_.to(det.device_)
     out: list[torch.Tensor | None] = [None] * len(feats)
-    with torch.no_grad():
-        for _, idx in _by_shape(feats).items():
-            for start in range(0, len(idx), 32):
-                part = idx[start:start + 32]
-                maps = _map_of(det, torch.stack([feats[i] for i in part]).to(det.device_), name).cpu()
-                for i, m in zip(part, maps):
-                    out[i] = m
+    for _, idx in _by_shape(feats).items():
+        maps = det._batched([feats[i] for i in idx], lambda f: _map_of(det, f, name), batch_size=32)
+        for i, m in zip(idx, maps):
+            out[i] = torch.from_numpy(m)
     return out
 
 
@@ -328,7 +271,7 @@ def image_scores(det, maps: list[torch.Tensor]) -> np.ndarray:
 
 def decision_function(det, X, score: str | None = None) -> np.ndarray:
     det._check_fitted()
-    score_name(det, score)
+    det._score_name(score)
     feats, _ = extract_features(det, X)
     return image_scores(det, score_maps(det, feats, score))
 
@@ -362,42 +305,105 @@ def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> l
 def anomaly_map(det, X, score: str | None = None):
     """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
     det._check_fitted()
-    score_name(det, score)
+    det._score_name(score)
     feats, sizes = extract_features(det, X)
     maps = anomaly_maps_from_features(det, feats, sizes, score)
     return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
 
-# --- persistence ----------------------------------------------------------------------
-def fitted_state(det) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Fitted settings and tensors; the backbone's weights are not saved, only its file
-    name and checksum."""
-    fitted = {"backbone_file_": det.backbone_file_, "backbone_sha256_": det.backbone_sha256_,
-              "feature_channels_": det.feature_channels_, "history_": det.history_,
-              "best_epoch_": det.best_epoch_}
-    if det.model == "feature_knn":
-        return fitted, {"state.memory_bank_": det.memory_bank_}
-    tensors = {f"model.{k}": v for k, v in det.model_.state_dict().items()}
-    tensors["state.feature_mean_"] = det.feature_mean_
-    tensors["state.feature_std_"] = det.feature_std_
-    return fitted, tensors
+# --- the family ---------------------------------------------------------------------
+class Features:
+    """``ImageDetector``'s steps for the feature models (see the module docstring)."""
 
+    def check(self, det) -> None:
+        _check_settings(det)
 
-def restore_state(det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Rebuild a saved feature model; the backbone must be the very file it was fitted with."""
-    load_pyramid(det)
-    if det.backbone_sha256_ != fitted["backbone_sha256_"]:
-        raise ModelFileError(
-            f"backbone weights {det.backbone_file_} differ from those the model was fitted with "
-            f"({Path(fitted['backbone_file_']).name}, sha256 {fitted['backbone_sha256_'][:12]}...)")
-    det.feature_channels_ = int(fitted["feature_channels_"])
-    det.history_, det.best_epoch_ = fitted["history_"], fitted["best_epoch_"]
-    if det.model == "feature_knn":
-        det.model_ = None
-        det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
-        return
-    det.feature_mean_ = tensors["state.feature_mean_"]
-    det.feature_std_ = tensors["state.feature_std_"]
-    det.model_ = _build_head(det, det.feature_channels_)
-    det.model_.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    det.model_.to(det.device_).eval()
+    def build(self, det) -> torch.nn.Module:
+        return entry("image", det.model).build((det.feature_channels_,), **_head_kwargs(det))
+
+    def samples(self, det, X) -> list[torch.Tensor]:
+        load_pyramid(det)
+        with _progress(det, "backbone features") as advance:
+            feats, _ = extract_features(det, X, on_progress=advance)
+        return feats
+
+    def training_data(self, det, feats, train_idx, val_idx):
+        """Feature vectors of the training maps: a random pool for the memory bank, or
+        standardised rows to train the head on (and validation rows)."""
+        opts = options(det)
+        gen = torch.Generator().manual_seed(int(det.random_state or 0))
+        train = [feats[i] for i in train_idx]
+        held_out = [feats[i] for i in val_idx] or train
+        vectors = _vectors(train)
+        det.feature_channels_ = int(vectors.shape[1])
+        det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
+        if det.model == "feature_knn":
+            det.model_ = None
+            return _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_), None
+        det.feature_mean_ = vectors.mean(0)
+        det.feature_std_ = vectors.std(0).clamp_min(1e-6)
+        train_rows = _standardise(det, _subsample(vectors, int(opts["max_vectors"]), gen))
+        val_rows = _standardise(det, _subsample(_vectors(held_out), max(int(opts["max_vectors"]) // 10, 1), gen))
+        det.model_ = det._build()
+        return train_rows[:, :, None, None], val_rows[:, :, None, None]  # 1x1 feature maps
+
+    def train(self, det, train, val) -> None:
+        opts = options(det)
+        if det.model != "feature_knn":
+            det._fit_network(train, val, batch_size=int(opts["batch_vectors"]))
+            return
+        size = min(int(opts["memory_size"]), len(train))
+        with _progress(det, f"memory bank: {size} of {len(train)} vectors", size) as advance:
+            keep = greedy_coreset(train, size, seed=det.random_state, on_progress=advance)
+        det.memory_bank_ = train[keep.to(train.device)].contiguous()
+
+    def loss_fn(self, det):
+        return _loss_fn(det.model)
+
+    def held_out_scores(self, det, held_out) -> np.ndarray:
+        return image_scores(det, score_maps(det, held_out))
+
+    def decision_function(self, det, X, score: str | None = None) -> np.ndarray:
+        return decision_function(det, X, score)
+
+    def anomaly_map(self, det, X, score: str | None, stride: int, sigma: float):
+        return anomaly_map(det, X, score)
+
+    def patch_scores(self, det, X, score, stride):
+        raise ValueError("patch_scores needs patch mode (set patch_size)")
+
+    def encode(self, det, X):
+        raise ValueError(f"model {det.model!r} has no latent code of its own; see extract_features")
+
+    def reconstruct(self, det, X):
+        raise ValueError(f"model {det.model!r} rebuilds features, not pixels; use anomaly_map")
+
+    def fitted_state(self, det) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Fitted settings and tensors; the backbone's weights are not saved, only its file
+        name and checksum."""
+        fitted = {"backbone_file_": det.backbone_file_, "backbone_sha256_": det.backbone_sha256_,
+                  "feature_channels_": det.feature_channels_, "history_": det.history_,
+                  "best_epoch_": det.best_epoch_}
+        if det.model == "feature_knn":
+            return fitted, {"state.memory_bank_": det.memory_bank_}
+        tensors = det._network_tensors()
+        tensors["state.feature_mean_"] = det.feature_mean_
+        tensors["state.feature_std_"] = det.feature_std_
+        return fitted, tensors
+
+    def restore_state(self, det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Rebuild a saved feature model; the backbone must be the very file it was fitted with."""
+        load_pyramid(det)
+        if det.backbone_sha256_ != fitted["backbone_sha256_"]:
+            raise ModelFileError(
+                f"backbone weights {det.backbone_file_} differ from those the model was fitted with "
+                f"({Path(fitted['backbone_file_']).name}, sha256 {fitted['backbone_sha256_'][:12]}...)")
+        det.feature_channels_ = int(fitted["feature_channels_"])
+        det.history_, det.best_epoch_ = fitted["history_"], fitted["best_epoch_"]
+        if det.model == "feature_knn":
+            det.model_ = None
+            det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
+            return
+        det.feature_mean_ = tensors["state.feature_mean_"]
+        det.feature_std_ = tensors["state.feature_std_"]
+        det._restore_network(tensors)

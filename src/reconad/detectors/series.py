@@ -7,22 +7,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.scoring import windows
 from reconad.thresholds import episodes as alert_rule
 from reconad.data import series as sdata
-from reconad.detectors.base import BaseDetector
-from reconad.models.registry import spec
-from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
+from reconad.detectors.torch_template import TorchDetector
+from reconad.models.conv1d import Conv1dAE
+from reconad.models.catalogue import entry
 
-#: public model names -> registered networks (other registered names are used as given)
-SERIES_MODELS = {"conv_ae": "conv1d_ae", "lstm_ae": "lstm_ae", "lstm_vae": "lstm_vae", "dense_ae": "dense_ae"}
-SERIES_SCORES = ("mae", "mse")
 SENSOR_REDUCE = ("sum", "max")
 
 
-class SeriesDetector(BaseDetector):
+class SeriesDetector(TorchDetector):
     """Anomaly detector for multivariate sensor series by window reconstruction.
 
     The series is scaled (scaler fitted on the training rows only), cut into windows of
@@ -72,6 +68,8 @@ class SeriesDetector(BaseDetector):
     (200,)
     """
 
+    kind = "series"
+
     def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
                  combine: str = "last", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
@@ -118,28 +116,24 @@ class SeriesDetector(BaseDetector):
         self.verbose = verbose
 
     # --- settings ---------------------------------------------------------------------
-    def _network(self) -> str:
-        name = SERIES_MODELS.get(self.model, self.model)
-        spec(name)  # unknown names fail here
-        return name
+    def _network(self):
+        return entry("series", self.model)  # unknown names fail here
 
     def _model_kwargs(self) -> dict:
         kw = dict(self.model_kwargs or {})
-        if self._network() == "dense_ae":
-            kw.setdefault("output", "linear")
         for name in ("latent_dim", "width", "depth"):
             if getattr(self, name) is not None:
                 kw[name] = getattr(self, name)
         return kw
 
     def _check_settings(self) -> None:
-        self._network()
+        scores = self._network().scores
         if int(self.window) < 2 or int(self.stride) < 1:
             raise ValueError(f"window must be >= 2 and stride >= 1, got {self.window} and {self.stride}")
         if self.combine not in windows.COMBINE:
             raise ValueError(f"unknown combine {self.combine!r}; choose one of {', '.join(windows.COMBINE)}")
-        if self.score not in SERIES_SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SERIES_SCORES)}")
+        if self.score not in scores:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(scores)}")
         if self.sensor_reduce not in SENSOR_REDUCE:
             raise ValueError(f"unknown sensor_reduce {self.sensor_reduce!r}; choose one of "
                              f"{', '.join(SENSOR_REDUCE)}")
@@ -160,7 +154,7 @@ class SeriesDetector(BaseDetector):
             raise ValueError(f"unknown loss {self.loss!r}; choose 'mse' or 'l1'")
 
     def _build(self) -> torch.nn.Module:
-        return models.build(self._network(), (int(self.window), self.n_features_), **self._model_kwargs())
+        return self._network().build((int(self.window), self.n_features_), **self._model_kwargs())
 
     # --- input ------------------------------------------------------------------------
     @staticmethod
@@ -220,32 +214,31 @@ class SeriesDetector(BaseDetector):
         if len(wins) < 2:
             raise ValueError(f"too few rows: need at least {int(self.window) + 1} rows for two windows "
                              f"of {self.window}")
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.random_state)
-        self.model_ = self._build()
-        tr_idx, val_idx = split_validation(len(wins), self.validation_fraction, self.random_state)
-        tensor = torch.from_numpy(wins)
-        train, val = tensor[tr_idx], (tensor[val_idx] if len(val_idx) else None)
-        loss_name = self.loss or "mse"
+        return self._fit_samples(wins)
 
-        def loss_fn(model, xb):
-            out = scoring.loss(xb, model(xb), loss_name)
-            kl = getattr(model, "kl", None)
-            return out + model.beta * kl if kl is not None and model.training else out
+    def _loss_fn(self):
+        loss_name, model = self.loss or "mse", self.model_
 
-        result = fit_model(self.model_, loss_fn, train, val, epochs=self.epochs,
-                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           patience=self.patience, device=self.device_, seed=self.random_state,
-                           verbose=self.verbose)
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
+        def loss_fn(out, xb):
+            """The reconstruction loss; for a model whose ``forward_train`` also gives a KL
+            term, plus ``beta`` times it while training."""
+            if isinstance(out, tuple):
+                rec, kl = out
+                loss = scoring.loss(xb, rec, loss_name)
+                return loss + model.beta * kl if model.training else loss
+            return scoring.loss(xb, out, loss_name)
+
+        return loss_fn
+
+    def _threshold_from_fit(self, wins: np.ndarray, held_out: np.ndarray) -> None:
+        """Sensor norms from all training windows, then the threshold from the held-out ones."""
         self.sensor_norm_ = np.ones(self.n_features_, np.float32)
         if self.normalize_sensors:
             raw = self._sensor_errors(wins)
             self.sensor_norm_ = np.maximum(np.median(raw, 0), 1e-6).astype(np.float32)
-        held_out = wins[val_idx] if len(val_idx) and self.threshold_method != "margin" else wins
+        if self.threshold_method == "margin":  # over all training windows (see rules.margin)
+            held_out = wins
         self._set_threshold_from(self.reduce_sensors(self._sensor_errors(held_out)))
-        return self
 
     def _slow_mask(self, segs: list) -> np.ndarray:
         """Which sensors are slow (``slow_sensors``): named ones, or by ``smoothness`` of the
@@ -269,19 +262,16 @@ class SeriesDetector(BaseDetector):
     # --- scoring ----------------------------------------------------------------------
     def _sensor_errors(self, wins: np.ndarray, batch_size: int = 1024, network=None) -> np.ndarray:
         """Per-window, per-sensor errors ``(n, F)`` of scaled windows ``(n, window, F)``."""
+        if len(wins) == 0:
+            return np.zeros((0, self.n_features_), np.float32)
         if self.model_.training:
             self.model_.eval()
         network = self.model_ if network is None else network
         wins = windows.center_sensors(wins, getattr(self, "slow_mask_", np.zeros(self.n_features_, bool)))
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(wins), batch_size):
-                xb = torch.from_numpy(np.array(wins[start:start + batch_size], dtype=np.float32)).to(self.device_)
-                err = scoring.elementwise(xb, network(xb), "l1" if self.score == "mae" else "mse")
-                out.append(err[:, -self._score_rows():].mean(1).cpu().numpy())
-        if not out:
-            return np.zeros((0, self.n_features_), np.float32)
-        return np.concatenate(out) / getattr(self, "sensor_norm_", 1.0)
+        term, rows = ("l1" if self.score == "mae" else "mse"), self._score_rows()
+        errors = self._batched(wins, lambda xb: scoring.elementwise(xb, network(xb), term)[:, -rows:].mean(1),
+                               batch_size=batch_size)
+        return errors / getattr(self, "sensor_norm_", 1.0)
 
     def _score_rows(self) -> int:
         """How many of each window's newest rows its error is taken over (``score_last``)."""
@@ -359,7 +349,7 @@ class SeriesDetector(BaseDetector):
         if cached is not None and cached[0] is self.model_:
             return cached[1]
         net = self.model_
-        if self._network() == "conv1d_ae" and self.device_.type == "cpu":
+        if isinstance(self.model_, Conv1dAE) and self.device_.type == "cpu":
             self.model_.eval()
             example = torch.zeros(1, int(self.window), self.n_features_)
             with torch.no_grad():
@@ -371,7 +361,7 @@ class SeriesDetector(BaseDetector):
     def _fitted_state(self):
         fitted = {"columns_": self.columns_, "n_features_": self.n_features_,
                   "n_filled_": self.n_filled_, "history_": self.history_, "best_epoch_": self.best_epoch_}
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        tensors = self._network_tensors()
         tensors.update({"state.center_": torch.from_numpy(self.center_),
                         "state.scale_": torch.from_numpy(self.scale_),
                         "state.sensor_norm_": torch.from_numpy(self.sensor_norm_),
@@ -389,8 +379,4 @@ class SeriesDetector(BaseDetector):
         self.sensor_norm_ = tensors.pop("state.sensor_norm_").numpy()
         slow = tensors.pop("state.slow_mask_", None)
         self.slow_mask_ = slow.numpy().astype(bool) if slow is not None else np.zeros(self.n_features_, bool)
-        self.device_ = resolve_device(self.device)
-        self.model_ = self._build()
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model_.load_state_dict(state)
-        self.model_.to(self.device_).eval()
+        self._restore_network(tensors)

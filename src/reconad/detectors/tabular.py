@@ -6,16 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reconad import models
 from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
-from reconad.detectors.base import BaseDetector
+from reconad.detectors.torch_template import TorchDetector
+from reconad.models.catalogue import entry
 from reconad.models.tabular import vae_loss
-from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
 
-# detector model name -> (registered network, fixed builder arguments)
-TABLE_MODELS = {"ae": "tabular_ae", "vae": "tabular_vae"}
-TABLE_SCORES = ("mse", "l1")
 
 
 def default_latent_dim(n_features: int) -> int:
@@ -24,7 +20,7 @@ def default_latent_dim(n_features: int) -> int:
     return int(min(32, max(2, round(n_features / 4))))
 
 
-class TabularDetector(BaseDetector):
+class TabularDetector(TorchDetector):
     """Anomaly detector for tables (one row per part or per measurement).
 
     Parameters
@@ -75,6 +71,9 @@ class TabularDetector(BaseDetector):
     (3,)
     """
 
+    kind = "table"
+    _sample_noun = "rows"
+
     def __init__(self, model: str = "ae", columns: list[str] | None = None, scaler: str = "standard",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
@@ -111,17 +110,15 @@ class TabularDetector(BaseDetector):
 
     # --- settings ---------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.model not in TABLE_MODELS:
-            raise ValueError(f"unknown model {self.model!r} for tables; choose one of "
-                             f"{', '.join(TABLE_MODELS)}")
-        if self.score not in TABLE_SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(TABLE_SCORES)}")
+        scores = entry("table", self.model).scores
+        if self.score not in scores:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(scores)}")
         if self.contamination is not None and not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
 
     def _build(self) -> torch.nn.Module:
         latent = self.latent_dim or default_latent_dim(self.n_features_)
-        return models.build(TABLE_MODELS[self.model], (self.n_features_,), latent_dim=latent,
+        return entry("table", self.model).build((self.n_features_,), latent_dim=latent,
                             width=self.width, depth=self.depth, bounded=self.bounded)
 
     def _matrix(self, X) -> np.ndarray:
@@ -136,52 +133,39 @@ class TabularDetector(BaseDetector):
         frame, named = as_frame(X, encoding=self.encoding, sep=self.sep)
         self.encoder_ = TableEncoder(self.columns, self.scaler, self.missing).fit(frame, named)
         data = self.encoder_.transform(frame, named)
-        if len(data) < 2:
-            raise ValueError(f"need at least 2 rows to fit, got {len(data)}")
         self.n_features_in_ = len(self.encoder_.columns_)
         if named:
             self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
         self.n_features_ = data.shape[1]
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.random_state)
-        self.model_ = self._build()
-        tr_idx, val_idx = split_validation(len(data), self.validation_fraction, self.random_state)
+        return self._fit_samples(data)
+
+    def _training_data(self, data, train_idx, val_idx):
+        train, val = super()._training_data(data, train_idx, val_idx)
         tensor = torch.from_numpy(data)
-        train, val = tensor[tr_idx], tensor[val_idx] if len(val_idx) else None
         self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
+        return train, val
+
+    def _loss_fn(self):
         if self.model == "vae":
             beta = float(self.beta)
+            return lambda out, xb: vae_loss(xb, out, beta)
+        return lambda out, xb: scoring.loss(xb, out, "mse")
 
-            def loss_fn(model, xb):
-                return vae_loss(model, xb, beta)
-        else:
-            def loss_fn(model, xb):
-                return scoring.loss(xb, model(xb), "mse")
-
-        result = fit_model(self.model_, loss_fn, train, val, epochs=self.epochs,
-                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           patience=self.patience, device=self.device_, seed=self.random_state,
-                           verbose=self.verbose)
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        if self.contamination is not None:
-            self.decision_scores_ = self._scores(data)
-            self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
-            self.threshold_method_ = "contamination"
-        else:
-            held_out = val if val is not None else train
-            self._set_threshold_from(self._scores(held_out.numpy()))
-        return self
+    def _threshold_from_fit(self, data: np.ndarray, held_out: np.ndarray) -> None:
+        """From the held-out rows by ``threshold_method``; with ``contamination``, the
+        quantile of the scores of all training rows."""
+        if self.contamination is None:
+            self._set_threshold_from(self._scores(held_out))
+            return
+        self.decision_scores_ = self._scores(data)
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        self.threshold_method_ = "contamination"
 
     # --- scoring ----------------------------------------------------------------------
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         self.model_.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(data), batch_size):
-                xb = torch.from_numpy(data[start:start + batch_size]).to(self.device_)
-                out.append(scoring.per_sample(xb, self.model_(xb), self.score).cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
+        return self._batched(data, lambda xb: scoring.per_sample(xb, self.model_(xb), self.score),
+                             batch_size=batch_size).astype(np.float64)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous)."""
@@ -200,8 +184,7 @@ class TabularDetector(BaseDetector):
     def _fitted_state(self):
         fitted = {"encoder_": self.encoder_.to_dict(), "n_features_": self.n_features_,
                   "history_": self.history_, "best_epoch_": self.best_epoch_}
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        return fitted, tensors
+        return fitted, self._network_tensors()
 
     def _restore_state(self, fitted, tensors):
         self.encoder_ = TableEncoder.from_dict(fitted["encoder_"])
@@ -211,11 +194,7 @@ class TabularDetector(BaseDetector):
             self.feature_names_in_ = np.asarray(self.encoder_.columns_, dtype=object)
         self.history_ = fitted["history_"]
         self.best_epoch_ = fitted["best_epoch_"]
-        self.device_ = resolve_device(self.device)
-        self.model_ = self._build()
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model_.load_state_dict(state)
-        self.model_.to(self.device_).eval()
+        self._restore_network(tensors)
 
     # --- pictures ---------------------------------------------------------------------
     def plot_decision(self, X, path, y=None) -> None:

@@ -1,8 +1,9 @@
-"""Hyper-parameter search with Optuna over the search space each model declares.
+"""Hyper-parameter search with Optuna over the search space of the detector's model.
 
-Each model module declares ``SEARCH_SPACE`` (or ``SEARCH_SPACES``, one per model name): parameter -> ``("int" | "float", low, high,
-log)`` or ``("categorical", [choices])``; the learning rate and batch size are searched
-for every model. Parameters that are not detector parameters go into ``model_kwargs``.
+The space is the model's catalogue entry's (``reconad.models.catalogue``, per kind of data
+and model name): parameter -> ``("int" | "float", low, high, log)`` or ``("categorical",
+[choices])``, with the learning rate and batch size for models trained with Adam.
+Parameters that are not detector parameters go into ``model_kwargs``.
 
 The objective is
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -30,43 +30,17 @@ from sklearn.base import clone
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from reconad._atomic import write_text
-from reconad.models.registry import spec
+from reconad.models.catalogue import SearchSpace, entry
 
-COMMON_SPACE = {
-    "lr": ("float", 1e-4, 1e-2, True),
-    "batch_size": ("categorical", [32, 64, 128]),
-}
 METRICS = ("roc_auc", "pr_auc")
 
 
-def _network_name(detector) -> str:
-    from reconad.detectors.tabular import TABLE_MODELS, TabularDetector
-
-    if isinstance(detector, TabularDetector):
-        if detector.model not in TABLE_MODELS:
-            raise ValueError(f"unknown model {detector.model!r}; choose one of {', '.join(TABLE_MODELS)}")
-        return TABLE_MODELS[detector.model]
-    return detector.model
-
-
 def search_space(detector) -> dict:
-    """The space searched for ``detector``: its network's ``SEARCH_SPACE`` plus the
-    learning rate and batch size."""
-    name = _network_name(detector)
-    module = sys.modules[spec(name).builder.__module__]
-    declared = getattr(module, "SEARCH_SPACES", {}).get(name, getattr(module, "SEARCH_SPACE", {}))
-    return {**declared, **COMMON_SPACE}
-
-
-def _suggest(trial, name: str, dist):
-    kind = dist[0]
-    if kind == "categorical":
-        return trial.suggest_categorical(name, list(dist[1]))
-    if kind == "int":
-        return trial.suggest_int(name, int(dist[1]), int(dist[2]), log=bool(dist[3]))
-    if kind == "float":
-        return trial.suggest_float(name, float(dist[1]), float(dist[2]), log=bool(dist[3]))
-    raise ValueError(f"unknown distribution {kind!r} for {name!r}")
+    """The distributions searched for ``detector``: its model's catalogue entry's."""
+    space = entry(detector.kind, detector.model).search_space
+    if space is None:
+        raise ValueError(f"{detector.kind} model {detector.model!r} has no hyper-parameters to search")
+    return dict(space.distributions)
 
 
 def configure(detector, params: dict):
@@ -119,9 +93,7 @@ def tune(detector, X, X_val=None, y_val=None, *, timeout: float = 60.0, n_trials
     if y_val is not None and X_val is None:
         raise ValueError("y_val needs X_val")
     space = dict(space if space is not None else search_space(detector))
-    for name, dist in space.items():
-        if not isinstance(dist, (tuple, list)) or dist[0] not in ("int", "float", "categorical"):
-            raise ValueError(f"bad search-space entry {name!r}: {dist!r}")
+    suggest = SearchSpace(space)  # checks every entry
     labelled = y_val is not None
     if labelled:
         y_val = np.asarray(y_val).astype(int).ravel()
@@ -136,7 +108,7 @@ def tune(detector, X, X_val=None, y_val=None, *, timeout: float = 60.0, n_trials
     objective_name = f"validation {metric}" if labelled else "mean validation reconstruction score"
 
     def objective(trial):
-        params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
+        params = suggest(trial)
         det = configure(detector, params).set_params(verbose=0)
         scores = det.fit(fit_data).decision_function(val_data)
         value = float(scorer(y_val, scores)) if labelled else float(np.mean(scores))

@@ -76,6 +76,7 @@ from torch import nn
 
 from reconad._atomic import atomic_path
 from reconad._version import __version__
+from reconad.models.catalogue import KINDS, entry
 
 FORMATS = ("onnx", "torchscript")
 INPUT_DTYPES = ("uint8", "float32", "float64")
@@ -152,6 +153,30 @@ def check_input_dtype(input_dtype: str | None, allowed: tuple[str, ...]) -> str:
     return input_dtype
 
 
+# why models the catalogue marks as not exportable cannot be: by (kind, name), then (kind, family)
+NOT_EXPORTABLE = {
+    ("image", "features"): " yet: its graph would need the pretrained backbone, the antialiased resize "
+                           "of each image to its short side (ONNX opset 17 has no antialiased resize), "
+                           "the feature pyramid, the head or memory bank and the smoothing of the map; "
+                           "score it in Python, or export a pixel model (conv_ae, conv_vae, gmm, ...)",
+    ("image", "anogan"): ": it finds each image's latent code by gradient descent (Adam steps through "
+                         "the generator) when scoring, which an inference graph cannot do; use "
+                         "'fanogan', whose encoder gives the code in one pass",
+}
+
+
+def _check_catalogue(detector) -> None:
+    """``ExportError`` naming the reason when the detector's model is not exportable."""
+    kind, name = getattr(detector, "kind", None), getattr(detector, "model", None)
+    if kind not in KINDS or not isinstance(name, str):
+        return  # not a catalogue model: the exporter registry decides
+    model = entry(kind, name)
+    if not model.exportable:
+        why = (NOT_EXPORTABLE.get((kind, name)) or NOT_EXPORTABLE.get((kind, model.family))
+               or ": the model catalogue marks it as not exportable")
+        raise ExportError(f"{kind} model {name!r} cannot be exported{why}")
+
+
 def scoring_graph(detector, input_dtype: str | None = None, score: str | None = None,
                   threshold: float | None = None, anomaly_map: bool = True) -> ScoringGraph:
     """The exportable scoring graph of a fitted ``detector``.
@@ -166,6 +191,7 @@ def scoring_graph(detector, input_dtype: str | None = None, score: str | None = 
         raise ValueError(f"unknown input dtype {input_dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
     if not hasattr(detector, "threshold_"):
         raise NotFittedError(f"this {type(detector).__name__} is not fitted yet; fit or load it first")
+    _check_catalogue(detector)
     for cls in type(detector).__mro__:
         if cls in _EXPORTERS:
             if threshold is None:

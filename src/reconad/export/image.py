@@ -10,6 +10,7 @@ from torch import nn
 from reconad.detectors.image import ImageDetector
 from reconad.export.graph import (ExportError, ScoringGraph, check_input_dtype, frozen_copy,
                                   register_exporter, script, trace_network)
+from reconad.models.catalogue import entry
 from reconad.models.gmm import gmm_score
 from reconad.scoring import terms as scoring
 
@@ -130,31 +131,17 @@ class GANHead(nn.Module):
 
 
 def _check_image_exportable(detector) -> None:
-    """``ExportError`` with the reason for image models that cannot be exported."""
-    from reconad.detectors import features as feature_detection
-
-    if feature_detection.is_feature_model(detector.model):
-        raise ExportError(f"model {detector.model!r} cannot be exported yet: its graph would need the "
-                          "pretrained backbone, the antialiased resize of each image to its short side "
-                          "(ONNX opset 17 has no antialiased resize), the feature pyramid, the head or "
-                          "memory bank and the smoothing of the map; score it in Python, or export a "
-                          "pixel model (conv_ae, conv_vae, gmm, ...)")
+    """``ExportError`` for a patch-mode model (the catalogue's ``exportable`` flag is
+    checked for every detector by ``scoring_graph``)."""
     if detector.patch_size is not None:
         raise ExportError("a patch-mode model cannot be exported: it scores a grid of patches over "
                           "images of any size; export a whole-image model")
-    if detector.model == "anogan":
-        raise ExportError("model 'anogan' cannot be exported: it finds each image's latent code "
-                          "by gradient descent (Adam steps through the generator) when scoring, "
-                          "which an inference graph cannot do; use 'fanogan', whose encoder gives "
-                          "the code in one pass")
 
 
 def _image_head(detector, score: str, with_map: bool) -> tuple[nn.Module, bool]:
     """The head module for ``detector``'s family and whether it gives a map."""
-    from reconad.detectors import gan_image
-
     network = frozen_copy(detector.model_)
-    if gan_image.is_gan(detector.model):
+    if entry("image", detector.model).family == "gan":
         return GANHead(network, with_map), with_map
     family = detector._family()
     if family == "gmm":

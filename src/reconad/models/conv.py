@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reconad.models.registry import register
 
 
 def _down(n: int) -> int:
@@ -100,25 +99,14 @@ class TutorialCAE(nn.Module):
         return self.conv_decoder(self.dense_decoder(z).reshape(-1, *self.code_shape))
 
 
-@register("conv_ae", default_loss="mse", default_score="mse",
-          description="convolutional autoencoder with a dense bottleneck (latent_dim, width, depth)")
 def build_conv_ae(input_shape, latent_dim: int = 32, width: int = 32, depth: int = 3) -> ConvAE:
     if len(input_shape) != 3:
         raise ValueError(f"conv_ae needs image inputs (C, H, W), got shape {input_shape}")
     return ConvAE(input_shape, latent_dim=latent_dim, width=width, depth=depth)
 
 
-@register("tutorial_cae", default_loss="bce", default_score="l1",
-          description="the classic tutorial CAE: Conv 128, Conv 64, Dense 1024-64-32, BCE loss")
 def build_tutorial_cae(input_shape, latent_dim: int = 32) -> TutorialCAE:
     if len(input_shape) != 3:
         raise ValueError(f"tutorial_cae needs image inputs (C, H, W), got shape {input_shape}")
     return TutorialCAE(input_shape, latent_dim=latent_dim)
 
-
-# Hyper-parameters the tuner may search, per model: (kind, low, high, log) or ("categorical", choices).
-SEARCH_SPACES = {
-    "conv_ae": {"latent_dim": ("int", 8, 128, True), "width": ("categorical", [16, 32, 64]),
-                "depth": ("int", 2, 3, False)},
-    "tutorial_cae": {"latent_dim": ("int", 8, 128, True)},
-}

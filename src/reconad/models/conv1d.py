@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from reconad.models.recurrent import _check_series_shape
-from reconad.models.registry import register
 
 
 def _down(n: int) -> int:
@@ -69,8 +68,6 @@ class Conv1dAE(nn.Module):
         return self.decoder(code).transpose(1, 2)
 
 
-@register("conv1d_ae", default_loss="mse", default_score="mae",
-          description="1-D convolutional autoencoder for series windows (width, depth, kernel_size, latent_dim)")
 def build_conv1d_ae(input_shape, width: int = 32, depth: int = 2, kernel_size: int = 7,
                     dropout: float = 0.2, latent_dim: int | None = None) -> Conv1dAE:
     return Conv1dAE(input_shape, width=width, depth=depth, kernel_size=kernel_size, dropout=dropout,

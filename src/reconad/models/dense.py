@@ -7,7 +7,6 @@ import math
 import torch
 from torch import nn
 
-from reconad.models.registry import register
 
 
 class DenseAE(nn.Module):
@@ -60,16 +59,7 @@ class DenseAE(nn.Module):
         return self.decoder(self.encoder(x)).reshape(x.shape)
 
 
-@register("dense_ae", default_loss="mse", default_score="mse",
-          description="dense autoencoder on flattened inputs (latent_dim, width, depth)")
 def build_dense_ae(input_shape, latent_dim: int = 32, width: int = 256, depth: int = 2,
                    output: str = "sigmoid") -> DenseAE:
     return DenseAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, output=output)
 
-
-# Hyper-parameters the tuner may search: (kind, low, high, log) or ("categorical", choices).
-SEARCH_SPACE = {
-    "latent_dim": ("int", 2, 64, True),
-    "width": ("categorical", [32, 64, 128, 256]),
-    "depth": ("int", 1, 3, False),
-}

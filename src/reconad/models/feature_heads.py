@@ -54,3 +54,13 @@ class FeatureVAE(nn.Module):
         z = mu_z + torch.randn_like(mu_z) * (0.5 * logvar_z).exp() if self.training else mu_z
         g = self.decoder(z)
         return self.to_mu_x(g), self.to_logvar_x(g).clamp(-8, 8), mu_z, logvar_z
+
+
+def build_feature_ae(input_shape, latent_dim: int = 64, width: int = 256) -> FeatureAE:
+    """A ``FeatureAE`` for feature vectors of ``input_shape = (channels,)``."""
+    return FeatureAE(int(input_shape[0]), latent_dim=latent_dim, width=width)
+
+
+def build_feature_vae(input_shape, latent_dim: int = 64, width: int = 256) -> FeatureVAE:
+    """A ``FeatureVAE`` for feature vectors of ``input_shape = (channels,)``."""
+    return FeatureVAE(int(input_shape[0]), latent_dim=latent_dim, width=width)

@@ -20,14 +20,7 @@ import math
 import torch
 from torch import nn
 
-from reconad.models.registry import register
-
 GAN_MODELS = ("anogan", "fanogan")
-
-SEARCH_SPACE = {
-    "latent_dim": ("int", 8, 128, True),
-    "width": ("categorical", [128, 256, 512]),
-}  # not lam: it changes the scale of the score, so the unlabelled objective cannot compare it
 
 
 class Generator(nn.Module):
@@ -138,17 +131,13 @@ class AnoGAN(nn.Module):
         return self.score_terms(x, self.forward(x))
 
 
-def _builder(kind: str):
-    def build(input_shape, latent_dim: int = 64, width: int = 256, lam: float = 0.1,
-              search_steps: int = 200, search_lr: float = 0.05) -> AnoGAN:
-        return AnoGAN(input_shape, kind=kind, latent_dim=latent_dim, width=width, lam=lam,
-                      search_steps=search_steps, search_lr=search_lr)
-    return build
+def build_anogan(input_shape, latent_dim: int = 64, width: int = 256, lam: float = 0.1,
+                 search_steps: int = 200, search_lr: float = 0.05) -> AnoGAN:
+    return AnoGAN(input_shape, kind="anogan", latent_dim=latent_dim, width=width, lam=lam,
+                  search_steps=search_steps, search_lr=search_lr)
 
 
-register("anogan", default_loss="mse", default_score="gan",
-         description="GAN; latent search by gradient descent at test time (latent_dim, width, lam, "
-                     "search_steps, search_lr)")(_builder("anogan"))
-register("fanogan", default_loss="mse", default_score="gan",
-         description="GAN with an encoder (izi_f), no search at test time (latent_dim, width, lam)")(
-    _builder("fanogan"))
+def build_fanogan(input_shape, latent_dim: int = 64, width: int = 256, lam: float = 0.1,
+                  search_steps: int = 200, search_lr: float = 0.05) -> AnoGAN:
+    return AnoGAN(input_shape, kind="fanogan", latent_dim=latent_dim, width=width, lam=lam,
+                  search_steps=search_steps, search_lr=search_lr)

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from reconad.scoring import terms as scoring
-from reconad.models.registry import register
 
 GMM_SCORES = ("nll", "unregularized", "elbo", "kl", "log_norm")
 
@@ -83,8 +82,5 @@ def fit_pca_gmm(model: PCAGaussianMixture, X: np.ndarray, random_state: int | No
     return model
 
 
-@register("gmm", default_loss="em", default_score="unregularized", scores=GMM_SCORES,
-          description="PCA (pca_components = N_h) + Gaussian mixture with full covariance "
-                      "(n_components = N_z, also set by latent_dim), fitted by EM")
 def build_gmm(input_shape, n_components: int = 5, pca_components: int = 32) -> PCAGaussianMixture:
     return PCAGaussianMixture(input_shape, n_components=n_components, pca_components=pca_components)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reconad.models.registry import register
 
 
 def _check_series_shape(name: str, input_shape) -> tuple[int, int]:
@@ -46,35 +45,32 @@ class LSTMAE(nn.Module):
 
 class LSTMVAE(LSTMAE):
     """Variational LSTM autoencoder: the encoder gives a mean and a log-variance, a code is
-    sampled while training (the mean is used in evaluation). After each forward pass
-    ``self.kl`` holds the batch mean KL divergence per input element, which the training
-    loss adds (weighted by ``beta``)."""
+    sampled while training (the mean is used in evaluation). ``forward`` returns the
+    reconstruction; ``forward_train`` the reconstruction and the batch mean KL divergence
+    per input element, which the training loss adds (weighted by ``beta``)."""
 
     def __init__(self, input_shape, latent_dim: int = 16, width: int = 64, depth: int = 1,
                  beta: float = 1.0):
         super().__init__(input_shape, latent_dim=latent_dim, width=width, depth=depth)
         self.to_latent = nn.Linear(width, 2 * latent_dim)
         self.beta = float(beta)
-        self.kl = torch.zeros(())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, (h, _) = self.encoder(x)
         mu, logvar = self.to_latent(h[-1]).chunk(2, dim=-1)
         logvar = logvar.clamp(-10, 10)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
         kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(-1)
-        self.kl = kl.mean() / (x.shape[1] * x.shape[2])
-        return self.decode(z, x.shape[1])
+        return self.decode(z, x.shape[1]), kl.mean() / (x.shape[1] * x.shape[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_train(x)[0]
 
 
-@register("lstm_ae", default_loss="mse", default_score="mae",
-          description="LSTM encoder -> latent -> LSTM decoder for series windows (latent_dim, width, depth)")
 def build_lstm_ae(input_shape, latent_dim: int | None = 16, width: int = 64, depth: int = 1) -> LSTMAE:
     return LSTMAE(input_shape, latent_dim=latent_dim, width=width, depth=depth)
 
 
-@register("lstm_vae", default_loss="mse", default_score="mae",
-          description="variational LSTM autoencoder for series windows (latent_dim, width, depth, beta)")
 def build_lstm_vae(input_shape, latent_dim: int = 16, width: int = 64, depth: int = 1,
                    beta: float = 1.0) -> LSTMVAE:
     return LSTMVAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, beta=beta)

@@ -15,15 +15,6 @@ import torch
 from torch import nn
 
 from reconad.models.dense import DenseAE
-from reconad.models.registry import register
-
-# Hyper-parameters the tuner may search, per model: (kind, low, high, log) or ("categorical", choices).
-SEARCH_SPACES = {
-    "tabular_ae": {"latent_dim": ("int", 2, 32, True), "width": ("categorical", [32, 64, 128]),
-                   "depth": ("int", 1, 3, False)},
-    "tabular_vae": {"latent_dim": ("int", 2, 32, True), "width": ("categorical", [32, 64, 128]),
-                    "depth": ("int", 1, 3, False), "beta": ("float", 0.01, 1.0, True)},
-}
 
 
 class OutputBox(nn.Module):
@@ -113,23 +104,19 @@ def kl_per_sample(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
 
 
-def vae_loss(model: TabularVAE, x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """Batch mean of the summed squared error plus ``beta`` times the KL term."""
-    x_hat, mu, logvar = model.forward_train(x)
+def vae_loss(x: torch.Tensor, terms: tuple[torch.Tensor, ...], beta: float = 1.0) -> torch.Tensor:
+    """Batch mean of the summed squared error plus ``beta`` times the KL term, from
+    ``TabularVAE.forward_train``'s ``(x_hat, mu, logvar)``."""
+    x_hat, mu, logvar = terms
     rec = (x - x_hat).square().flatten(1).sum(1)
     return (rec + beta * kl_per_sample(mu, logvar)).mean()
 
 
-@register("tabular_ae", default_loss="mse", default_score="mse",
-          description="dense autoencoder for tables, output bounded to the training range "
-                      "(latent_dim, width, depth, bounded)")
 def build_tabular_ae(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
                      bounded: bool = True) -> TabularAE:
     return TabularAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, bounded=bounded)
 
 
-@register("tabular_vae", default_loss="mse", default_score="mse",
-          description="dense Gaussian VAE for tables (latent_dim, width, depth, bounded)")
 def build_tabular_vae(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
                       bounded: bool = True) -> TabularVAE:
     return TabularVAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, bounded=bounded)

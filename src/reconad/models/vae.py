@@ -17,7 +17,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from reconad.scoring import terms as scoring
-from reconad.models.registry import register
 
 DECODERS = ("gaussian", "bernoulli")
 INIT_LOG_VAR = -3.0
@@ -175,8 +174,6 @@ def _check_image_shape(name: str, input_shape) -> None:
         raise ValueError(f"{name} needs image inputs (C, H, W), got shape {input_shape}")
 
 
-@register("conv_vae", default_loss="elbo", default_score="unregularized", scores=scoring.GAUSSIAN_SCORES,
-          description="convolutional VAE, Gaussian (mu_x, sigma_x) or Bernoulli decoder (latent_dim, width, depth)")
 def build_conv_vae(input_shape, latent_dim: int = 32, width: int = 32, depth: int = 3,
                    decoder: str = "gaussian", min_log_var: float = -8.0) -> ConvVAE:
     _check_image_shape("conv_vae", input_shape)
@@ -184,17 +181,12 @@ def build_conv_vae(input_shape, latent_dim: int = 32, width: int = 32, depth: in
                    activation="leaky_relu", decoder=decoder, min_log_var=min_log_var)
 
 
-@register("dense_vae", default_loss="elbo", default_score="unregularized", scores=scoring.GAUSSIAN_SCORES,
-          description="dense VAE on flattened inputs, Gaussian or Bernoulli decoder (latent_dim, width, depth)")
 def build_dense_vae(input_shape, latent_dim: int = 32, width: int = 256, depth: int = 2,
                     decoder: str = "gaussian", min_log_var: float = -8.0) -> DenseVAE:
     return DenseVAE(input_shape, latent_dim=latent_dim, width=width, depth=depth,
                     decoder=decoder, min_log_var=min_log_var)
 
 
-@register("paper_vae", default_loss="elbo", default_score="unregularized", scores=scoring.GAUSSIAN_SCORES,
-          description="the unregularized-score paper's VAE: 5 convs 4x4 stride 2, channels N_c*2^(n-1), "
-                      "BN, ReLU, dense to 2*N_z, mirrored decoder (latent_dim=N_z, width=N_c)")
 def build_paper_vae(input_shape, latent_dim: int = 10, width: int = 32, depth: int = 5,
                     decoder: str = "gaussian", min_log_var: float = -8.0) -> ConvVAE:
     _check_image_shape("paper_vae", input_shape)

@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - the serve extra is missing
 from reconad._version import __version__
 from reconad.data.images import decode_image, to_float_array
 from reconad.data.inputs import input_kind
+from reconad.models.catalogue import KINDS, entries
 from reconad.serve.batching import MicroBatcher, image_engine
 
 TOKEN_ENV = "RECONAD_TOKEN"
@@ -111,6 +112,17 @@ def _map_png(amap: np.ndarray) -> tuple[str, float]:
 
 # --- the application ---------------------------------------------------------------------
 
+def _catalogue_info(detector) -> dict | None:
+    """The model's catalogue entry (name, kind, family, scores), when it has one."""
+    kind, name = getattr(detector, "kind", None), getattr(detector, "model", None)
+    found = [e for e in entries(kind) if e.name == name] if kind in KINDS else []
+    if not found:
+        return None
+    e = found[0]
+    return {"name": e.name, "kind": e.kind, "family": e.family, "default_score": e.default_score,
+            "scores": list(e.scores), "exportable": e.exportable, "description": e.description}
+
+
 def create_app(detector, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_batch: int = DEFAULT_MAX_BATCH, model_name: str | None = None, alerts=None,
                engine: str = "auto", batch_wait_ms: float = 0.0, threads: int = 1,
@@ -129,10 +141,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
     kind = input_kind(detector)
-    channels = int(detector.input_shape_[0]) if kind == "images" else None
+    # fixed-size image models (not patch mode, not feature models, which take any size)
+    fixed_size = kind == "images" and hasattr(detector, "input_shape_") and \
+        getattr(detector, "patch_size", None) is None
+    channels = int(detector.input_shape_[0]) if kind == "images" and hasattr(detector, "input_shape_") else None
     batcher = None
     engine_name = None
-    if kind == "images" and getattr(detector, "patch_size", None) is None:
+    if fixed_size:
         engine_name, engine_fn = image_engine(detector, engine, threads)
         batcher = MicroBatcher(engine_fn, wait=batch_wait_ms / 1000.0, max_batch=max_batch,
                                inline_samples=inline_samples)
@@ -315,6 +330,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
         info: dict[str, Any] = {
             "name": model_name,
             "detector": type(detector).__name__,
+            "model": _catalogue_info(detector),
             "input": {"kind": kind},
             "threshold": float(detector.threshold_),
             "threshold_method": getattr(detector, "threshold_method_", None),
@@ -324,9 +340,10 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "reconad_version": __version__,
         }
         if kind == "images":
-            c, h, w = (int(v) for v in detector.input_shape_)
-            info["input"].update({"height": h, "width": w, "channels": c,
-                                  "formats": ["image files (PNG, JPEG, ...) as multipart/form-data or "
+            if fixed_size:
+                c, h, w = (int(v) for v in detector.input_shape_)
+                info["input"].update({"height": h, "width": w, "channels": c})
+            info["input"].update({"formats": ["image files (PNG, JPEG, ...) as multipart/form-data or "
                                               "image/png", "JSON arrays (N, H, W[, C]): integers "
                                               "0..255 or floats 0..1"]})
         else:

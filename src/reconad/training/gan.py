@@ -71,8 +71,8 @@ def fit_encoder(gan: AnoGAN, train: torch.Tensor, val: torch.Tensor | None, *, e
     gan.generator.eval()
     gan.discriminator.eval()
 
-    def loss_fn(encoder, xb):
-        rec = gan.generator(encoder(xb))
+    def loss_fn(code, xb):
+        rec = gan.generator(code)
         _, fx = gan.discriminator(xb)
         _, fr = gan.discriminator(rec)
         return (xb - rec).square().mean() + kappa * (fx - fr).square().mean()

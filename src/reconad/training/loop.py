@@ -69,10 +69,35 @@ def progress_bar(verbose: int, label: str = "training"):
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
 
 
+class TrainingForward(nn.Module):
+    """A model seen through its ``forward_train``: the forward pass that gives everything
+    its training loss needs (e.g. a VAE's sampled reconstruction and KL terms)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model.forward_train(x)
+
+
+def training_forward(model: nn.Module) -> nn.Module:
+    """The module whose forward pass the training loss is computed from: ``model`` itself,
+    or :class:`TrainingForward` when the model defines ``forward_train``. The
+    data-parallel wrapper wraps this module, so the loss gets the model's own terms from
+    the wrapped forward pass (and their gradients are shared)."""
+    return TrainingForward(model) if hasattr(model, "forward_train") else model
+
+
+def batch_loss(net: nn.Module, loss_fn: Callable, xb: torch.Tensor) -> torch.Tensor:
+    """The loss of one batch: ``loss_fn(net(xb), xb)``."""
+    return loss_fn(net(xb), xb)
+
+
 def batch_mean_loss(model: nn.Module, loss_fn: Callable, data: torch.Tensor, batch_size: int,
                     device: torch.device) -> float:
     """Mean loss over ``data`` in evaluation mode, weighted by batch size."""
-    total, count = _shard_loss_sums(model, loss_fn, data, batch_size, device)
+    total, count = _shard_loss_sums(training_forward(model), loss_fn, data, batch_size, device)
     return total / max(count, 1)
 
 
@@ -115,15 +140,16 @@ def fit_settings(*, distributed: bool | None = None,
         _SETTINGS.reset(token)
 
 
-def _shard_loss_sums(model: nn.Module, loss_fn: Callable, data: torch.Tensor, batch_size: int,
+def _shard_loss_sums(forward: nn.Module, loss_fn: Callable, data: torch.Tensor, batch_size: int,
                      device: torch.device) -> tuple[float, int]:
-    """Loss summed over ``data`` (batch mean times batch size) and the count, in eval mode."""
-    model.eval()
+    """Loss summed over ``data`` (batch mean times batch size) and the count, in eval mode;
+    ``forward``: the model's training forward (``training_forward``)."""
+    forward.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             xb = data[start:start + batch_size].to(device)
-            total += float(loss_fn(model, xb)) * len(xb)
+            total += float(batch_loss(forward, loss_fn, xb)) * len(xb)
             count += len(xb)
     return total, count
 
@@ -135,7 +161,7 @@ def _parameter_checksum(model: nn.Module) -> float:
 
 def fit_model(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
     train: torch.Tensor,
     val: torch.Tensor | None,
     *,
@@ -151,7 +177,7 @@ def fit_model(
     distributed: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> FitResult:
-    """Train ``model`` with Adam on ``loss_fn(model, batch)``; keep the weights with the best
+    """Train ``model`` with Adam on ``loss_fn(output, batch)``; keep the weights with the best
     validation loss (training loss when there is no validation data) and restore them.
     Early stopping after ``patience`` epochs without improvement when ``patience`` is set.
 
@@ -160,7 +186,12 @@ def fit_model(
     draws the same shuffled order, takes every ``world``-th sample of each batch of
     ``batch_size`` (so ``batch_size`` is the global batch and the batches are those of a
     single process), and the gradients, losses and the early-stopping decision are agreed
-    with ``all_reduce``. ``loss_fn`` must run the forward pass as ``model(batch)``.
+    with ``all_reduce``.
+
+    ``output`` is the model's forward pass on the batch (its ``forward_train`` when it has
+    one, see ``training_forward``), run through the ``DistributedDataParallel`` wrapper
+    when training data-parallel: the loss sees the model's own outputs, never the wrapper,
+    and gets the same value with one process or many.
     ``checkpoint`` (a folder; default from ``fit_settings``) is written by rank 0 after
     every epoch, and a run that finds an unfinished checkpoint of the same run resumes from
     it."""
@@ -176,7 +207,8 @@ def fit_model(
         raise ValueError(f"batch_size {batch_size} is the global batch: with {group.world} processes "
                          f"it must be at least {2 * group.world}")
     model.to(device)
-    net = group.wrap(model)
+    forward = training_forward(model)
+    net = group.wrap(forward)
     opt = adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed())
     result = FitResult()
@@ -228,7 +260,7 @@ def fit_model(
                     xb = augment(xb, aug_gen)
                 xb = xb.to(device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net, xb)
+                loss = batch_loss(net, loss_fn, xb)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; "
                                              "lower the learning rate")
@@ -238,11 +270,11 @@ def fit_model(
             if group.world > 1:
                 total, = group.sum(total)
                 if not group.same_everywhere(_parameter_checksum(model)):
-                    raise RuntimeError("the processes' weights diverged: the loss function must run "
-                                       "the forward pass as model(batch) so that gradients are shared")
+                    raise RuntimeError("the processes' weights diverged: every parameter the loss "
+                                       "uses must take part in the model's forward pass")
             train_loss = total / len(train)
             if val is not None and len(val):
-                val_total, val_count = _shard_loss_sums(model, loss_fn, val[group.rank::group.world],
+                val_total, val_count = _shard_loss_sums(forward, loss_fn, val[group.rank::group.world],
                                                         batch_size, device)
                 val_total, val_count = group.sum(val_total, val_count)
                 val_loss = val_total / max(val_count, 1)
