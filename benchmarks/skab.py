@@ -22,6 +22,7 @@ flags at most ``target`` of the simulated test rows.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import json
 import time
 
@@ -270,6 +271,8 @@ def evaluate_config(name: str, files, seed: int) -> dict:
 def library_errors(df: pd.DataFrame, sensors: list[str], seed: int, key: str, whole: bool = True) -> dict:
     """A default detector on the first 400 rows; its per-sensor window errors of the
     training part, the test part and the whole file, and its own flags (``predict``)."""
+    if (seed, key) not in _DETS and CACHE is not None and (CACHE / _cache_name(seed, key)).exists():
+        _DETS[(seed, key)] = _load_cached(seed, key)
     if (seed, key) not in _DETS:
         det = SeriesDetector(window=60, columns=sensors, device="cpu", verbose=0,
                              random_state=seed).fit(df.iloc[:N_TRAIN])
@@ -281,7 +284,35 @@ def library_errors(df: pd.DataFrame, sensors: list[str], seed: int, key: str, wh
         got["steps"] = det.decision_function(parts["test"])
         got["det"] = det
         _DETS[(seed, key)] = got
+        if CACHE is not None:
+            _save_cached(seed, key, got)
     return _DETS[(seed, key)]
+
+
+CACHE: Path | None = None  # --cache: the default detectors and their errors, kept between runs
+
+
+def _cache_name(seed: int, key: str) -> str:
+    return f"{key.replace('/', '_')}_seed{seed}"
+
+
+def _save_cached(seed: int, key: str, got: dict) -> None:
+    name = CACHE / _cache_name(seed, key)
+    got["det"].save(name)
+    arrays = {k: v for k, v in got.items() if isinstance(v, np.ndarray)}
+    arrays.update({f"predict_{k}": v for k, v in got["predict"].items()})
+    np.savez(CACHE / f"{name.name}.npz", **arrays)
+
+
+def _load_cached(seed: int, key: str) -> dict:
+    from reconad import load
+
+    name = CACHE / _cache_name(seed, key)
+    arrays = dict(np.load(CACHE / f"{name.name}.npz"))
+    got = {k: v for k, v in arrays.items() if not k.startswith("predict_")}
+    got["predict"] = {k[len("predict_"):]: v for k, v in arrays.items() if k.startswith("predict_")}
+    got["det"] = load(name)
+    return got
 
 
 def alert_flags(det, per_sensor_train, per_sensor, n_rows: int, factor: float):
@@ -593,7 +624,32 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs/skab.*")
     ap.add_argument("--render", action="store_true", help="re-write docs/skab.md from docs/skab.json")
+    ap.add_argument("--cache", type=Path, default=None, help="keep the default detectors here (reused when there)")
+    ap.add_argument("--warm", default=None, help="K/N: only fit the default detectors of files K, K+N, ... "
+                                                 "(and anomaly-free chunks) into --cache, then stop")
     args = ap.parse_args()
+    global CACHE
+    CACHE = args.cache
+    if CACHE is not None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+    if args.warm:
+        torch.set_num_threads(args.threads)
+        k, n = (int(v) for v in args.warm.split("/"))
+        files = skab_files(data_dir() / "skab")
+        for i, (fname, df) in enumerate(files):
+            if i % n == k:
+                sensors = [c for c in df.columns if c not in ("anomaly", "changepoint")]
+                for s in range(3):
+                    library_errors(df, sensors, args.seed + s, fname)
+                print("warm", fname, flush=True)
+        free = read_csv(data_dir() / "skab" / "anomaly-free" / "anomaly-free.csv")
+        for c in range(len(free) // FREE_CHUNK):
+            if c % n == k:
+                for s in range(3):
+                    library_errors(free.iloc[c * FREE_CHUNK:(c + 1) * FREE_CHUNK], list(free.columns),
+                                   args.seed + s, f"anomaly-free/{c}", whole=False)
+                print("warm anomaly-free chunk", c, flush=True)
+        return
     if args.render:
         saved = json.loads((ROOT / "docs" / "skab.json").read_text())
         order = list(CONFIGS) + list(LIBRARY)

@@ -158,7 +158,8 @@ def main() -> None:
                             "original: F1 / FAR / MAR"], rows)
     md = f"""# SKAB: how the series defaults were chosen
 
-Command: `python benchmarks/skab_selection.py` (`--cache DIR` keeps the models' errors)
+Command: `python benchmarks/skab_selection.py` (`--cache DIR` keeps the models' errors; the
+numbers below come from errors this script computed once and reused with `--cache`)
 Machine: {machine()}
 
 {__doc__.split("reuse the models' errors" + chr(10))[1].strip()}
