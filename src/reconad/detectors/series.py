@@ -22,12 +22,16 @@ class SeriesDetector(TorchDetector):
     """Anomaly detector for multivariate sensor series by window reconstruction.
 
     The series is scaled (scaler fitted on the training rows only), cut into windows of
-    ``window`` rows every ``stride`` rows, and rebuilt by an autoencoder. A window's error
-    per sensor is the mean over its rows of the absolute (``score="mae"``) or squared
-    (``"mse"``) difference; the window score is the sum over sensors (``sensor_reduce="max"``:
-    the largest sensor error). Each time step gets
-    the ``combine`` of the windows that cover it (``"mean"``, ``"max"``, or ``"last"``,
-    the causal score of the window that ends at the step).
+    ``window`` rows every ``stride`` rows, and rebuilt by an autoencoder. Slow sensors
+    (``slow_sensors``) have their mean over each window removed first: their level is the
+    plant's operating point, only how they move inside the window is judged. A window's
+    error per sensor is the mean over its newest ``score_last`` share of rows of the
+    absolute (``score="mae"``) or squared (``"mse"``) difference; the window score is the
+    largest (``sensor_reduce="max"``) or the sum (``"sum"``) of the scored sensors' errors.
+    Each time step gets the ``combine`` of its windows: ``"last"`` (default, causal: the
+    window that ends at the step), ``"mean"`` or ``"max"`` of the windows that cover it.
+    ``predict`` applies the alert rule with hysteresis (``alert_enter``, ``alert_leave``,
+    ``alert_release``; :mod:`reconad.thresholds.episodes`) to these scores, as the monitor does.
 
     Parameters
     ----------
@@ -35,15 +39,32 @@ class SeriesDetector(TorchDetector):
         1-D convolutional AE; LSTM encoder -> latent -> LSTM decoder; its variational
         version; dense AE on flattened windows. Any other registered model name is used as is.
     window, stride : int, default 60 and 1
-    combine : {"mean", "max", "last"}, default "mean"
+    combine : {"last", "mean", "max"}, default "last"
     score : {"mae", "mse"}, default "mae"
     normalize_sensors : bool, default False
         Divide each sensor's window error by its median over the training windows, so that
         every sensor counts alike in the sum.
-    sensor_reduce : {"sum", "max"}, default "sum"
-        How a window's per-sensor errors make its score: their sum, or the largest one. With
+    sensor_reduce : {"max", "sum"}, default "max"
+        How a window's per-sensor errors make its score: the largest one, or their sum. With
         ``"max"`` a window is as anomalous as its worst-rebuilt sensor, so an anomaly that
         shows in one sensor is not diluted, and small errors of many sensors do not add up.
+    slow_sensors : "auto", None or list of str, default "auto"
+        Sensors whose level is an operating point, not a fault: each window's mean of them is
+        removed before the network. ``"auto"``: the sensors whose training rows change
+        smoothly (``reconad.data.series.slow_sensors``: the spread of their step-to-step
+        changes is under half their spread; with several segments, slow in most of them).
+        A level fault of a slow sensor then shows only while the level changes; None scores
+        every sensor's level. ``slow_sensors_`` names the ones chosen.
+    score_slow : bool, default False
+        Whether the slow sensors' errors count in the score (False: they are inputs only;
+        when every sensor is slow, all are scored).
+    score_last : float in (0, 1], default 0.5
+        Share of each window's newest rows its error is taken over (1.0: all rows). With the
+        causal ``"last"`` combine, an alarm then ends soon after a fault has gone instead of
+        staying while the fault is anywhere in the window.
+    alert_enter, alert_leave, alert_release : int, int, float; default 1, 10, 0.9
+        An alert starts once ``alert_enter`` steps in a row score above ``threshold_`` and
+        ends once ``alert_leave`` steps in a row score at or below ``alert_release`` times it.
     scaler : {"standard", "minmax", "none"}, default "standard"
     columns : list of str or None
         Sensor columns of a DataFrame to use; None takes every numeric column.
@@ -53,8 +74,9 @@ class SeriesDetector(TorchDetector):
     latent_dim, width, depth, model_kwargs : model size (None keeps the model's default).
     loss : {"mse", "l1"} or None, training loss (None: the model's default, ``mse``).
     epochs, batch_size, lr, weight_decay, validation_fraction, patience : training.
-    threshold_method, threshold_param : threshold from the held-out windows' scores
-        (``percentile`` 95 by default; see ``calibrate``).
+    threshold_method, threshold_param : default ``"margin"``: ``threshold_param`` (default 2)
+        times the 0.999 quantile of the scores of all training windows (``rules.margin``);
+        ``percentile`` (95), ``mean_std`` and ``fpr`` use the held-out windows' scores.
     device, random_state, verbose : as for ``ImageDetector``.
 
     Examples
