@@ -180,8 +180,8 @@ choosing is the score of each file under the combination chosen without it:
 | original board (whole files) | {held_w[0]:.4f} | {100 * held_w[1]:.2f} % | {100 * held_w[2]:.2f} % |
 
 A choice that sits on the FAR limits of the other files lands near them, above or below,
-on a held-out file. The defaults are then measured as the library runs them (50 epochs,
-its own fit) in [skab.md](skab.md).
+on a held-out file. The defaults (with `epochs=30`, as these models) are then measured
+as the library runs them in [skab.md](skab.md).
 """
     print(md)
     write_results("skab_selection", md, {"machine": machine(), "held_out_strict": held_s, "held_out_original": held_w,

@@ -73,7 +73,8 @@ class SeriesDetector(TorchDetector):
         longer gaps raise ``ValueError``. ``n_filled_`` counts the filled values of ``fit``.
     latent_dim, width, depth, model_kwargs : model size (None keeps the model's default).
     loss : {"mse", "l1"} or None, training loss (None: the model's default, ``mse``).
-    epochs, batch_size, lr, weight_decay, validation_fraction, patience : training.
+    epochs, batch_size, lr, weight_decay, validation_fraction, patience : training (at most
+        30 epochs by default: the defaults above were chosen with such models).
     threshold_method, threshold_param : default ``"margin"``: ``threshold_param`` (default 2)
         times the 0.999 quantile of the scores of all training windows (``rules.margin``);
         ``percentile`` (95), ``mean_std`` and ``fpr`` use the held-out windows' scores.
@@ -99,7 +100,7 @@ class SeriesDetector(TorchDetector):
                  score_slow: bool = False, score_last: float = 0.5,
                  alert_enter: int = 1, alert_leave: int = 10, alert_release: float = 0.9,
                  latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
-                 model_kwargs: dict | None = None, loss: str | None = None, epochs: int = 50,
+                 model_kwargs: dict | None = None, loss: str | None = None, epochs: int = 30,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.0,
                  validation_fraction: float = 0.1, patience: int | None = 5,
                  threshold_method: str = "margin", threshold_param: float | None = None,
