@@ -141,6 +141,7 @@ LIBRARY = {
              "the anomaly-free recording: the smallest multiple of 0.05 that flags at most 15 % of the "
              "simulated test rows of its chunks (a model on each chunk's first 400 rows, 3 seeds)"),
 }
+LIBRARY_LABELS = {c["label"] for c in LIBRARY.values()}
 _DETS: dict = {}  # (seed, data key) -> per-sensor window errors and the fitted detector's rules
 
 _SCORES: dict = {}  # (settings, seed, data key) -> per-sensor window scores; rows that share models reuse them
@@ -504,7 +505,9 @@ def render(results: dict, machine_text: str) -> tuple[str, str]:
     fmt_fp = lambda v: f"{v:.0f}" if isinstance(v, float) else str(v)  # noqa: E731
     notes = "\n".join(f"- **{r['label']}**: {r['note']}"
                       + (f"; threshold factor {r['factor']:.2f}" if "factor" in r else "")
-                      + f"; {r['seconds']:.0f} s for the 34 files"
+                      + (f"; {r['seconds']:.0f} s for the 34 files" if r["label"] not in LIBRARY_LABELS else
+                         "; the detectors were fitted beforehand into --cache (--warm K/4 in 4 processes, about "
+                         "6 minutes on the 2 busy cores)")
                       + (f"; point-adjusted F1 {r['f1_point_adjusted']:.4f} (lenient, for comparison only)"
                          if "f1_point_adjusted" in r else "")
                       + (f"; {fmt_fp(r['fp_after_anomaly'])} of its {fmt_fp(r['fp'])} false alarms lie after the "
@@ -553,7 +556,7 @@ than the strict board shows.
 
 - **Slow sensors are the operating point** (`slow_sensors="auto"`, `score_slow=False`): a
   sensor whose training rows change smoothly (the spread of its step-to-step changes is
-  less than half its spread, `reconad.data.series.smoothness`; here the two temperatures)
+  less than half its spread, `reconad.data.series.smoothness`; here mostly the two temperatures)
   has its mean over each window removed before the network, and its error does not make
   the score. After a fault the rig settles for minutes and the temperatures stay away
   from the 400 training rows ([skab_settling.md](skab_settling.md)); the model now sees
