@@ -31,6 +31,7 @@ SIZES = {
     ("series", "lstm_ae"): dict(window=8, latent_dim=4, width=8),
     ("series", "lstm_vae"): dict(window=8, latent_dim=4, width=8),
     ("series", "dense_ae"): dict(window=8, latent_dim=4, width=16, depth=1),
+    ("table", "ensemble"): dict(latent_dim=2, width=8, members=2),
     ("table", "ae"): dict(latent_dim=2, width=8),
     ("table", "vae"): dict(latent_dim=2, width=8),
 }

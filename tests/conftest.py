@@ -38,6 +38,8 @@ def write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
 class RowDetector(BaseDetector):
     """A tiny stand-in for a table model: squared distance to the training mean."""
 
+    kind = "table"
+
     def __init__(self, q: float = 95):
         self.q = q
 

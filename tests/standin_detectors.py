@@ -20,6 +20,8 @@ def _matrix(X) -> np.ndarray:
 class RowDetector(BaseDetector):
     """Tabular contract: distance of each row from the training mean."""
 
+    kind = "table"
+
     def __init__(self, threshold_param: float | None = None):
         self.threshold_param = threshold_param
 
@@ -47,6 +49,8 @@ class WindowDetector(RowDetector):
     """Series contract: windows of ``window`` steps every ``stride`` steps (plus one ending
     at the last step); a window's score is the RMS distance of its steps from the training
     mean; a step's score is the mean over the windows that cover it."""
+
+    kind = "series"
 
     def __init__(self, window: int = 8, stride: int = 1, threshold_param: float | None = None):
         self.window = window

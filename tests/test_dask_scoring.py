@@ -18,6 +18,8 @@ from typer.testing import CliRunner  # noqa: E402
 from reconad.scale import dask_scoring
 from reconad.scale import frames as frame_scoring  # noqa: E402
 from reconad.cli import app  # noqa: E402
+from reconad.ops.loading import load_model  # noqa: E402
+from reconad.ops.registry import ModelRegistry, model_version  # noqa: E402
 
 from conftest import write_pngs  # noqa: E402
 from standin_detectors import RowDetector, WindowDetector  # noqa: E402
@@ -41,6 +43,12 @@ def read_scores(folder):
     return plain_text(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
 
 
+def without_version(frame, version):
+    """The scores without their model_version column, after checking it holds ``version``."""
+    assert (frame["model_version"] == version).all(), frame["model_version"].unique()
+    return frame.drop(columns="model_version")
+
+
 def split_at(frame, cuts):
     """A Dask DataFrame whose partitions end at the given row positions."""
     return dd.from_pandas(frame, npartitions=1, sort=True).repartition(
@@ -58,7 +66,8 @@ def test_table_scores_equal_in_process(cluster, tmp_path):
                                         tmp_path / "scores", scheduler=cluster.scheduler_address)
     got = read_scores(out)
     want = frame_scoring.score_table(det, frame)
-    assert list(got.columns) == ["part_id", "score", "label"]
+    assert list(got.columns) == ["part_id", "score", "label", "model_version"]
+    got = without_version(got, model_version(tmp_path / "model"))
     pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_exact=True)
     assert 0 < want["label"].sum() < len(frame)
 
@@ -90,7 +99,8 @@ def test_series_split_anywhere_scores_equal_in_process(cluster, tmp_path, stride
                                      features=["x", "y", "z"])
     got = plain_text(scores.compute().reset_index(drop=True))
     want = frame_scoring.score_series(det, frame, id_column="machine", features=["x", "y", "z"])
-    assert list(got.columns) == ["machine", "t", "score", "label"]
+    assert list(got.columns) == ["machine", "t", "score", "label", "model_version"]
+    got = without_version(got, model_version(tmp_path / "model"))
     pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_exact=True)
     # every machine's scores are those of its whole series scored alone
     for m, rows in frame.groupby("machine").groups.items():
@@ -119,7 +129,7 @@ def test_image_bag_scores_equal_in_process(cluster, tmp_path, small_detector, mn
     bag = db.from_sequence(paths, partition_size=7)
     out = dask_scoring.score_to_parquet(tmp_path / "model", bag, tmp_path / "scores",
                                         scheduler=cluster.scheduler_address)
-    got = read_scores(out)
+    got = without_version(read_scores(out), model_version(tmp_path / "model"))
     want = plain_text(frame_scoring.score_images(small_detector, paths))
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert got["score"].iloc[30:].mean() > got["score"].iloc[:30].mean()
@@ -134,7 +144,7 @@ def test_cli_scores_images_on_dask(cluster, tmp_path, small_detector, mnist01):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     got = read_scores(tmp_path / "out")
-    assert len(got) == 20 and list(got.columns) == ["path", "score", "label"]
+    assert len(got) == 20 and list(got.columns) == ["path", "score", "label", "model_version"]
     np.testing.assert_array_equal(got["score"].to_numpy(),
                                   small_detector.decision_function(sorted(got["path"])))
 
@@ -188,3 +198,25 @@ def test_real_table_and_series_detectors_score_equal_in_process(cluster, tmp_pat
     for m, rows in frame.groupby("machine").groups.items():
         alone = ser.decision_function(frame.loc[rows, ["x", "y", "z"]].to_numpy())
         np.testing.assert_allclose(want.loc[rows, "score"].to_numpy(), alone, rtol=1e-6)
+
+
+def test_registry_versions_on_dask(cluster, tmp_path):
+    """A registry folder scores with its current version, REGISTRY@VERSION with that version;
+    every row names it."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
+    reg = ModelRegistry(tmp_path / "registry")
+    for shift in (0.0, 1.0):
+        RowDetector().fit(frame + shift).save(tmp_path / f"m{shift}")
+        reg.register(tmp_path / f"m{shift}")
+    reg.promote("v0002")
+    data = split_at(frame, [70, 140])
+    current = read_scores(dask_scoring.score_to_parquet(tmp_path / "registry", data, tmp_path / "cur",
+                                                        scheduler=cluster.scheduler_address))
+    first = read_scores(dask_scoring.score_to_parquet(f"{tmp_path / 'registry'}@v0001", data, tmp_path / "v1",
+                                                      scheduler=cluster.scheduler_address))
+    want = {v: frame_scoring.score_table(load_model(f"{tmp_path / 'registry'}@{v}"), frame)["score"].to_numpy()
+            for v in ("v0001", "v0002")}
+    np.testing.assert_array_equal(without_version(current, "v0002")["score"].to_numpy(), want["v0002"])
+    np.testing.assert_array_equal(without_version(first, "v0001")["score"].to_numpy(), want["v0001"])
+    assert not np.array_equal(want["v0001"], want["v0002"])

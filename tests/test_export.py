@@ -151,6 +151,7 @@ SERIES_FAMILIES = {
 }
 
 TABLE_FAMILIES = {
+    "table-ensemble": _table("ensemble", nan=True),
     "table-ae": _table("ae", nan=True),
     "table-vae": _table("vae", score="l1", scaler="minmax"),
     "table-ae-unbounded": _table("ae", bounded=False),

@@ -233,3 +233,30 @@ def test_contrast_standardisation_ignores_brightness_and_contrast(fitted, bricks
     assert abs(raw_scores[1] - raw_scores[0]) > 10 * abs(scores[1] - scores[0])
     with pytest.raises(ValueError, match="unknown contrast"):
         clone(det).set_params(model_kwargs={"contrast": "auto"}).fit(bricks[0][:4])
+
+
+def test_evaluate_and_report_take_feature_models(fitted, bricks, tmp_path):
+    """Feature models have no pixel network: evaluation reads their image files as they
+    are, writes no reconstruction grid, and the masks give pixel metrics."""
+    from PIL import Image
+
+    from reconad.evaluation.evaluate import evaluate_images, evaluate_with_maps
+    from reconad.evaluation.report import build_report
+
+    det = fitted["feature_knn"]
+    _, good, bad, masks = bricks
+    files, mask_files = [], []
+    for i, (im, mask) in enumerate(zip(np.concatenate([good, bad]), np.concatenate([masks, masks]))):
+        Image.fromarray(im).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+        if i >= len(good):
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / f"{i}_mask.png")
+        mask_files.append(str(tmp_path / f"{i}_mask.png") if i >= len(good) else None)
+    labels = [0] * len(good) + [1] * len(bad)
+    result = evaluate_images(det, files[:len(good)], files[len(good):], tmp_path / "eval")
+    assert result["roc_auc"] >= 0.75 and result["model"] == "feature_knn"
+    assert (tmp_path / "eval" / "roc.png").exists()
+    assert not (tmp_path / "eval" / "reconstructions.png").exists()
+    with_maps = evaluate_with_maps(det, files, labels, mask_files, tmp_path / "maps")
+    assert with_maps["pixel_roc_auc"] > 0.75
+    assert "feature_knn" in build_report(det, files, labels)

@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from conftest import write_pngs
 from reconad import ImageDetector, load
 from reconad.cli import app
-from reconad.ops.registry import ModelRegistry, data_fingerprint, load_model, model_version, resolve
+from reconad.ops.loading import load_model, resolve
+from reconad.ops.registry import ModelRegistry, data_fingerprint, model_version
 from reconad.ops.retrain import parse_overrides, retrain
 
 runner = CliRunner()
@@ -107,3 +108,28 @@ def test_cli_retrain_models_and_versioned_scores(setup, tmp_path):
     assert plain[1].endswith("," + model_version(setup / "model1"))    # a checksum prefix outside a registry
     bad = runner.invoke(app, ["models", "promote", "v0042", "--registry", str(registry)])
     assert bad.exit_code != 0 and "v0042" in str(bad.exception)
+
+
+def test_one_loader_names_a_model_three_ways(setup, tmp_path):
+    registry = tmp_path / "registry"
+    reg = ModelRegistry(registry)
+    reg.register(setup / "model1")
+    reg.register(setup / "model1")
+    reg.promote("v0002")
+    assert resolve(setup / "model1").version == model_version(setup / "model1")
+    assert resolve(setup / "model1").registry is None
+    cur = resolve(registry)
+    assert (cur.version, cur.folder, cur.registry) == ("v0002", reg.path("v0002").resolve(), registry.resolve())
+    assert cur.name == f"{registry.resolve()}@v0002" and resolve(cur.name) == cur
+    assert load_model(f"{registry}@v0001").model_version_ == "v0001"
+    with pytest.raises(ValueError, match="no version 'v0009' in registry .*versions: v0001, v0002"):
+        resolve(f"{registry}@v0009")
+    with pytest.raises(ValueError, match="is not a model registry .*@v0001 names nothing"):
+        resolve(f"{setup / 'model1'}@v0001")
+    with pytest.raises(FileNotFoundError, match="model registry folder not found"):
+        resolve(f"{tmp_path / 'nope'}@v0001")
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        resolve(tmp_path / "nope")
+    # the command line takes the same names
+    first = invoke("score", "--model", f"{registry}@v0001", setup / "probe").strip().splitlines()
+    assert len(first) == 6 and all(r.endswith(",v0001") for r in first[1:])

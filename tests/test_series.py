@@ -274,7 +274,7 @@ def test_cli_series_train_score_evaluate_monitor(tmp_path, frame):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["score", "--model", str(tmp_path / "m"), str(train_csv)])
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[0] == "file,time,score,label" and len(res.output.splitlines()) == 301
+    assert res.output.splitlines()[0] == "file,time,score,label,model_version" and len(res.output.splitlines()) == 301
     res = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--input", str(test_csv),
                               "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output

@@ -43,9 +43,9 @@ def png_bytes(im: np.ndarray, fmt="PNG") -> bytes:
 
 
 def test_health_model_docs(client, small_detector):
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "model_version": None}  # made here, never saved
     info = client.get("/model").json()
-    assert info["input"] == {**info["input"], "kind": "images", "height": 28, "width": 28, "channels": 1}
+    assert info["input"] == {**info["input"], "kind": "image", "height": 28, "width": 28, "channels": 1}
     assert info["threshold"] == small_detector.threshold_
     assert info["params"]["model"] == "conv_ae" and info["limits"]["max_batch"] == 64
     assert "/score" in client.get("/openapi.json").json()["paths"]
@@ -135,7 +135,7 @@ def test_rows_json_and_csv(rows):
     frame, det = rows
     c = TestClient(create_app(det, max_batch=50), raise_server_exceptions=False)
     info = c.get("/model").json()
-    assert info["input"]["kind"] == "rows" and info["input"]["columns"] == ["temp", "pressure", "flow"]
+    assert info["input"]["kind"] == "table" and info["input"]["columns"] == ["temp", "pressure", "flow"]
     part = frame.iloc[:20]
     expected = det.decision_function(part)
     for kwargs in ({"json": part.to_numpy().tolist()},
@@ -152,7 +152,7 @@ def test_rows_json_and_csv(rows):
         ({"json": [[1, 2, None]]}, 422, "NaN"),
         ({"content": b"temp,pressure,flow\n1,2,x\n", "headers": {"content-type": "text/csv"}}, 422, "could not convert"),
         ({"content": b"temp,pressure,flow\n", "headers": {"content-type": "text/csv"}}, 422, "no data rows"),
-        ({"content": b"\xff\xfe", "headers": {"content-type": "text/csv"}}, 422, "cannot read CSV"),
+        ({"content": b"\x81\x00", "headers": {"content-type": "text/csv"}}, 422, "cannot read CSV"),  # not UTF-8 nor cp932
         ({"files": [("f", ("a.png", b"x", "image/png"))]}, 415, "takes rows"),
         ({"json": [[1, 2, 3]] * 51}, 413, "limit of 50"),
         ({"content": frame.iloc[:60].to_csv(index=False).encode(), "headers": {"content-type": "text/csv"}},
@@ -255,3 +255,23 @@ def test_onnx_engine_batches_concurrent_requests(small_detector, mnist01, monkey
     assert [r.json()["labels"][0] for r in rs] == small_detector.predict(x).tolist()
     assert max(calls) > 1 and sum(calls) == len(x), calls  # requests shared batches
     assert bad.status_code == 422 and "20x20" in bad.json()["detail"]
+
+
+def test_a_registry_version_is_named_in_every_answer(rows, tmp_path):
+    from standin_detectors import RowDetector as SavableRowDetector
+
+    from reconad.ops.loading import load_model
+    from reconad.ops.registry import ModelRegistry
+
+    frame, _ = rows
+    SavableRowDetector().fit(frame).save(tmp_path / "model")
+    reg = ModelRegistry(tmp_path / "registry")
+    reg.register(tmp_path / "model")
+    reg.register(tmp_path / "model")
+    reg.promote("v0001")
+    client = TestClient(create_app(load_model(f"{tmp_path / 'registry'}@v0002")))
+    assert client.get("/health").json() == {"status": "ok", "model_version": "v0002"}
+    assert client.get("/model").json()["model_version"] == "v0002"
+    body = client.post("/score", json={"instances": frame.iloc[:3].to_dict("records")}).json()
+    assert body["model_version"] == "v0002" and len(body["scores"]) == 3
+    assert TestClient(create_app(load_model(tmp_path / "registry"))).get("/health").json()["model_version"] == "v0001"

@@ -94,7 +94,14 @@ def read_csv(path: str | os.PathLike, encoding: str | None = None, delimiter: st
         raise FileNotFoundError(f"CSV file not found: {path}")
     if path.is_dir():
         raise ValueError(f"expected a CSV file, got a folder: {path}")
-    raw = path.read_bytes()
+    return read_csv_bytes(path.read_bytes(), str(path), encoding=encoding, delimiter=delimiter,
+                          datetime_column=datetime_column, parse_dates=parse_dates)
+
+
+def read_csv_bytes(raw: bytes, name: str = "the CSV", encoding: str | None = None, delimiter: str | None = None,
+                   datetime_column: str | None = None, parse_dates: bool = True) -> pd.DataFrame:
+    """``read_csv`` for the bytes of a CSV file (an upload); ``name`` appears in errors."""
+    path = name
     if not raw.strip():
         raise ValueError(f"{path} is empty")
     text, used = decode(raw, encoding)

@@ -1,4 +1,12 @@
-"""Images in, float32 arrays ``(N, C, H, W)`` in 0..1 out, with checks that name the problem."""
+"""Images in, float32 arrays ``(N, C, H, W)`` in 0..1 out, with checks that name the problem.
+
+Image files are read as 8-bit (``uint8``) arrays, or, when they have more bits per sample
+(16-bit grayscale PNG or TIFF), as float32 in 0..1 scaled by their bit depth; arrays of
+``uint16`` are scaled by 65535 likewise. The size an image file declares in its header is
+checked against ``max_pixels`` before it is decoded, so a small file that would decode to a
+huge image (a decompression bomb) is refused at once: a model that takes whole images of
+``H x W`` takes no more than ``H * W`` pixels, any other read no more than ``MAX_PIXELS``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,48 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: the most pixels an image may declare when the model implies no smaller limit
+MAX_PIXELS = 40_000_000
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _check_size(im: Image.Image, max_pixels: int | None, name) -> None:
+    w, h = im.size
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    if w * h > limit:
+        raise ValueError(f"image {name} declares {w}x{h} pixels ({w * h:,}), more than the {limit:,} "
+                         f"this model takes; refused before decoding")
+
+
+def _pixels(im: Image.Image, channels: int | None, name) -> np.ndarray:
+    """Decoded pixels as uint8 ``(H, W, C)``, or float32 in 0..1 for more than 8 bits."""
+    if channels is None:
+        channels = 1 if im.mode in _GREY_MODES else 3
+    if im.mode in _HIGH_DEPTH_MODES or im.mode == "F":
+        arr = np.asarray(im)
+        if im.mode == "F":
+            if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+                raise ValueError(f"image {name} has floating-point pixels outside 0..1; convert it "
+                                 "to 8 or 16 bits")
+            out = arr.astype(np.float32)
+        else:
+            if arr.min() < 0 or arr.max() > 65535:
+                raise ValueError(f"image {name} has {im.mode} pixels outside 0..65535")
+            out = (arr.astype(np.float32) / 65535.0)
+        out = out[:, :, None]
+        return np.repeat(out, 3, axis=2) if channels == 3 else out
+    mode = "L" if channels == 1 else "RGB"
+    arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack images read by ``read_image``/``decode_image``: all uint8 stay uint8, a mix
+    with high-depth (float) ones becomes float32 in 0..1."""
+    if any(im.dtype != np.uint8 for im in images):
+        images = [im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im for im in images]
+    return np.stack(images)
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
@@ -34,22 +84,22 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
-    """One image file as uint8 ``(H, W, C)``; ``channels`` 1 or 3 converts, None keeps
-    grayscale as 1 channel and anything else as RGB."""
+def read_image(path: str | os.PathLike, channels: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """One image file as uint8 ``(H, W, C)`` (float32 in 0..1 for more than 8 bits per
+    sample); ``channels`` 1 or 3 converts, None keeps grayscale as 1 channel and anything
+    else as RGB. An image declaring more than ``max_pixels`` is refused before decoding."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as im:
+            _check_size(im, max_pixels, path)
             im.load()
-            if channels is None:
-                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
-            im = im.convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            return _pixels(im, channels, path)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"image file {path} is refused before decoding: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image file {path}: {exc}") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
 
 
 def _is_path_list(X) -> bool:
@@ -57,26 +107,28 @@ def _is_path_list(X) -> bool:
 
 
 
-def _read_files(paths, channels: int | None) -> tuple[list[np.ndarray], int]:
+def _read_files(paths, channels: int | None, max_pixels: int | None = None) -> tuple[list[np.ndarray], int]:
     """Read image files (folders expanded); ``channels`` None becomes the most any file has."""
-    images = [read_image(f, channels) for f in expand_paths(paths)]
+    images = [read_image(f, channels, max_pixels) for f in expand_paths(paths)]
     return images, channels if channels is not None else max(im.shape[2] for im in images)
 
-def to_float_array(X, channels: int | None = None) -> np.ndarray:
+
+def to_float_array(X, channels: int | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Turn images into float32 ``(N, C, H, W)`` in 0..1.
 
     Accepts a numpy array ``(N, H, W)`` or ``(N, H, W, C)`` (uint8 in 0..255 or float
-    in 0..1), a list of equally sized arrays, or a list of image file paths / folders.
+    in 0..1, or uint16 in 0..65535), a list of equally sized arrays, or a list of image file
+    paths / folders (each declaring at most ``max_pixels``).
     """
     if isinstance(X, (str, os.PathLike)):
         X = [X]
     if _is_path_list(X):
-        images, channels = _read_files(X, channels)
+        images, channels = _read_files(X, channels, max_pixels)
         images = [np.repeat(im, 3, axis=2) if im.shape[2] < channels else im for im in images]
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
             raise ValueError(f"image files differ in size: {sorted(shapes)[:3]}")
-        X = np.stack(images)
+        X = stack_images(images)
     elif isinstance(X, (list, tuple)):
         if len(X) == 0:
             raise ValueError("no images given (empty input)")
@@ -98,6 +150,8 @@ def to_float_array(X, channels: int | None = None) -> np.ndarray:
         raise ValueError(f"images must have 1 or 3 channels in the last axis; got shape {X.shape}")
     if X.dtype == np.uint8:
         out = X.astype(np.float32) / 255.0
+    elif X.dtype == np.uint16:
+        out = X.astype(np.float32) / 65535.0
     elif np.issubdtype(X.dtype, np.floating):
         if not np.all(np.isfinite(X)):
             raise ValueError("images contain NaN or infinite values")
@@ -106,7 +160,7 @@ def to_float_array(X, channels: int | None = None) -> np.ndarray:
             raise ValueError(f"float images must lie in 0..1; values range from {lo:g} to {hi:g}")
         out = X.astype(np.float32)
     elif np.issubdtype(X.dtype, np.integer) or X.dtype == bool:
-        raise TypeError(f"integer images must be uint8 (0..255); got {X.dtype}")
+        raise TypeError(f"integer images must be uint8 (0..255) or uint16 (0..65535); got {X.dtype}")
     else:
         raise TypeError(f"unsupported image dtype {X.dtype}")
     if channels is not None and out.shape[3] != channels:
@@ -117,7 +171,7 @@ def to_float_array(X, channels: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def to_image_list(X, channels: int | None = None) -> list[np.ndarray]:
+def to_image_list(X, channels: int | None = None, max_pixels: int | None = None) -> list[np.ndarray]:
     """Turn images that may differ in size into a list of float32 ``(C, H, W)`` in 0..1.
 
     Accepts what ``to_float_array`` accepts, and also a list of arrays ``(H, W)`` or
@@ -126,7 +180,7 @@ def to_image_list(X, channels: int | None = None) -> list[np.ndarray]:
     if isinstance(X, (str, os.PathLike)):
         X = [X]
     if _is_path_list(X):
-        images, channels = _read_files(X, channels)
+        images, channels = _read_files(X, channels, max_pixels)
         return [to_float_array(im[None], channels=channels)[0] for im in images]
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
@@ -141,19 +195,19 @@ def to_image_list(X, channels: int | None = None) -> list[np.ndarray]:
     return list(to_float_array(X, channels=channels))
 
 
-def decode_image(data: bytes, channels: int | None = None, name: str = "upload") -> np.ndarray:
-    """Image file content (PNG, JPEG, ...) as uint8 ``(H, W, C)``, converted like
-    ``read_image``; ``name`` appears in the error for unreadable content."""
+def decode_image(data: bytes, channels: int | None = None, name: str = "upload",
+                 max_pixels: int | None = None) -> np.ndarray:
+    """Image file content (PNG, JPEG, ...) as an array, converted like ``read_image`` and
+    refused like it when it declares more than ``max_pixels``; ``name`` appears in errors."""
     import io
 
     formats = ["PNG"] if data[:8] == b"\x89PNG\r\n\x1a\n" else ["JPEG"] if data[:3] == b"\xff\xd8\xff" else None
     try:
         with Image.open(io.BytesIO(data), formats=formats) as im:  # known formats: no probing
+            _check_size(im, max_pixels, name)
             im.load()
-            if channels is None:
-                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
-            mode = "L" if channels == 1 else "RGB"
-            arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return _pixels(im, channels, name)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"image {name} is refused before decoding: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {name}: {exc}") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr

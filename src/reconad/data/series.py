@@ -124,8 +124,16 @@ def fit_scaler(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return center.astype(np.float32), scale.astype(np.float32)
 
 
+#: scaled values are clipped to +-this many scale units: a reading far outside anything seen
+#: (up to float's maximum) stays a huge, finite anomaly instead of overflowing to inf/NaN
+SCALED_LIMIT = 1e4
+
+
 def apply_scaler(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return ((values - center) / scale).astype(np.float32)
+    """``(values - center) / scale`` as float32, clipped to ``+-SCALED_LIMIT``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = (np.asarray(values, dtype=np.float64) - center) / scale
+    return np.clip(scaled, -SCALED_LIMIT, SCALED_LIMIT).astype(np.float32)
 
 
 #: a sensor is slow when its step-to-step changes are this small against its spread

@@ -8,9 +8,12 @@ A table is a pandas ``DataFrame``, a numeric array ``(N, F)`` or a CSV file. The
   the training order; a missing training column is an error, extra columns are ignored.
   Arrays carry no names: their columns must come in the training order (only their
   number can be checked).
-* **numeric columns** are standardised with the training mean and standard deviation
-  (``scaler="standard"``) or mapped to 0..1 with the training minimum and maximum
-  (``scaler="minmax"``). A constant column gets scale 1.
+* **numeric columns** are centred on the training median and divided by the
+  interquartile range over 1.349 (``scaler="robust"``: the standard deviation for a
+  normal column, but not stretched by a few extreme rows; a column whose middle half is
+  one value falls back to its standard deviation), standardised with the training mean
+  and standard deviation (``scaler="standard"``) or mapped to 0..1 with the training
+  minimum and maximum (``scaler="minmax"``). A constant column gets scale 1.
 * **categorical columns** (``object``, ``string`` or ``category`` dtype) are one-hot
   encoded with the categories seen in training; a category never seen in training gives
   all zeros.
@@ -28,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SCALERS = ("standard", "minmax")
+SCALERS = ("robust", "standard", "minmax")
+IQR_TO_SD = 1.349  # interquartile range of a standard normal distribution
 MISSING = ("impute", "error")
 
 
@@ -86,7 +90,7 @@ class TableEncoder:
     Its state is plain JSON (``to_dict`` / ``from_dict``), saved in a model's config.
     """
 
-    def __init__(self, columns=None, scaler: str = "standard", missing: str = "impute"):
+    def __init__(self, columns=None, scaler: str = "robust", missing: str = "impute"):
         if scaler not in SCALERS:
             raise ValueError(f"unknown scaler {scaler!r}; choose one of {', '.join(SCALERS)}")
         if missing not in MISSING:
@@ -123,7 +127,12 @@ class TableEncoder:
         with np.errstate(all="ignore"):
             self.median_ = np.nanmedian(num, axis=0) if num.shape[1] else np.zeros(0)
         filled = np.where(np.isnan(num), self.median_, num)
-        if self.scaler == "standard":
+        if self.scaler == "robust":
+            self.offset_ = np.median(filled, axis=0)
+            q1, q3 = np.percentile(filled, [25, 75], axis=0) if len(filled) else (self.offset_,) * 2
+            iqr = (q3 - q1) / IQR_TO_SD
+            scale = np.where(iqr > 1e-12 * np.maximum(1.0, np.abs(self.offset_)), iqr, filled.std(axis=0))
+        elif self.scaler == "standard":
             self.offset_ = filled.mean(axis=0)
             scale = filled.std(axis=0)
         else:

@@ -122,6 +122,9 @@ def load(path: str | os.PathLike) -> BaseDetector:
         det.threshold_method_ = fitted["threshold_method_"]
         det.decision_scores_ = tensors.pop("state.decision_scores_").numpy().astype(np.float64)
         det._restore_state(fitted, tensors)
-    except (KeyError, TypeError, RuntimeError) as exc:
+        check = getattr(det, "_check_settings", None)
+        if check is not None:
+            check()
+    except (KeyError, TypeError, RuntimeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
         raise persistence.ModelFileError(f"model folder {path} is inconsistent: {exc}") from None
     return det

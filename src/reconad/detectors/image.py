@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from reconad.data.images import MAX_PIXELS
 from reconad.detectors.features import Features
 from reconad.detectors.image_families import GAN, Reconstruction
 from reconad.detectors.torch_template import TorchDetector
@@ -142,6 +143,12 @@ class ImageDetector(TorchDetector):
         """The family object that fits and scores this model (see ``image_families``)."""
         return FAMILIES[self._entry().family]
 
+    def pixel_limit(self) -> int:
+        """The most pixels an image file may declare before it is decoded (see
+        ``reconad.data.images``): implied by the model's input size where it has one."""
+        strategy = self._strategy()
+        return strategy.pixel_limit(self) if hasattr(strategy, "pixel_limit") else MAX_PIXELS
+
     def _model_kwargs(self) -> dict:
         kw = dict(self.model_kwargs or {})
         for name in ("latent_dim", "width", "depth"):
@@ -155,6 +162,11 @@ class ImageDetector(TorchDetector):
                     raise ValueError(f"model 'gmm' has no {name}; use latent_dim (N_z) and "
                                      "model_kwargs={'pca_components': N_h}")
         return kw
+
+    def _input_channels(self) -> int | None:
+        """The channels the fitted pixel network takes; None for a feature model, which
+        takes grayscale and colour images alike."""
+        return None if self._entry().family == "features" else int(self.input_shape_[0])
 
     def _family(self) -> str:
         """How pixels are scored: ``"ae"`` (reconstruction terms), ``"vae"`` (Gaussian score

@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from reconad.data.images import to_float_array, to_image_list
+from reconad.data.images import MAX_PIXELS, to_float_array, to_image_list
+
+#: the smallest image side the convolutional models take
+MIN_IMAGE_SIDE = 8
 from reconad.detectors.torch_template import split_tensors
 from reconad.models import gmm, vae
 from reconad.models.inference import fast_inference_copy
@@ -55,6 +58,9 @@ class Reconstruction:
                 det.input_shape_ = (int(images[0].shape[0]), int(det.patch_size), int(det.patch_size))
             return images
         data = to_float_array(X)
+        if min(data.shape[2:]) < MIN_IMAGE_SIDE and not det.model.startswith("dense"):
+            raise ValueError(f"images of {data.shape[2]}x{data.shape[3]} pixels are too small for model "
+                             f"{det.model!r} (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}; dense_ae takes any size)")
         det.input_shape_ = tuple(int(v) for v in data.shape[1:])
         return data
 
@@ -122,9 +128,17 @@ class Reconstruction:
     def scores(self, det, data: np.ndarray, score: str) -> np.ndarray:
         return self.batches(det, data, self.score_fn(det, score)).astype(np.float64)
 
+    def pixel_limit(self, det) -> int:
+        """The most pixels an image file may declare: ``4 * H * W`` for a model of whole
+        images of ``H x W`` (a larger image is refused before it is decoded; one a little
+        off in size is decoded, cheaply, and refused with its size), else ``MAX_PIXELS``."""
+        if det.patch_size is None and hasattr(det, "input_shape_"):
+            return 4 * int(det.input_shape_[1]) * int(det.input_shape_[2])
+        return MAX_PIXELS
+
     def check_images(self, det, X) -> np.ndarray:
         det._check_fitted()
-        data = to_float_array(X, channels=det.input_shape_[0])
+        data = to_float_array(X, channels=det.input_shape_[0], max_pixels=self.pixel_limit(det))
         if data.shape[2:] != det.input_shape_[1:]:
             h, w = data.shape[2:]
             raise ValueError(f"images are {h}x{w} but the model was trained on "

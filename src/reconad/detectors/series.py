@@ -193,8 +193,8 @@ class SeriesDetector(TorchDetector):
         if not fitting:
             self._check_fitted()
             if isinstance(X, pd.DataFrame) and self.columns is None and s.columns != self.columns_:
-                if set(self.columns_) <= set(s.columns):
-                    extra = sorted(set(s.columns) - set(self.columns_))
+                extra = sorted(set(s.columns) - set(self.columns_))
+                if extra and set(self.columns_) <= set(s.columns):
                     raise ValueError(f"columns differ from training: extra column(s) {', '.join(extra)}; "
                                      f"pass columns=[...] when fitting to choose sensors")
                 missing = [c for c in self.columns_ if c not in s.columns]

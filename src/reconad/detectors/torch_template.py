@@ -76,10 +76,12 @@ class TorchDetector(BaseDetector):
     def _train(self, train: torch.Tensor, val: torch.Tensor | None) -> None:
         self._fit_network(train, val)
 
-    def _fit_network(self, train: torch.Tensor, val: torch.Tensor | None, *, batch_size: int | None = None) -> None:
-        """Fit ``model_`` with Adam on ``_loss_fn()``; sets ``history_`` and ``best_epoch_``."""
-        result = fit_model(self.model_, self._loss_fn(), train, val, epochs=self.epochs,
-                           batch_size=int(batch_size or self.batch_size), lr=self.lr,
+    def _fit_network(self, train: torch.Tensor, val: torch.Tensor | None, *, batch_size: int | None = None,
+                     epochs: int | None = None, lr: float | None = None) -> None:
+        """Fit ``model_`` with Adam on ``_loss_fn()``; sets ``history_`` and ``best_epoch_``.
+        ``batch_size``, ``epochs`` and ``lr`` default to the detector's attributes."""
+        result = fit_model(self.model_, self._loss_fn(), train, val, epochs=int(epochs or self.epochs),
+                           batch_size=int(batch_size or self.batch_size), lr=lr or self.lr,
                            weight_decay=self.weight_decay, patience=self.patience, device=self.device_,
                            seed=self.random_state, verbose=self.verbose)
         self.history_ = result.history

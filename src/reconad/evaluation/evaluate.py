@@ -1,4 +1,8 @@
-"""Evaluate a fitted image detector on normal and anomalous data: numbers and pictures."""
+"""Evaluate a fitted detector on labelled data: numbers and pictures. Images:
+``evaluate_images`` (equal-sized images) and ``evaluate_with_maps`` (any size, with pixel
+metrics from masks); ``evaluate_series`` (a labelled sensor series); ``evaluate_table``
+(labelled table rows). Every result names the model, and its version when it was loaded
+with one (``model_version_``)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ from reconad._atomic import write_text
 from reconad.data.images import to_float_array
 
 
+def _about(detector) -> dict:
+    """The model's name, and its version when it has one."""
+    about = {"model": detector.model}
+    if getattr(detector, "model_version_", None) is not None:
+        about["model_version"] = detector.model_version_
+    return about
+
 
 def _write_numbers(out_dir, result: dict, y, scores, threshold: float) -> Path:
     """Write ``metrics.json`` and ``report.txt`` into ``out_dir`` (made if missing)."""
@@ -23,20 +34,22 @@ def _write_numbers(out_dir, result: dict, y, scores, threshold: float) -> Path:
     write_text(out / "report.txt", metrics.classification_report(y, scores, threshold) + "\n")
     return out
 
+
 def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | None = None) -> dict:
     """Score ``normal`` and ``anomalous`` images; return the metrics at the detector's
     threshold. With ``out_dir``, also write ``metrics.json``, ``report.txt`` and the plots
-    ``loss.png``, ``scores.png``, ``roc.png``, ``reconstructions.png``."""
+    ``loss.png``, ``scores.png``, ``roc.png`` and, for models that reconstruct pixels,
+    ``reconstructions.png``."""
     # convert once (files are read once); NHWC floats in 0..1 are valid detector input
-    normal = to_float_array(normal, channels=detector.input_shape_[0]).transpose(0, 2, 3, 1)
-    anomalous = to_float_array(anomalous, channels=detector.input_shape_[0]).transpose(0, 2, 3, 1)
+    normal = to_float_array(normal, channels=detector._input_channels()).transpose(0, 2, 3, 1)
+    anomalous = to_float_array(anomalous, channels=detector._input_channels()).transpose(0, 2, 3, 1)
     s_norm = detector.decision_function(normal)
     s_anom = detector.decision_function(anomalous)
     y = np.r_[np.zeros(len(s_norm), int), np.ones(len(s_anom), int)]
     scores = np.r_[s_norm, s_anom]
     result = metrics.evaluate(y, scores, detector.threshold_)
     result["score"] = detector._score_name()
-    result["model"] = detector.model
+    result.update(_about(detector))
     if out_dir is None:
         return result
     out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
@@ -44,7 +57,7 @@ def evaluate_images(detector, normal, anomalous, out_dir: str | os.PathLike | No
     plots.score_histogram(s_norm, s_anom, detector.threshold_, out / "scores.png", result["score"])
     plots.roc_curve(y, scores, out / "roc.png")
     # 18 normal and 18 anomalous images, each beside its reconstruction
-    if detector.model == "gmm":  # the GMM does not reconstruct images
+    if detector._entry().family in ("gmm", "features"):  # they do not reconstruct pixels
         return result
     pick = np.concatenate([normal[:18], anomalous[:18]])
     images = pick[..., 0] if pick.shape[-1] == 1 else pick
@@ -64,12 +77,12 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
 
     # (H, W, C) floats in 0..1: valid detector input for any size
     images = [im.transpose(1, 2, 0) for im in to_image_list([str(f) for f in files],
-                                                            channels=detector.input_shape_[0])]
+                                                            channels=detector._input_channels())]
     y = np.asarray(labels, dtype=int)
     scores = detector.decision_function(images)
     result = metrics.evaluate(y, scores, detector.threshold_)
     result["score"] = detector._score_name()
-    result["model"] = detector.model
+    result.update(_about(detector))
     maps = None
     if mask_files is not None:
         maps = detector.anomaly_map(images, stride=stride, sigma=sigma)
@@ -90,4 +103,43 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
                    if mask_files is not None else None)
     plots.heatmap_overlays(shown, pick_maps, out / "heatmaps.png", masks=shown_masks,
                            scores=scores[pick], labels=y[pick], threshold=detector.threshold_)
+    return result
+
+
+def evaluate_series(detector, frame, y, out_dir: str | os.PathLike | None = None) -> dict:
+    """Score the sensor series ``frame`` (labels ``y``, one per row): point metrics, VUS-PR,
+    false and missed alarm rates, point-adjusted F1. With ``out_dir``, also write
+    ``metrics.json``, ``report.txt``, ``series.png`` and ``loss.png``."""
+    y = np.asarray(y).astype(int)
+    scores = detector.decision_function(frame)
+    result = metrics.series_evaluate(y, scores, detector.threshold_, max_buffer=2 * int(detector.window))
+    result.update({**_about(detector), "window": int(detector.window), "combine": detector.combine})
+    if out_dir is None:
+        return result
+    out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
+    write_text(out / "report.txt", metrics.classification_report(y, scores, detector.threshold_) +
+               f"\nVUS-PR {result['vus_pr']:.4f}   FAR {result['far']:.4f}   MAR {result['mar']:.4f}   "
+               f"point-adjusted F1 {result['f1_point_adjusted']:.4f}\n")
+    plots.series_plot(frame, scores, detector.threshold_, out / "series.png", y_true=y,
+                      y_pred=scores > detector.threshold_)
+    plots.loss_curve(detector.history_, out / "loss.png", detector.best_epoch_)
+    return result
+
+
+def evaluate_table(detector, X, y, out_dir: str | os.PathLike | None = None) -> dict:
+    """Score the rows of ``X`` (labels ``y``: 0 normal, 1 anomaly); metrics at the
+    detector's threshold. With ``out_dir``, also write ``metrics.json``, ``report.txt``,
+    ``scores.png``, ``roc.png`` (with both labels present) and ``loss.png``."""
+    y = np.asarray(y).astype(int)
+    scores = detector.decision_function(X)
+    result = metrics.evaluate(y, scores, detector.threshold_)
+    result.update({"score": detector.score, **_about(detector)})
+    if out_dir is None:
+        return result
+    out = _write_numbers(out_dir, result, y, scores, detector.threshold_)
+    plots.score_histogram(scores[y == 0], scores[y == 1], detector.threshold_, out / "scores.png",
+                          detector.score)
+    if len(np.unique(y)) == 2:
+        plots.roc_curve(y, scores, out / "roc.png")
+    plots.loss_curve(detector.history_, out / "loss.png", detector.best_epoch_)
     return result

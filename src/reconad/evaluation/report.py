@@ -7,8 +7,9 @@ curve, the score histogram with the threshold, the ROC curve (with labels), and 
 anomalous samples: images beside their anomaly maps, or for rows a table of their values.
 Every figure is a PNG embedded as base64, so the file can be mailed or archived alone.
 
-The report only calls the detector's public face: ``decision_function``, ``anomaly_map``,
-``threshold_``, ``history_`` (and ``best_epoch_``, ``get_params`` when present).
+The report only calls the detector's public face: ``kind``, ``decision_function``,
+``anomaly_map``, ``threshold_``, ``history_`` (and ``best_epoch_``, ``get_params``,
+``model_version_`` when present).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from reconad.evaluation import plots
 from reconad._atomic import write_text
 from reconad._version import __version__
 from reconad.data.images import to_float_array
-from reconad.data.inputs import input_kind
 
 
 def _embed(draw) -> str:
@@ -51,9 +51,9 @@ def build_report(detector, X, y=None, title: str | None = None, n_top: int = 8) 
     1 anomaly)."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; report on a fitted or loaded model")
-    images = input_kind(detector) == "images"
+    images = detector.kind == "image"
     if images:  # read files once; NHWC floats in 0..1 are valid detector input
-        X = to_float_array(X, channels=detector.input_shape_[0]).transpose(0, 2, 3, 1)
+        X = to_float_array(X, channels=detector._input_channels()).transpose(0, 2, 3, 1)
     scores = np.asarray(detector.decision_function(X), dtype=np.float64)
     threshold = float(detector.threshold_)
     if y is not None:
@@ -64,11 +64,14 @@ def build_report(detector, X, y=None, title: str | None = None, n_top: int = 8) 
     params = detector.get_params(deep=False) if hasattr(detector, "get_params") else {}
     score_name = params.get("score") or "score"
     name = type(detector).__name__ + (f" ({params['model']})" if "model" in params else "")
+    version = getattr(detector, "model_version_", None)
     title = title or f"reconad report: {name}"
 
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f"<p class=meta>reconad {__version__}, "
-                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {scores.size} samples; "
+                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+                + (f"model version {html.escape(str(version))}; " if version is not None else "")
+                + f"{scores.size} samples; "
                 f"threshold {threshold:.6g} ({html.escape(str(getattr(detector, 'threshold_method_', '')))})</p>"]
 
     # metrics

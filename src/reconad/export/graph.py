@@ -223,6 +223,8 @@ def export(detector, path: str | os.PathLike, format: str = "onnx", input_dtype:
     takes any of them. ``score``, ``threshold``, ``anomaly_map``: see ``scoring_graph``."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if Path(path).is_dir():
+        raise ValueError(f"export output {path} is a folder; give a file name such as {Path(path) / 'model.onnx'}")
     graph = scoring_graph(detector, input_dtype, score=score, threshold=threshold, anomaly_map=anomaly_map)
     path = Path(path)
     if format == "onnx":

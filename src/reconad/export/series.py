@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reconad.data.series import SCALED_LIMIT
 from reconad.detectors.series import SeriesDetector
 from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
@@ -129,6 +130,7 @@ class SeriesScorer(nn.Module):
         self.combine = combine
         self.n_features = int(len(center))
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        self.limit = float(SCALED_LIMIT)  # scaled values are clipped as SeriesDetector clips them
         self.register_buffer("center", f32(center))
         self.register_buffer("scale", f32(scale))
         self.window_scores = ChunkedWindowScores(
@@ -174,7 +176,7 @@ class SeriesScorer(nn.Module):
             raise RuntimeError("the series must be (T, F) with the training sensor columns")
         if series.size(0) < self.window:
             raise RuntimeError("the series is shorter than one window")
-        scaled = (series.to(torch.float32) - self.center) / self.scale
+        scaled = ((series.to(torch.float32) - self.center) / self.scale).clamp(-self.limit, self.limit)
         score = self.to_steps(self.window_scores(scaled), series.size(0))
         label = self.alert_flags(score).to(torch.int64)
         return score, label

@@ -5,7 +5,8 @@ the ``columns`` metadata) and does what the detector's ``TableEncoder`` and scor
 a missing value (NaN) becomes the column's training median (``missing="impute"``), the
 columns are scaled with the training offset and scale (in float64, as the encoder does),
 then the network and the per-row score (``mse``: mean squared error, ``l1``: summed
-absolute error). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
+absolute error; for a detector that standardises its errors, each feature's error is
+first divided by its training median, and an ensemble's members' scores are averaged). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
 
 Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
 categorical columns cannot be exported (their one-hot encoding works on strings, which
@@ -28,17 +29,22 @@ class TableScorer(nn.Module):
     """Raw numeric rows ``(N, F)`` to ``(score, label)``; see the module docstring."""
 
     def __init__(self, network: nn.Module, median: np.ndarray, offset: np.ndarray, scale: np.ndarray,
-                 impute: bool, absolute: bool, threshold: float):
+                 impute: bool, absolute: bool, threshold: float, members: bool = False,
+                 error_scale: np.ndarray | None = None):
         super().__init__()
         self.network = network
         self.impute = impute
         self.absolute = absolute
+        self.members = members  # the network returns (members, N, F) rather than (N, F)
         self.n_features = int(len(offset))
         f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
         self.register_buffer("median", f64(median))
         self.register_buffer("offset", f64(offset))
         self.register_buffer("scale", f64(scale))
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
+        if error_scale is None:
+            error_scale = np.ones((1, self.n_features))
+        self.register_buffer("error_scale", torch.as_tensor(np.asarray(error_scale), dtype=torch.float32))
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if rows.dim() != 2 or rows.size(1) != self.n_features:
@@ -47,8 +53,14 @@ class TableScorer(nn.Module):
         if self.impute:
             x = torch.where(torch.isnan(x), self.median, x)
         x = ((x - self.offset) / self.scale).to(torch.float32)
-        diff = x - self.network(x)
-        score = diff.abs().sum(1) if self.absolute else diff.square().mean(1)
+        out = self.network(x)
+        if not self.members:
+            out = out.unsqueeze(0)
+        error = (x.unsqueeze(0) - out).abs()
+        if not self.absolute:
+            error = error.square()
+        error = error / self.error_scale.unsqueeze(1)
+        score = (error.sum(2) if self.absolute else error.mean(2)).mean(0)
         label = (score.to(torch.float64) > self.threshold).to(torch.int64)
         return score, label
 
@@ -69,7 +81,8 @@ def _table_graph(det: TabularDetector, input_dtype: str | None, score: str | Non
     n = len(enc.columns_)
     rng = np.random.default_rng(0)
     example = torch.from_numpy(rng.normal(size=(3, n)).astype(input_dtype))
-    args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold)
+    args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold,
+            det.model == "ensemble", det.error_scale_)
     module = TableScorer(network, *args).eval()
     net_example = torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32))
     script_module = script(TableScorer(trace_network(network, net_example), *args),

@@ -78,6 +78,12 @@ class ModelEntry:
         """The network for inputs of ``input_shape`` (without the batch axis)."""
         if self.builder is None:
             raise ValueError(f"{self.kind} model {self.name!r} has no network to build")
+        for key in ("latent_dim", "width", "depth", "n_components", "pca_components"):
+            v = kwargs.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"model {self.name!r}: {key} must be a positive integer, got {v!r}")
+        if any(int(v) < 1 for v in input_shape):
+            raise ValueError(f"model {self.name!r}: input shape {tuple(input_shape)} has an empty axis")
         try:
             return self.builder(tuple(int(v) for v in input_shape), **kwargs)
         except TypeError as exc:
@@ -195,6 +201,10 @@ for _e in [
                _space(**_DENSE), True, True,
                "dense autoencoder on flattened windows (latent_dim, width, depth)"),
     # tables (rows of scaled, encoded features)
+    ModelEntry("ensemble", "table", "reconstruction", tabular.build_tabular_ensemble, "mse", "mse",
+               ("mse", "l1"), _space(**_TABLE, members=("int", 1, 8, False)), True, True,
+               "small dense autoencoders trained side by side as one batched network, output bounded "
+               "to the training range, scores averaged (latent_dim, width, depth, members, bounded)"),
     ModelEntry("ae", "table", "reconstruction", tabular.build_tabular_ae, "mse", "mse", ("mse", "l1"),
                _space(**_TABLE), True, True,
                "dense autoencoder, output bounded to the training range (latent_dim, width, depth, bounded)"),

@@ -1,6 +1,7 @@
-"""Networks for standardised tables: a dense autoencoder and a small dense Gaussian VAE.
+"""Networks for standardised tables: an ensemble of small dense autoencoders trained side
+by side, a dense autoencoder and a small dense Gaussian VAE.
 
-Both can squash their output into the box of values seen in training (``lower`` and
+All can squash their output into the box of values seen in training (``lower`` and
 ``upper`` per feature, kept as buffers): ``lower + (upper - lower) * sigmoid(h)``. A
 reconstruction then never leaves the training range, so a row with an extreme value is
 not rebuilt by linear extrapolation and gets a high error. Without bounds the output is
@@ -52,6 +53,61 @@ class TabularAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.box(self.net(x).flatten(1)).reshape(x.shape)
+
+
+class TabularEnsemble(nn.Module):
+    """``members`` dense autoencoders of the same shape (``F -> width -> ... -> latent_dim``
+    and mirrored), each with its own random initial weights, run as one batched network:
+    every layer is one batched matrix product over the members, so training them side by
+    side costs about as much as training one. ``forward`` returns every member's
+    reconstruction, ``(members, N, F)``; the output goes through an :class:`OutputBox`.
+    """
+
+    def __init__(self, input_shape, latent_dim: int = 8, width: int = 64, depth: int = 1,
+                 members: int = 4, bounded: bool = True):
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"members must be at least 1, got {members}")
+        self.input_shape = tuple(input_shape)
+        n_in = math.prod(self.input_shape)
+        hidden = [max(width // (2**i), latent_dim) for i in range(depth)]
+        sizes = [n_in, *hidden, latent_dim, *reversed(hidden), n_in]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default initialisation
+            self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
+        self.box = OutputBox(n_in, bounded)
+
+    @property
+    def members(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1).unsqueeze(0).expand(self.members, -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return self.box(h)
+
+
+def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) -> torch.Tensor:
+    """Per-feature error ``|x - x_hat| ** power`` of every member, ``(members, N, F)``."""
+    return (members_out - x.flatten(1).unsqueeze(0)).abs().pow(power)
+
+
+def trimmed_loss(errors: torch.Tensor, trim: float) -> torch.Tensor:
+    """Mean error over the rows of a batch, leaving out each member's ``trim`` share of
+    worst-rebuilt rows (so a few outliers among the training rows are not learnt).
+    ``errors`` is ``(members, N, F)``."""
+    per_row = errors.mean(2)
+    keep = per_row.shape[1] - int(trim * per_row.shape[1])
+    if keep < per_row.shape[1]:
+        per_row = per_row.topk(max(keep, 1), dim=1, largest=False).values
+    return per_row.mean()
 
 
 class TabularVAE(nn.Module):
@@ -120,3 +176,10 @@ def build_tabular_ae(input_shape, latent_dim: int = 8, width: int = 64, depth: i
 def build_tabular_vae(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 2,
                       bounded: bool = True) -> TabularVAE:
     return TabularVAE(input_shape, latent_dim=latent_dim, width=width, depth=depth, bounded=bounded)
+
+
+
+def build_tabular_ensemble(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 1,
+                           members: int = 4, bounded: bool = True) -> TabularEnsemble:
+    return TabularEnsemble(input_shape, latent_dim=latent_dim, width=width, depth=depth, members=members,
+                           bounded=bounded)

@@ -12,10 +12,20 @@ Grouping and rate limiting, per channel: the first alert of a burst waits
 message, the next one waits at least ``min_interval_seconds``. The log channel defaults to
 no waiting (one line per alert, at once).
 
+The outbox is bounded: each channel keeps at most ``outbox_limit`` alerts (10,000 by
+default). When a channel's outbox is full (its receiver has been down a long time), the
+``outbox_full`` policy decides: ``"drop_oldest"`` (the default) removes the oldest waiting
+alert to make room, ``"drop_new"`` keeps the waiting ones and drops the new alert. Every
+drop and every failed delivery is logged (the ``reconad.ops.alerts`` logger, and the
+``log`` callable) and counted in :meth:`AlertDispatcher.status`. Channels are independent:
+a channel that fails in any way (a receiver that does not speak HTTP, a full disk) is
+retried with back-off and never keeps the others from delivering.
+
 Configuration (one JSON file, see :func:`load_config`)::
 
     {
       "outbox": "alerts-outbox",
+      "outbox_limit": 10000, "outbox_full": "drop_oldest",
       "group_seconds": 30,
       "min_interval_seconds": 300,
       "retry_initial_seconds": 2, "retry_max_seconds": 300, "retry_factor": 2,
@@ -35,8 +45,10 @@ An alert is a JSON-able dict. Known keys are used in message texts: ``kind``
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
+import logging
 import os
 import smtplib
 import threading
@@ -51,7 +63,9 @@ from typing import Callable, Iterable
 from reconad._atomic import write_text
 
 CHANNEL_TYPES = ("webhook", "email", "log")
-_TOP_LEVEL_KEYS = {"outbox", "group_seconds", "min_interval_seconds", "retry_initial_seconds",
+logger = logging.getLogger("reconad.ops.alerts")
+OUTBOX_POLICIES = ("drop_oldest", "drop_new")
+_TOP_LEVEL_KEYS = {"outbox", "outbox_limit", "outbox_full", "group_seconds", "min_interval_seconds", "retry_initial_seconds",
                    "retry_max_seconds", "retry_factor", "max_alerts_per_message", "poll_seconds",
                    "channels"}
 DEFAULTS = {
@@ -63,6 +77,7 @@ DEFAULTS = {
     "retry_factor": 2.0,
     "max_alerts_per_message": 200,
     "poll_seconds": 1.0,
+    "outbox_limit": 10000,
 }
 
 
@@ -152,6 +167,8 @@ class WebhookChannel:
             raise DeliveryError(f"webhook {self.url} answered HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise DeliveryError(f"webhook {self.url} unreachable: {exc}") from None
+        except (http.client.HTTPException, ValueError) as exc:
+            raise DeliveryError(f"webhook {self.url} did not answer in HTTP: {exc!r}") from None
         if not 200 <= status < 300:
             raise DeliveryError(f"webhook {self.url} answered HTTP {status}")
 
@@ -267,8 +284,12 @@ def parse_config(config: dict, base: str | os.PathLike | None = None) -> dict:
     cfg = {**DEFAULTS, **config}
     for key in DEFAULTS:
         if key != "outbox":
-            minimum = {"retry_factor": 1.0, "max_alerts_per_message": 1.0, "poll_seconds": 0.01}.get(key, 0.0)
+            minimum = {"retry_factor": 1.0, "max_alerts_per_message": 1.0, "poll_seconds": 0.01,
+                       "outbox_limit": 1.0}.get(key, 0.0)
             _number(cfg, key, "alert configuration", minimum=minimum)
+    cfg.setdefault("outbox_full", "drop_oldest")
+    if cfg["outbox_full"] not in OUTBOX_POLICIES:
+        raise ValueError(f"outbox_full must be one of {', '.join(OUTBOX_POLICIES)}, got {cfg['outbox_full']!r}")
     outbox = Path(cfg["outbox"])
     cfg["outbox"] = outbox if outbox.is_absolute() or base is None else base / outbox
     specs = cfg.get("channels")
@@ -304,8 +325,10 @@ def load_config(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"alert configuration not found: {path}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} is not an alert configuration (a JSON object with 'channels')")
     return parse_config(raw, base=path.parent)
 
 
@@ -322,7 +345,9 @@ class _ChannelState:
         self.failures = 0
         self.next_try = float("-inf")
         self.last_error: str | None = None
+        self.dropped = 0
         folder.mkdir(parents=True, exist_ok=True)
+        self.n_pending = len(self.pending_files())
 
     def pending_files(self) -> list[Path]:
         return sorted(p for p in self.folder.glob("*.json") if not p.name.startswith("."))
@@ -367,12 +392,14 @@ class AlertDispatcher:
         self.config = cfg
         self.outbox = Path(cfg["outbox"])
         self.clock = clock or time.time
-        self.log = log or (lambda line: None)
+        self._log_fn = log
         self.retry_initial = float(cfg["retry_initial_seconds"])
         self.retry_max = float(cfg["retry_max_seconds"])
         self.retry_factor = float(cfg["retry_factor"])
         self.max_per_message = int(cfg["max_alerts_per_message"])
         self.poll_seconds = float(cfg["poll_seconds"])
+        self.outbox_limit = int(cfg.get("outbox_limit", DEFAULTS["outbox_limit"]))
+        self.outbox_full = cfg.get("outbox_full", "drop_oldest")
         self.channels = [_ChannelState(e, self.outbox / e["name"]) for e in cfg["channels"]]
         self._seq = itertools.count()
         self._lock = threading.RLock()
@@ -382,6 +409,12 @@ class AlertDispatcher:
         if background:
             self._thread = threading.Thread(target=self._run, name="reconad-alerts", daemon=True)
             self._thread.start()
+
+    def log(self, line: str, level: int = logging.INFO) -> None:
+        """One line to the ``reconad.ops.alerts`` logger and to the ``log`` callable."""
+        logger.log(level, "%s", line)
+        if self._log_fn is not None:
+            self._log_fn(line)
 
     # -- public ---------------------------------------------------------------------------
     def submit(self, alert: dict) -> dict:
@@ -399,14 +432,42 @@ class AlertDispatcher:
         # file name: submission clock (for grouping and order), a sequence number, the id
         stamp = f"{int(self.clock() * 1000):015d}-{next(self._seq):08d}-{alert['alert_id'][:12]}"
         for ch in self.channels:
-            write_text(ch.folder / f"{stamp}.json", text)
+            with self._lock:
+                if ch.n_pending >= self.outbox_limit and not self._make_room(ch, alert):
+                    continue
+                try:
+                    write_text(ch.folder / f"{stamp}.json", text)
+                except OSError as exc:
+                    ch.dropped += 1
+                    self.log(f"alerts: {ch.name}: cannot store alert {alert['alert_id']} in the outbox "
+                             f"({exc}); dropped", logging.ERROR)
+                    continue
+                ch.n_pending += 1
         self._wake.set()
         return alert
+
+    def _make_room(self, ch: _ChannelState, alert: dict) -> bool:
+        """The outbox of ``ch`` is full: apply the policy; True when the new alert may go in."""
+        files = ch.pending_files()
+        ch.n_pending = len(files)
+        if ch.n_pending < self.outbox_limit:
+            return True
+        ch.dropped += 1
+        if self.outbox_full == "drop_new":
+            self.log(f"alerts: {ch.name}: outbox full ({self.outbox_limit} waiting); new alert "
+                     f"{alert['alert_id']} dropped ({ch.dropped} dropped so far)", logging.WARNING)
+            return False
+        for old in files[: ch.n_pending - self.outbox_limit + 1]:
+            old.unlink(missing_ok=True)
+            ch.n_pending -= 1
+        self.log(f"alerts: {ch.name}: outbox full ({self.outbox_limit} waiting); oldest alert dropped "
+                 f"({ch.dropped} dropped so far)", logging.WARNING)
+        return True
 
     def poll(self) -> int:
         """One delivery pass over all channels, respecting grouping, rate limits and back-off.
         Returns the number of alerts delivered (counted per channel)."""
-        return sum(self._deliver(ch, force=False) for ch in self.channels)
+        return sum(self._deliver_safely(ch, force=False) for ch in self.channels)
 
     def flush(self, timeout: float = 0.0) -> bool:
         """Send every waiting alert now, ignoring grouping and rate limits; keep retrying
@@ -414,7 +475,7 @@ class AlertDispatcher:
         deadline = time.monotonic() + timeout
         while True:
             for ch in self.channels:
-                self._deliver(ch, force=True)
+                self._deliver_safely(ch, force=True)
             if not any(self.pending().values()):
                 return True
             wait = min((ch.next_try for ch in self.channels if ch.pending_files()), default=0.0) - self.clock()
@@ -429,7 +490,7 @@ class AlertDispatcher:
     def status(self) -> list[dict]:
         """Per channel: pending alerts, consecutive failures, the last error."""
         return [{"channel": ch.name, "pending": len(ch.pending_files()), "failures": ch.failures,
-                 "last_error": ch.last_error} for ch in self.channels]
+                 "last_error": ch.last_error, "dropped": ch.dropped} for ch in self.channels]
 
     def close(self, timeout: float = 5.0) -> bool:
         """Stop the background thread after one last flush (up to ``timeout`` seconds).
@@ -457,6 +518,24 @@ class AlertDispatcher:
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
+    def _deliver_safely(self, ch: _ChannelState, force: bool) -> int:
+        """``_deliver``, with any error of the channel taken as a failed try (retried with
+        back-off), so that one channel never stops the others."""
+        try:
+            return self._deliver(ch, force)
+        except Exception as exc:   # a channel's bug or an odd receiver: a failed try, logged
+            self._failed(ch, self.clock(), f"unexpected error {exc!r}", len(ch.pending_files()), None)
+            return 0
+
+    def _failed(self, ch: _ChannelState, now: float, why: str, waiting: int, n: int | None) -> None:
+        ch.failures += 1
+        delay = min(self.retry_initial * self.retry_factor ** (ch.failures - 1), self.retry_max)
+        ch.next_try = now + delay
+        ch.last_error = why
+        what = f"delivery of {n}" if n is not None else "delivery"
+        self.log(f"alerts: {ch.name}: {what} failed ({why}); {waiting} waiting; retry {ch.failures} "
+                 f"in {delay:.3g} s", logging.WARNING)
+
     def _deliver(self, ch: _ChannelState, force: bool) -> int:
         with self._lock:
             files = ch.pending_files()
@@ -482,15 +561,11 @@ class AlertDispatcher:
             try:
                 ch.channel.send(alerts)
             except DeliveryError as exc:
-                ch.failures += 1
-                delay = min(self.retry_initial * self.retry_factor ** (ch.failures - 1), self.retry_max)
-                ch.next_try = now + delay
-                ch.last_error = str(exc)
-                self.log(f"alerts: {ch.name}: delivery of {len(alerts)} failed ({exc}); "
-                         f"{len(files)} waiting; retry {ch.failures} in {delay:.3g} s")
+                self._failed(ch, now, str(exc), len(files), len(alerts))
                 return 0
             for p in batch:
                 p.unlink(missing_ok=True)
+            ch.n_pending = max(ch.n_pending - len(batch), 0)
             if ch.failures:
                 self.log(f"alerts: {ch.name}: receiver back after {ch.failures} failed tries")
             ch.failures, ch.next_try, ch.last_error = 0, float("-inf"), None

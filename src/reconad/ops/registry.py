@@ -9,15 +9,22 @@ Layout::
 
 Each version's ``config.json`` carries ``"model_version": "v0001"``, so a detector loaded
 from it knows its version (``det.model_version_``) and every score and alert can record
-it. Every write is atomic (temporary name, then rename). One process at a time should
-change a registry; any number may read it.
+it. Every write is atomic (temporary name, then rename), and every change (register,
+promote, roll back) reads, changes and writes the index under a file lock
+(``registry.json.lock``), so processes that change one registry at once do not get the
+same version number or lose each other's promotions. A version's files are checked
+against their checksums before it is promoted, and the index is checked when read.
 
 Examples
 --------
 >>> reg = ModelRegistry("model-registry")                        # doctest: +SKIP
 >>> v = reg.register("model", data_fingerprint=data_fingerprint(["normal/"]),
 ...                  metrics={"roc_auc": 0.99})                  # doctest: +SKIP
->>> reg.promote(v["version"]); det = reg.load()                  # doctest: +SKIP
+>>> reg.promote(v["version"])                                    # doctest: +SKIP
+
+Opening a model (a model folder, a registry for its current version, or
+``REGISTRY@VERSION``) is :mod:`reconad.ops.loading`'s job:
+``load_model("model-registry")``.
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ import shutil
 import time
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from reconad import persistence
 from reconad._atomic import atomic_dir, write_text
 
 INDEX = "registry.json"
 META = "meta.json"
+LOCK = "registry.json.lock"
+LOCK_TIMEOUT_S = 60.0
 
 
 def data_fingerprint(paths) -> str:
@@ -80,32 +91,23 @@ def model_version(model) -> str:
     return str(cfg.get("model_version") or str(cfg.get("weights_sha256", ""))[:12])
 
 
+def read_metrics(path) -> dict:
+    """The scalar metrics of a JSON file that holds an object (e.g. evaluate's metrics.json)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file not found: {path}")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"metrics file {path} is not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"metrics file {path} must hold a JSON object of name: value, "
+                         f"got a {type(values).__name__}")
+    return {str(k): v for k, v in values.items() if isinstance(v, (int, float, str, bool))}
+
+
 def is_registry(path) -> bool:
     return (Path(path) / INDEX).is_file()
-
-
-def resolve(path) -> tuple[Path, str]:
-    """A model folder or a registry folder (its current version) -> (model folder, version)."""
-    path = Path(path)
-    if is_registry(path):
-        reg = ModelRegistry(path)
-        cur = reg.current()
-        if cur is None:
-            raise ValueError(f"registry {path} has no current version; promote one first")
-        return reg.path(cur["version"]), cur["version"]
-    return path, model_version(path)
-
-
-def load_model(path):
-    """Load a detector from a model folder or a registry folder (its current version);
-    ``model_version_`` is set on it."""
-    from reconad.detectors.base import load
-
-    if is_registry(path):
-        return ModelRegistry(path).load()
-    det = load(path)                     # checks the folder first, with load's messages
-    det.model_version_ = model_version(path)
-    return det
 
 
 class ModelRegistry:
@@ -118,6 +120,20 @@ class ModelRegistry:
             raise ValueError(f"registry path {self.folder} exists and is not a folder")
 
     # -- index ----------------------------------------------------------------------------
+    def _lock(self) -> FileLock:
+        """The lock every read-modify-write of the index holds."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.folder / LOCK), timeout=LOCK_TIMEOUT_S)
+
+    def _locked(self):
+        lock = self._lock()
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ValueError(f"registry {self.folder} is locked by another process for more than "
+                             f"{LOCK_TIMEOUT_S:.0f} s ({self.folder / LOCK})") from None
+        return lock
+
     def _read(self) -> dict:
         index = self.folder / INDEX
         if not index.exists():
@@ -125,10 +141,13 @@ class ModelRegistry:
                     "history": []}
         try:
             data = json.loads(index.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{index} is not valid JSON ({exc}); the registry index is damaged") from None
-        if data.get("format") != "reconad-registry":
-            raise ValueError(f"{index} is not a reconad registry index")
+        except RecursionError:
+            raise ValueError(f"{index} is nested too deeply to be a registry index") from None
+        problem = _index_problem(data)
+        if problem:
+            raise ValueError(f"{index} is not a valid reconad registry index: {problem}")
         return data
 
     def _write(self, data: dict) -> None:
@@ -168,6 +187,10 @@ class ModelRegistry:
         config, _ = persistence.load_folder(model_path)     # refuses a damaged model
         if metrics is not None and not isinstance(metrics, dict):
             raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
+        with self._locked():
+            return self._register(model_path, config, data_fingerprint, metrics, note, parent)
+
+    def _register(self, model_path: Path, config: dict, data_fingerprint, metrics, note, parent) -> dict:
         data = self._read()
         number = max((int(v["version"][1:]) for v in data["versions"]), default=0) + 1
         version = f"v{number:04d}"
@@ -191,44 +214,84 @@ class ModelRegistry:
                 shutil.copy2(model_path / f, tmp / f)
             cfg = json.loads((tmp / persistence.CONFIG).read_text(encoding="utf-8"))
             cfg["model_version"] = version
-            (tmp / persistence.CONFIG).write_text(json.dumps(cfg, indent=2, allow_nan=True), encoding="utf-8")
+            persistence.write_config(tmp / persistence.CONFIG, cfg)
             (tmp / META).write_text(json.dumps(meta, indent=2, allow_nan=True), encoding="utf-8")
         data["versions"].append(meta)
         self._write(data)
         return {**meta, "current": False}
 
+    def verify(self, version: str) -> None:
+        """Raise ``ValueError`` unless the files of ``version`` match their checksums."""
+        folder = self.path(version)
+        try:
+            persistence.load_folder(folder)
+        except persistence.ModelFileError as exc:
+            raise ValueError(f"version {version} of registry {self.folder} is damaged: {exc}") from None
+        meta = self.get(version)
+        cfg = json.loads((folder / persistence.CONFIG).read_text(encoding="utf-8"))
+        if meta.get("weights_sha256") and cfg.get("weights_sha256") != meta["weights_sha256"]:
+            raise ValueError(f"version {version} of registry {self.folder} has other weights than "
+                             "were registered")
+
     def promote(self, version: str) -> dict:
-        """Make ``version`` the current one (the one before is kept for ``rollback``)."""
-        self.get(version)
-        data = self._read()
-        if data["current"] == version:
-            return self.get(version)
+        """Make ``version`` the current one (the one before is kept for ``rollback``); its
+        files are verified first."""
+        with self._locked():
+            self.verify(version)
+            data = self._read()
+            if data["current"] == version:
+                return self.get(version)
+            self._promote(data, version)
+        return self.get(version)
+
+    def _promote(self, data: dict, version: str) -> None:
         if data["current"] is not None:
             data["history"].append(data["current"])
         data["current"] = version
         data.setdefault("log", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                            "action": "promote", "version": version})
         self._write(data)
-        return self.get(version)
 
     def rollback(self) -> dict:
         """Go back to the version that was current before the last promotion."""
+        with self._locked():
+            return self._rollback()
+
+    def _rollback(self) -> dict:
         data = self._read()
         if not data["history"]:
             raise ValueError(f"nothing to roll back to in registry {self.folder}: "
                              f"{'no version was promoted before ' + data['current'] if data['current'] else 'no current version'}")
         previous = data["history"].pop()
+        self.verify(previous)
         data.setdefault("log", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                            "action": "rollback", "from": data["current"], "version": previous})
         data["current"] = previous
         self._write(data)
         return self.get(previous)
 
-    def load(self, version: str | None = None):
-        """Load the detector of ``version`` (default: current); ``model_version_`` is set."""
-        from reconad.detectors.base import load
 
-        folder = self.path(version)
-        det = load(folder)
-        det.model_version_ = folder.name
-        return det
+def _index_problem(data) -> str | None:
+    """What is wrong with a registry index (None when it is well formed)."""
+    if not isinstance(data, dict):
+        return f"it is a JSON {type(data).__name__}, not an object"
+    if data.get("format") != "reconad-registry":
+        return "its 'format' is not 'reconad-registry'"
+    for key, kind in (("versions", list), ("history", list)):
+        if not isinstance(data.get(key), kind):
+            return f"{key!r} is missing or not a list"
+    names = []
+    for v in data["versions"]:
+        if not isinstance(v, dict) or not isinstance(v.get("version"), str) \
+                or not v["version"].startswith("v") or not v["version"][1:].isdigit():
+            return f"a version entry is not an object with a name like 'v0001': {str(v)[:80]}"
+        names.append(v["version"])
+    if len(set(names)) != len(names):
+        return "a version is listed twice"
+    if data.get("current") is not None and data["current"] not in names:
+        return f"the current version {data['current']!r} is not among the versions"
+    if any(h not in names for h in data["history"]):
+        return "the history names a version that is not listed"
+    if "log" in data and not isinstance(data["log"], list):
+        return "'log' is not a list"
+    return None

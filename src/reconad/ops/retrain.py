@@ -7,7 +7,8 @@ all are scikit-learn estimators that ``reconad.load`` restores.
 
 Training data is handed to ``fit`` as the list of given paths (image files or folders for
 ``ImageDetector``). A detector whose ``fit`` wants something else read from those paths
-provides ``read_fit_data(paths)``, which is used instead.
+provides ``read_fit_data(paths)``, which is used instead (series: one segment per CSV
+file; tables: the rows of all CSV files). A series or table model keeps its input columns.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from reconad.ops.registry import ModelRegistry, data_fingerprint, load_model, model_version
+from reconad.ops.loading import load_model
+from reconad.ops.registry import ModelRegistry, data_fingerprint, model_version
 
 
 def parse_overrides(items: list[str] | None, params: dict) -> dict:
@@ -54,17 +56,27 @@ def read_fit_data(detector, paths: list[str | os.PathLike]):
     return reader([str(p) for p in paths]) if callable(reader) else [str(p) for p in paths]
 
 
+def _input_columns(detector) -> list[str] | None:
+    """The named input columns of a fitted series or table detector; None for others."""
+    if detector.kind == "series":
+        return list(detector.columns_)
+    if detector.kind == "table" and hasattr(detector, "feature_names_in_"):
+        return [str(c) for c in detector.feature_names_in_]
+    return None
+
+
 def retrain(model, data: list[str | os.PathLike], out: str | os.PathLike, overrides: dict | None = None,
             registry: str | os.PathLike | None = None, promote: bool = False) -> dict:
-    """Fit a copy of the detector at ``model`` (a model folder, or a registry folder for its
-    current version) on ``data`` and save it to ``out``. With ``registry``, the new model is
+    """Fit a copy of the detector ``model`` names (a model folder, a registry folder for its
+    current version, or ``REGISTRY@VERSION``) on ``data`` and save it to ``out``. With ``registry``, the new model is
     registered there (and made current with ``promote``). Returns a summary: ``out``,
     ``parent_version``, ``data_fingerprint``, ``metrics``, and ``version`` when registered."""
     old = load_model(model)
     parent = model_version(old)
     new = clone(old)
-    if getattr(old, "columns_", None) is not None and "columns" in new.get_params() and new.columns is None:
-        new.set_params(columns=list(old.columns_))  # the same input columns as the model had
+    columns = _input_columns(old)
+    if columns is not None and new.get_params().get("columns", False) is None:
+        new.set_params(columns=columns)  # the same input columns as the model had
     if overrides:
         new.set_params(**overrides)
     fit_data = read_fit_data(new, data)

@@ -5,7 +5,11 @@ per row; series: one score per time step, each partition given the rows just bef
 after it of the same machine so that no step loses the windows around it) or over a Dask
 bag of image paths, and returns a lazy Dask DataFrame of scores in the input's order.
 ``score_to_parquet`` writes it as Parquet partitions, starting a local cluster when no
-scheduler address is given. Each worker loads the model once (``frame_scoring.load_cached``).
+scheduler address is given. The model is named as everywhere (a model folder, a registry
+folder for its current version, or ``REGISTRY@VERSION``, see :mod:`reconad.ops.loading`);
+it is resolved once, so every worker scores with the same version even when the registry
+moves on meanwhile, and each worker loads it once
+(:func:`reconad.scale.frames.load_cached`). Every result row carries the ``model_version``.
 
 Requires the ``scale`` extra: ``pip install 'reconad[scale]'``.
 """
@@ -24,6 +28,7 @@ import pandas as pd
 from reconad.scale import frames as frame_scoring
 from reconad._atomic import atomic_dir
 from reconad.data.images import IMAGE_SUFFIXES
+from reconad.ops.loading import declared_kind, load_model, resolve
 
 
 def _dask():
@@ -55,9 +60,16 @@ def _detector(model: str):
     return frame_scoring.load_cached(model)
 
 
+def _versioned(scores: pd.DataFrame, det) -> pd.DataFrame:
+    """``scores`` with a ``model_version`` column (the detector's version, on every row)."""
+    scores["model_version"] = pd.Series(det.model_version_, index=scores.index, dtype="string")
+    return scores
+
+
 # --- tables -------------------------------------------------------------------------
 def _score_table_part(frame: pd.DataFrame, model: str, features) -> pd.DataFrame:
-    return frame_scoring.score_table(_detector(model), frame, features=features)
+    det = _detector(model)
+    return _versioned(frame_scoring.score_table(det, frame, features=features), det)
 
 
 # --- series -------------------------------------------------------------------------
@@ -109,53 +121,55 @@ def _score_series_part(frame: pd.DataFrame, left: pd.DataFrame, right: pd.DataFr
                        id_column: str | None, features) -> pd.DataFrame:
     chunk = pd.concat([left, frame, right])
     keep = np.r_[np.zeros(len(left), bool), np.ones(len(frame), bool), np.zeros(len(right), bool)]
-    return frame_scoring.score_series(_detector(model), chunk, id_column=id_column, features=features,
-                                      keep=keep)
+    det = _detector(model)
+    return _versioned(frame_scoring.score_series(det, chunk, id_column=id_column, features=features,
+                                                 keep=keep), det)
 
 
 # --- images -------------------------------------------------------------------------
 def _score_images_part(paths: Sequence[str], model: str) -> pd.DataFrame:
-    return frame_scoring.score_images(_detector(model), list(paths))
+    det = _detector(model)
+    return _versioned(frame_scoring.score_images(det, list(paths)), det)
 
 
 # --- public -------------------------------------------------------------------------
 def _check_model(model) -> tuple[str, object]:
-    from reconad.detectors.base import load
-
-    path = str(Path(model).resolve())
-    return path, load(path)  # fails here, before any work, for a missing or damaged model
+    """A name of the model that every worker resolves to the same version, and the model
+    (loaded here, so a missing or damaged model fails before any work)."""
+    name = resolve(model).name
+    return name, load_model(name)
 
 
 def score_dask(model: str | os.PathLike, data, *, id_column: str | None = None,
                features: Sequence[str] | None = None):
-    """Scores of ``data`` by the detector saved at ``model``, as a lazy Dask DataFrame in
-    the order of ``data``.
+    """Scores of ``data`` by the detector ``model`` names (a model folder, a registry folder
+    or ``REGISTRY@VERSION``), as a lazy Dask DataFrame in the order of ``data``.
 
     ``data`` is a Dask DataFrame (a table for a tabular detector; for a series detector one
     or several series, rows in time order, machines told apart by ``id_column``; a series
     may be split across partitions anywhere) or a Dask bag of image paths. The result
-    keeps the non-feature columns and adds ``score`` and ``label`` (``path``, ``score``,
-    ``label`` for images). For series the first pass, which reads the first and last rows
+    keeps the non-feature columns and adds ``score``, ``label`` and ``model_version``
+    (``path``, ``score``, ``label``, ``model_version`` for images). For series the first pass, which reads the first and last rows
     of every partition, runs during this call; the scoring itself runs when the result is
     computed or written."""
     dask, dd, db = _dask()
     path, det = _check_model(model)
-    kind = frame_scoring.kind_of(det)
+    kind = declared_kind(det)
     if isinstance(data, db.Bag):
-        if kind != "images":
+        if kind != "image":
             raise TypeError(f"a bag of image paths needs an image detector; {path} holds a "
                             f"{type(det).__name__}")
         parts = data.to_delayed()
-        meta = frame_scoring.score_images(det, [])
+        meta = _versioned(frame_scoring.score_images(det, []), det)
         return dd.from_delayed([dask.delayed(_score_images_part)(p, path) for p in parts], meta=meta,
                                verify_meta=False)
     if not isinstance(data, dd.DataFrame):
         raise TypeError(f"data must be a Dask DataFrame or a Dask bag of image paths, got {type(data).__name__}")
-    if kind == "images":
+    if kind == "image":
         raise TypeError("an image detector scores a Dask bag of image paths, not a DataFrame")
     empty = data._meta
     if kind == "table":
-        meta = frame_scoring.score_table(det, empty, features=features)
+        meta = _versioned(frame_scoring.score_table(det, empty, features=features), det)
         return data.map_partitions(_score_table_part, path, features, meta=meta)
     if id_column is not None and id_column not in empty.columns:
         raise ValueError(f"input has no id column {id_column!r}; columns are {', '.join(map(str, empty.columns))}")
@@ -166,7 +180,7 @@ def score_dask(model: str | os.PathLike, data, *, id_column: str | None = None,
     edges = dask.compute(*[dask.delayed(_edges)(p, id_column, window + stride) for p in parts])
     contexts = _contexts(list(edges), id_column, before=window - 1, after=window + stride - 1,
                          stride=stride)
-    meta = frame_scoring.score_series(det, empty, id_column=id_column, features=features)
+    meta = _versioned(frame_scoring.score_series(det, empty, id_column=id_column, features=features), det)
     # the partitions again, read afresh, so none is held in memory between the two passes
     parts = data.to_delayed()
     return dd.from_delayed([dask.delayed(_score_series_part)(p, left, right, path, id_column, features)
@@ -174,12 +188,12 @@ def score_dask(model: str | os.PathLike, data, *, id_column: str | None = None,
 
 
 def read_input(pattern: str, kind: str, partition_size: int = 256):
-    """Files matching ``pattern`` (a glob, a folder or a file): Parquet files as a Dask
-    DataFrame, or image files as a Dask bag of paths."""
+    """Files matching ``pattern`` (a glob, a folder or a file): for ``kind`` ``"image"``
+    image files as a Dask bag of paths, else Parquet files as a Dask DataFrame."""
     dask, dd, db = _dask()
     p = Path(pattern)
     files = sorted(str(f) for f in p.iterdir()) if p.is_dir() else sorted(glob.glob(pattern))
-    if kind == "images":
+    if kind == "image":
         files = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) match {pattern}")
@@ -214,7 +228,7 @@ def score_to_parquet(model: str | os.PathLike, data, output: str | os.PathLike, 
                      scheduler: str | None = None, workers: int | None = None,
                      id_column: str | None = None, features: Sequence[str] | None = None) -> Path:
     """Score ``data`` (a Dask DataFrame, a Dask bag of image paths, or a glob of Parquet or
-    image files) with the model at ``model`` and write the scores as Parquet partitions to
+    image files) with the model ``model`` names and write the scores as Parquet partitions to
     the folder ``output`` (written under a temporary name, then renamed). Runs on the
     cluster at ``scheduler``, or on a local one of ``workers`` processes."""
     path, det = _check_model(model)
@@ -222,7 +236,7 @@ def score_to_parquet(model: str | os.PathLike, data, output: str | os.PathLike, 
     if output.exists() and not output.is_dir():
         raise ValueError(f"output {output} exists and is not a folder")
     if isinstance(data, (str, os.PathLike)):
-        data = read_input(str(data), frame_scoring.kind_of(det))
+        data = read_input(str(data), declared_kind(det))
     with client(scheduler, workers):
         scores = score_dask(path, data, id_column=id_column, features=features)
         with atomic_dir(output) as tmp:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -30,34 +29,27 @@ _CACHE_LOCK = threading.Lock()
 LOADS = {"count": 0}  # how many times this process read a model from disk
 
 
-def load_cached(path: str | os.PathLike):
-    """``reconad.load(path)`` once per process: later calls return the same detector while
+def load_cached(model: str | os.PathLike):
+    """``load_model(model)`` (:mod:`reconad.ops.loading`: a model folder, a registry folder
+    or ``REGISTRY@VERSION``) once per process: later calls return the same detector while
     the model folder's weights checksum is unchanged."""
-    from reconad.detectors.base import load
+    from reconad.ops.loading import load_model, resolve
 
-    path = Path(path).resolve()
+    source = resolve(model)
     try:
-        checksum = json.loads((path / persistence.CONFIG).read_text(encoding="utf-8"))["weights_sha256"]
+        config = json.loads((source.folder / persistence.CONFIG).read_text(encoding="utf-8"))
+        checksum = config["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        return load(path)  # raises the clear error for a missing or damaged folder
-    key = (str(path), str(checksum))
+        return load_model(source.name)  # raises the clear error for a missing or damaged folder
+    key = (str(source.folder), str(checksum))
     with _CACHE_LOCK:
         det = _CACHE.get(key)
         if det is None:
-            det = load(path)
+            det = load_model(source.name)
             LOADS["count"] += 1
             _CACHE.clear()  # one model at a time per process
             _CACHE[key] = det
     return det
-
-
-def kind_of(detector) -> str:
-    """``"images"``, ``"series"`` (a detector with a ``window``) or ``"table"``."""
-    if hasattr(detector, "anomaly_map"):
-        return "images"
-    if getattr(detector, "window", None) is not None:
-        return "series"
-    return "table"
 
 
 def feature_columns(detector, frame: pd.DataFrame, features: Sequence[str] | None = None,

@@ -19,10 +19,12 @@ Limits: ``max_request_bytes`` (413) and ``max_batch`` samples per request (413).
 gets a 4xx whose ``detail`` names the problem. With a token, ``/score`` and ``/model``
 need ``Authorization: Bearer <token>`` (401 otherwise).
 
-The service only uses the detector's public face: ``decision_function``, ``anomaly_map``,
-``threshold_``, ``input_shape_`` and ``get_params``. The kind of input follows from it:
-a detector with ``anomaly_map`` takes images; any other takes rows (a 2-D array or a
-``pandas.DataFrame`` passed to ``decision_function``).
+The service only uses the detector's public face: ``kind``, ``decision_function``,
+``anomaly_map``, ``threshold_``, ``input_shape_``, ``get_params`` and ``model_version_``
+(when loaded by :func:`reconad.ops.loading.load_model`). The detector's declared ``kind``
+says what it takes: an image detector takes images; a series or table detector takes rows
+(a 2-D array or a ``pandas.DataFrame`` passed to ``decision_function``). Every answer and
+``/health`` name the model version.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from PIL import Image
 
 try:
     from fastapi import FastAPI, Query, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartException, MultiPartParser
@@ -49,9 +51,10 @@ except ImportError:  # pragma: no cover - the serve extra is missing
     raise ImportError("the scoring service needs FastAPI and uvicorn: pip install 'reconad[serve]'") from None
 
 from reconad._version import __version__
-from reconad.data.images import decode_image, to_float_array
-from reconad.data.inputs import input_kind
+from reconad.data.csv import read_csv_bytes
+from reconad.data.images import decode_image, stack_images, to_float_array
 from reconad.models.catalogue import KINDS, entries
+from reconad.ops.loading import declared_kind
 from reconad.serve.batching import MicroBatcher, image_engine
 
 TOKEN_ENV = "RECONAD_TOKEN"
@@ -69,6 +72,27 @@ class BadInput(Exception):
 
 
 # --- turning request bodies into detector input ----------------------------------------
+
+OFFLINE_NOTE = (
+    "<div id='reconad-offline' style='display:none;font-family:sans-serif;margin:2em'>"
+    "<h2>The interactive API page needs the internet</h2>"
+    "<p>It loads Swagger UI from cdn.jsdelivr.net, which this browser cannot reach. The service "
+    "works without it: the API description is at <a href='/openapi.json'>/openapi.json</a>; "
+    "score with <code>POST /score</code> (JSON, CSV, or image files), check with "
+    "<code>GET /health</code> and <code>GET /model</code>.</p></div>"
+    "<script>window.addEventListener('load', function () {"
+    "if (typeof SwaggerUIBundle === 'undefined') {"
+    "document.getElementById('reconad-offline').style.display = 'block';}});</script>")
+
+
+def docs_html(title: str) -> str:
+    """The /docs page: Swagger UI (from its CDN), and a note shown when the CDN cannot be
+    reached (offline plants) that says where the API description is."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} - API").body.decode("utf-8")
+    return page.replace("<body>", "<body>" + OFFLINE_NOTE, 1)
+
 
 def _json_images(payload) -> np.ndarray:
     try:
@@ -140,11 +164,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     :class:`reconad.serve.batching.MicroBatcher`)."""
     if not hasattr(detector, "threshold_"):
         raise ValueError("the detector is not fitted; serve a fitted or loaded model")
-    kind = input_kind(detector)
+    kind = declared_kind(detector)
+    takes_images = kind == "image"
+    version = getattr(detector, "model_version_", None)
     # fixed-size image models (not patch mode, not feature models, which take any size)
-    fixed_size = kind == "images" and hasattr(detector, "input_shape_") and \
+    fixed_size = takes_images and hasattr(detector, "input_shape_") and \
         getattr(detector, "patch_size", None) is None
-    channels = int(detector.input_shape_[0]) if kind == "images" and hasattr(detector, "input_shape_") else None
+    channels = int(detector.input_shape_[0]) if takes_images and hasattr(detector, "input_shape_") else None
     batcher = None
     engine_name = None
     if fixed_size:
@@ -161,8 +187,12 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                              f"{want[0]}x{want[1]} (height x width)")
         return np.ascontiguousarray(data.transpose(0, 2, 3, 1))
 
-    app = FastAPI(title="reconad scoring service", version=__version__,
+    app = FastAPI(title="reconad scoring service", version=__version__, docs_url=None,
                   description="Anomaly scores, labels and maps from a fitted reconad model.")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page():
+        return HTMLResponse(docs_html(app.title))
 
     @app.exception_handler(BadInput)
     async def _bad_input(request: Request, exc: BadInput):
@@ -213,19 +243,19 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
                 raise BadInput(422, "'instances' must be a non-empty list")
             if len(payload) > max_batch:
                 raise BadInput(413, f"batch of {len(payload)} exceeds the limit of {max_batch} samples")
-            return _json_images(payload) if kind == "images" else _json_rows(payload)
+            return _json_images(payload) if takes_images else _json_rows(payload)
         if ctype in ("text/csv", "application/csv"):
-            if kind == "images":
+            if takes_images:
                 raise BadInput(415, "this model takes images: send image files or JSON arrays, not CSV")
             try:
-                frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
+                frame = read_csv_bytes(body, "the CSV body")   # as the command line reads files
             except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
                 raise BadInput(422, f"cannot read CSV: {exc}") from None
             if frame.empty:
                 raise BadInput(422, "CSV has no data rows")
             return frame
         if ctype == "multipart/form-data" or ctype.startswith("image/"):
-            if kind != "images":
+            if not takes_images:
                 raise BadInput(415, "this model takes rows: send JSON rows or CSV, not image files")
             if ctype.startswith("image/"):
                 uploads = [("body", body)]
@@ -236,13 +266,14 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             if len(uploads) > max_batch:
                 raise BadInput(413, f"batch of {len(uploads)} exceeds the limit of {max_batch} samples")
             try:
-                images = [decode_image(data, channels, name=name) for name, data in uploads]
+                limit = detector.pixel_limit() if hasattr(detector, "pixel_limit") else None
+                images = [decode_image(data, channels, name=name, max_pixels=limit) for name, data in uploads]
             except ValueError as exc:
                 raise BadInput(422, str(exc)) from None
             shapes = {im.shape for im in images}
             if len(shapes) > 1:
                 raise BadInput(422, f"uploaded images differ in size: {sorted(shapes)[:3]}")
-            return np.stack(images)
+            return stack_images(images)
         raise BadInput(415, f"unsupported content type {ctype or '(none)'!r}; send application/json, "
                             "text/csv, multipart/form-data or image/png")
 
@@ -275,13 +306,13 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "scores": [None if not math.isfinite(s) else float(s) for s in scores],
             "labels": (scores > threshold).astype(int).tolist(),
             "threshold": threshold,
-            "model_version": getattr(detector, "model_version_", None),
+            "model_version": version,
         }
         if alerts is not None:
-            version = {"model_version": out["model_version"]} if out["model_version"] else {}
+            named = {"model_version": version} if version else {}
             for i in np.flatnonzero(scores > threshold):
                 alerts.submit({"kind": "anomaly", "source": "service", "index": int(i),
-                               "score": float(scores[i]), "threshold": threshold, **version})
+                               "score": float(scores[i]), "threshold": threshold, **named})
         if maps is not None:
             pngs = [_map_png(m) for m in maps]
             out["maps"] = [p for p, _ in pngs]
@@ -303,7 +334,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
     async def score_endpoint(request: Request,
                              map: bool = Query(False, description="image models: add the anomaly maps as PNG")):
         check_token(request)
-        if map and kind != "images":
+        if map and not takes_images:
             raise BadInput(422, "maps are only available for image models")
         body = await read_body(request)
         X = await parse(request, body)
@@ -322,7 +353,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
 
     @app.get("/health", summary="Liveness")
     async def health():
-        return {"status": "ok"}
+        return {"status": "ok", "model_version": version}
 
     @app.get("/model", summary="What the model expects, and its metadata")
     async def model_info(request: Request):
@@ -330,6 +361,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
         info: dict[str, Any] = {
             "name": model_name,
             "detector": type(detector).__name__,
+            "model_version": version,
             "model": _catalogue_info(detector),
             "input": {"kind": kind},
             "threshold": float(detector.threshold_),
@@ -339,7 +371,7 @@ def create_app(detector, token: str | None = None, max_request_bytes: int = DEFA
             "engine": engine_name or "python",
             "reconad_version": __version__,
         }
-        if kind == "images":
+        if takes_images:
             if fixed_size:
                 c, h, w = (int(v) for v in detector.input_shape_)
                 info["input"].update({"height": h, "width": w, "channels": c})
@@ -361,14 +393,17 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, token: str | No
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
           threads: int | None = 1, log_level: str = "warning", alert_config=None, engine: str = "auto",
           batch_wait_ms: float = 0.0) -> None:
-    """Load the model at ``model_path`` and serve it until interrupted. ``threads`` sets
+    """Load the model ``model_path`` names (a model folder, a registry folder for its current
+    version, or ``REGISTRY@VERSION``) and serve it until interrupted. ``threads`` sets
     the torch threads for scoring (None keeps torch's default): one thread suits many
     small requests and avoids idle threads spinning on a busy CPU."""
     import torch
     import uvicorn
 
-    from reconad.ops.registry import load_model
+    from reconad.ops.loading import load_model
 
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer 0..65535, got {port!r}")
     if threads is not None:
         torch.set_num_threads(int(threads))
 

@@ -249,6 +249,25 @@ class PotThreshold(_AdaptiveThreshold):
         return float(t + scale / shape * (ratio ** (-shape) - 1.0))
 
 
+def parse_rule(text: str | None):
+    """A threshold rule given as text: a method name, or JSON such as
+    ``{"method": "pot", "risk": 1e-3}``; None stays None."""
+    import json
+
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"threshold rule {text!r} is not valid JSON ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"threshold rule must be a method name or a JSON object, got {text!r}")
+    return spec
+
+
 def make_threshold(spec: dict | str | None, reference_scores, initial: float,
                    log: Callable[[str], None] | None = None):
     """Build the threshold rule named by ``spec`` (``{"method": "rolling_quantile", "q": 0.99,

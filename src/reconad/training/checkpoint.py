@@ -50,7 +50,7 @@ def load(path: str | os.PathLike, *, run: dict, model: torch.nn.Module,
     path = Path(path)
     if not (path / persistence.CONFIG).exists():
         return None
-    config, tensors = persistence.load_folder(path)
+    config, tensors = persistence.load_folder(path, detector=False)
     if config.get("kind") != KIND:
         raise ValueError(f"{path} is not a training checkpoint")
     if config.get("run") != run:

@@ -206,6 +206,9 @@ def fit_model(
     if group.world > 1 and batch_size < 2 * group.world:
         raise ValueError(f"batch_size {batch_size} is the global batch: with {group.world} processes "
                          f"it must be at least {2 * group.world}")
+    if len(train) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError(f"{len(train)} training sample(s) left after holding out the validation ones; this "
+                         "model (with batch norm) needs at least 2: give more normal data")
     model.to(device)
     forward = training_forward(model)
     net = group.wrap(forward)
