@@ -93,6 +93,9 @@ class SeriesDetector(TorchDetector):
 
     kind = "series"
 
+    PARAMS_BEFORE = {"slow_sensors": None, "score_slow": False, "score_last": 1.0,
+                     "alert_enter": 1, "alert_leave": 1, "alert_release": 1.0}
+
     def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
                  combine: str = "last", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
