@@ -27,9 +27,19 @@ from _common import (machine, magnetic_tile_split, markdown_table, pixel_auc_by_
 
 from reconad import ImageDetector
 from reconad.detectors import features as fd
+from reconad.evaluation import plots
+
+# Image scores compared on the same location maps: name -> model_kwargs.
+IMAGE_SCORES = {"max": {"image_score": "max"}, "top-10 mean": {"image_score": "topk", "topk": 10},
+                "top-30 mean": {"image_score": "topk", "topk": 30},
+                "top-1 % mean": {"image_score": "top_share", "top_share": 0.01},
+                "top-5 % mean": {"image_score": "top_share", "top_share": 0.05}}
+# Text after this line in the existing docs/magnetic_tile_features.md is kept when the file is rewritten.
+NOTES_MARKER = "<!-- notes: kept when the benchmark rewrites this file -->"
 
 SETTINGS = {
     "feature_knn": {},
+    "feature_rd": {"epochs": 10},
     "feature_ae": {"epochs": 5},
     "feature_vae": {"epochs": 5},
 }
@@ -46,9 +56,6 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=fd.DEFAULT_IMAGE_SIZE, help="short side in pixels")
     ap.add_argument("--models", default=",".join(SETTINGS))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--cache", default=None,
-                    help="file for the extracted features (and their extraction times): read when it "
-                         "exists, else written, so that later runs compare heads without the backbone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     split = magnetic_tile_split()
@@ -58,41 +65,37 @@ def main() -> None:
     masks = [np.asarray(Image.open(p).convert("L")) > 127 for p in split["test_masks"]]
     types = np.array(split["test_types"])
 
-    base = ImageDetector(model="feature_knn", image_size=args.image_size, verbose=0)
-    fd.load_pyramid(base)
-    cache = Path(args.cache) if args.cache else None
-    if cache is not None and cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        if (saved["image_size"] != args.image_size or tuple(saved["stages"]) != fd.options(base)["stages"]
-                or saved.get("contrast") != fd.options(base)["contrast"]):
-            raise SystemExit(f"{cache} holds features of other settings; remove it")
-        train_feats, test_feats, sizes = saved["train"], saved["test"], [tuple(s) for s in saved["sizes"]]
-        t_train_extract, t_test_extract = saved["train_s"], saved["test_s"]
-        print(f"features read from {cache}")
-    else:
-        t = time.perf_counter()
-        train_feats, _ = fd.extract_features(base, train)
-        t_train_extract = time.perf_counter() - t
-        t = time.perf_counter()
-        test_feats, sizes = fd.extract_features(base, test)
-        t_test_extract = time.perf_counter() - t
-        if cache is not None:
-            torch.save({"image_size": args.image_size, "stages": list(fd.options(base)["stages"]),
-                        "contrast": fd.options(base)["contrast"],
-                        "train": train_feats, "test": test_feats, "sizes": [list(s) for s in sizes],
-                        "train_s": t_train_extract, "test_s": t_test_extract}, cache)
-    print(f"features {tuple(train_feats[0].shape)} ...: training images {t_train_extract:.0f} s, "
-          f"test images {t_test_extract:.0f} s", flush=True)
+    extracted: dict = {}  # features shared by the models that extract the same ones
+
+    def features_for(det):
+        opts = fd.options(det)
+        key = (opts["stages"], opts["pool"], opts["grid"], opts["contrast"], det.model == "feature_rd")
+        if key not in extracted:
+            fd.load_pyramid(det)
+            t, c = time.perf_counter(), time.process_time()
+            train_feats, _ = fd.extract_features(det, train)
+            t_train, c_train = time.perf_counter() - t, time.process_time() - c
+            t = time.perf_counter()
+            test_feats, sizes = fd.extract_features(det, test)
+            t_test = time.perf_counter() - t
+            extracted[key] = (det.pyramid_, train_feats, test_feats, sizes, t_train, t_test, c_train)
+            print(f"{det.model}: features of {' + '.join(opts['stages'])}: training images {t_train:.0f} s, "
+                  f"test images {t_test:.0f} s", flush=True)
+        return extracted[key]
 
     big = np.asarray(Image.open(test[-1]).convert("L").resize((640, 480), Image.BILINEAR))
-    rows, results = [], {}
+    rows, results, heatmaps = [], {}, {}
+    # heatmap pictures: two defect-free tiles and the first tile of each defect type
+    pick = [int(i) for i in np.flatnonzero(types == "MT_Free")[:2]]
+    pick += [int(np.flatnonzero(types == t)[0]) for t in sorted(set(types) - {"MT_Free"})]
+    pick_images = [np.asarray(Image.open(test[i]).convert("L"), dtype=np.float32) / 255 for i in pick]
     for name in args.models.split(","):
         det = ImageDetector(model=name, image_size=args.image_size, verbose=0, **SETTINGS[name])
-        for attr in ("pyramid_", "backbone_file_", "backbone_sha256_", "device_"):
-            setattr(det, attr, getattr(base, attr))
-        t = time.perf_counter()
+        det.pyramid_, train_feats, test_feats, sizes, t_train_extract, t_test_extract, c_train = features_for(det)
+        fd.load_pyramid(det)
+        t, c = time.perf_counter(), time.process_time()
         fd.fit_features(det, train_feats)
-        t_head = time.perf_counter() - t
+        t_head, c_head = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
         maps = fd.score_maps(det, test_feats)
         t_score_head = time.perf_counter() - t
@@ -105,11 +108,11 @@ def main() -> None:
                                            scores[(types == k) | (types == "MT_Free")]))
                     for k in sorted(set(types) - {"MT_Free"})}
         by_score = {}
-        for method, k in (("max", 1), ("topk", 10), ("topk", 30)):
-            kw = {**(det.model_kwargs or {}), "image_score": method, "topk": k}
-            by_score[f"{method}{k if method == 'topk' else ''}"] = float(roc_auc_score(
-                y, fd.image_scores(det.set_params(model_kwargs=kw), maps)))
+        for label, kw in IMAGE_SCORES.items():
+            by_score[label] = float(roc_auc_score(
+                y, fd.image_scores(det.set_params(model_kwargs={**(det.model_kwargs or {}), **kw}), maps)))
         det.set_params(model_kwargs=None)
+        heatmaps[name] = ([full[i] for i in pick], [float(scores[i]) for i in pick])
         det.anomaly_map(big[None])
         times, cpu = [], []
         for _ in range(3):
@@ -120,58 +123,69 @@ def main() -> None:
         fit_s = t_train_extract + t_head
         score_ms = 1000 * (t_test_extract + t_score_head) / len(test)
         results[name] = {"image_auc": image_auc, "pixel_auc": px_auc, "image_auc_by_type": per_type,
-                         "fit_s": fit_s, "fit_head_s": t_head, "score_ms_per_image": score_ms,
+                         "fit_s": fit_s, "fit_head_s": t_head, "fit_cpu_s": c_train + c_head,
+                         "score_ms_per_image": score_ms,
                          "anomaly_map_640x480_s": float(np.median(times)),
                          "anomaly_map_640x480_cpu_s": float(np.median(cpu)),
                          "image_auc_by_image_score": by_score, "pixel_auc_by_group": by_group,
                          "settings": SETTINGS[name],
                          "options": fd.options(det)}
-        rows.append([name, image_auc, px_auc, f"{fit_s:.0f}", f"{score_ms:.0f}",
+        rows.append([name, image_auc, px_auc, f"{fit_s:.0f} ({c_train + c_head:.0f})", f"{score_ms:.0f}",
                      f"{np.median(times):.2f} ({np.median(cpu):.2f})"])
         print(markdown_table(["model", "image ROC-AUC", "pixel ROC-AUC", "fit s", "score ms/image",
                               "640x480 map s"], rows[-1:]), by_score, flush=True)
 
-    header = ["model", "image ROC-AUC", "pixel ROC-AUC", "fit (761 images) s", "scoring ms/image",
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    pictures = []
+    for name, (maps_, scores_) in heatmaps.items():
+        file = f"magnetic_tile_features_heatmaps_{name}.png"
+        plots.heatmap_overlays(pick_images, maps_, docs / file, masks=[masks[i] for i in pick], scores=scores_,
+                               labels=list(y[pick]), cols=len(pick))
+        pictures.append(f"`{name}`:\n\n![{name} heatmaps]({file})")
+    header = ["model", "image ROC-AUC", "pixel ROC-AUC", "fit (761 images): wall s (CPU s)", "scoring ms/image",
               "anomaly map 640×480: wall s (CPU s)"]
     table = markdown_table(header, rows)
     type_rows = [[n] + [r["image_auc_by_type"][k] for k in sorted(r["image_auc_by_type"])] for n, r in results.items()]
     type_table = markdown_table(["model"] + sorted(set(types) - {"MT_Free"}), type_rows)
-    opts = fd.options(base)
+    knn = ImageDetector(model="feature_knn")
+    rd = ImageDetector(model="feature_rd")
+    ko, ro = fd.options(knn), fd.options(rd)
+    score_rows = [[n] + [r["image_auc_by_image_score"][k] for k in IMAGE_SCORES] for n, r in results.items()]
     md = f"""# Magnetic tile: feature models on a frozen EfficientNet-Lite0
 
 DifferNet's split: 761 defect-free training images, 583 test images (191 defect-free,
-392 defective). Images resized to a short side of {args.image_size} pixels (aspect kept), grey
-levels of each image standardised (`contrast="{opts['contrast']}"`), features of stages
-{" + ".join(opts["stages"])} (3×3 neighbourhood mean, on the {opts["stages"][0]} grid), image score = mean of
-the 10 highest locations, anomaly map = location scores resized to the image and smoothed
-(σ = {opts["smooth_sigma"]:g} pixels at the resized scale). `feature_knn`: memory bank of
-{opts["memory_size"]} vectors chosen by greedy coreset from {opts["coreset_pool"]} random training locations.
-These are the detectors' default settings.
-Pixel ROC-AUC over every pixel of every test image. Fit time = feature extraction of the
-training images + fitting the head; scoring time = feature extraction + head, per test image.
+392 defective). Every image resized to a short side of {args.image_size} pixels (aspect kept), grey
+levels of each image standardised (`contrast="{ko['contrast']}"`). The detectors' default settings:
+
+- `feature_knn`: stages {" + ".join(ko["stages"])} (3×3 neighbourhood mean, on the {ko["stages"][0]} grid); memory bank of
+  {ko["memory_size"]} vectors chosen by greedy coreset from {ko["coreset_pool"]} random training locations;
+  score: distance to the nearest vector (exact, faiss).
+- `feature_rd` (reverse distillation): stages {" + ".join(ro["stages"])} as they are (pool {ro["pool"]}), each on its own grid; a
+  one-class bottleneck of {fd.RD_DEFAULTS["latent_dim"]} channels on a grid twice as coarse as {ro["stages"][-1]}; the decoder rebuilds
+  every stage from it; trained on random crops of {ro["crop"]}×{ro["crop"]} {ro["stages"][-1]} locations; score: `1 - cos` per location,
+  averaged over the stages on the {ro["stages"][0]} grid.
+
+Image score = {ko["image_score"]} (k = {ko["topk"]}); anomaly map = location scores resized to the image
+and smoothed (σ = {ko["smooth_sigma"]:g} pixels at the resized scale). Pixel ROC-AUC over every pixel of
+every test image. Fit time = feature extraction of the training images + fitting the head
+(in brackets the CPU seconds of the process, summed over its threads); scoring time =
+feature extraction + head, per test image. Settings passed: {SETTINGS}.
 
 ```
-python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads}
+python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads} --models {args.models}
 ```
-
-The features are extracted once and shared by the heads ({t_train_extract:.0f} s for the 761
-training images, {t_test_extract:.0f} s for the 583 test images; these times are part of
-the fit and scoring times below).
 
 Machine: {machine()}. The CPU was shared with other heavy jobs while this ran, so the
-times are upper bounds and noisy.
+wall times are upper bounds and noisy.
 
 {table}
 
 The last column is the median of three calls of `anomaly_map` on one 640×480 image:
-wall-clock seconds and, in brackets, the CPU seconds the process used (summed over its
-{args.threads} threads), which depend less on what else runs on the machine.
+wall-clock seconds and, in brackets, the CPU seconds the process used.
 
-Image ROC-AUC by image score (maximum, mean of the 10 or 30 highest locations):
+Image ROC-AUC by image score (same maps):
 
-{markdown_table(["model", "max", "top-10 mean", "top-30 mean"],
-                [[n, r["image_auc_by_image_score"]["max"], r["image_auc_by_image_score"]["topk10"],
-                  r["image_auc_by_image_score"]["topk30"]] for n, r in results.items()])}
+{markdown_table(["model"] + list(IMAGE_SCORES), score_rows)}
 
 Image ROC-AUC per defect type (that type against the defect-free test images):
 
@@ -179,17 +193,24 @@ Image ROC-AUC per defect type (that type against the defect-free test images):
 
 Where the pixel ROC-AUC is lost: the pixel ROC-AUC of each group of defect pixels against
 each group of clean pixels (in brackets, the group's share of all defect or all clean
-pixels; the pooled figure above is close to the mean of these, weighted by the shares):
+pixels):
 
 {pixel_auc_by_group_tables({n: r["pixel_auc_by_group"] for n, r in results.items()})}
 
+Heatmaps (two defect-free test tiles, then the first tile of each defect type; the mask in white):
+
+{chr(10).join(pictures)}
+
 Published: DifferNet 0.977 image ROC-AUC (ImageNet AlexNet features, normalizing flow);
 GANomaly about 0.77 and GeoTrans about 0.76 as reported there. No published pixel figure known.
+
+{NOTES_MARKER}
 """
+    old = docs / "magnetic_tile_features.md"
+    if old.exists() and NOTES_MARKER in old.read_text():
+        md += old.read_text().split(NOTES_MARKER, 1)[1].lstrip("\n")
     print("\n" + table)
     write_results("magnetic_tile_features", md, {"machine": machine(), "image_size": args.image_size,
-                                                  "feature_extraction_s": {"train": t_train_extract,
-                                                                           "test": t_test_extract},
                                                   "results": results})
 
 

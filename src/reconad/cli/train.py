@@ -14,7 +14,7 @@ from reconad.cli.common import check_dir, console, names, print_metrics
 #: the options that concern some kinds of data only
 APPLIES_TO = {"--loss": ("image", "series"), "--columns": ("series", "table"), "--drop": ("series", "table"),
               "--encoding": ("series", "table"), "--scaler": ("series", "table"), "--missing": ("table",),
-              "--window": ("series",), "--stride": ("series",), "--combine": ("series",),
+              "--window": ("series",), "--stride": ("series",), "--combine": ("series",), "--slow-sensors": ("series",),
               "--mvtec": ("image",), "--patch-size": ("image",), "--patch-stride": ("image",),
               "--patches-per-image": ("image",), "--pca-components": ("image",), "--backbone": ("image",),
               "--image-size": ("image",)}
@@ -39,7 +39,8 @@ def train(
                                         "images; mae or mse for series; mse or l1 for tables."),
     loss: Optional[str] = typer.Option(None, help="Image and series models: training loss (default: the model's)."),
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs."),
-    threshold_method: str = typer.Option("percentile", help="percentile, mean_std or fpr."),
+    threshold_method: Optional[str] = typer.Option(None, help="percentile, mean_std, fpr or margin (default: "
+                                                   "the detector's; series: margin)."),
     threshold_param: Optional[float] = typer.Option(None, help="q, k or the target rate."),
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
@@ -55,7 +56,10 @@ def train(
                                           "median, a missing text value no category; default) or error."),
     window: Optional[int] = typer.Option(None, help="Series: rows per window (default 60)."),
     stride: Optional[int] = typer.Option(None, help="Series: rows between window starts (default 1)."),
-    combine: Optional[str] = typer.Option(None, help="Series: mean (default), max or last (causal)."),
+    combine: Optional[str] = typer.Option(None, help="Series: last (causal; default), mean or max."),
+    slow_sensors: Optional[str] = typer.Option(None, "--slow-sensors", help="Series: sensors whose level is the "
+                                               "operating point, not a fault: auto (default: the smooth ones), "
+                                               "none, or names, comma-separated."),
     mvtec: Optional[Path] = typer.Option(None, help="Images: MVTec-layout folder; trains on ROOT/train/good."),
     patch_size: Optional[int] = typer.Option(None, help="Images, patch mode: train on random crops of this size."),
     patch_stride: Optional[int] = typer.Option(None, help="Images, patch mode: grid step when scoring (default 16)."),
@@ -84,6 +88,7 @@ def train(
         console.print(f"kind auto: {chosen} ({reason})", highlight=False, soft_wrap=True)
     given = {"--loss": loss, "--columns": columns, "--drop": drop, "--encoding": encoding, "--scaler": scaler,
              "--missing": missing, "--window": window, "--stride": stride, "--combine": combine,
+             "--slow-sensors": slow_sensors,
              "--mvtec": mvtec, "--patch-size": patch_size, "--patch-stride": patch_stride,
              "--patches-per-image": patches_per_image, "--pca-components": pca_components,
              "--backbone": backbone, "--image-size": image_size}
@@ -103,6 +108,10 @@ def train(
                   window=window, combine=combine, scaler=scaler, missing=missing, columns=names(columns),
                   stride=patch_stride if chosen == "image" else stride)
     det = kinds.detector_class(chosen)(**{k: v for k, v in params.items() if v is not None})
+    if slow_sensors is not None:
+        text = slow_sensors.strip()
+        det.set_params(slow_sensors=None if text.lower() in ("none", "") else
+                       "auto" if text.lower() == "auto" else names(text))
     from reconad.persistence import check_output
 
     check_output(out, overwrite)

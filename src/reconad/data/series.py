@@ -134,3 +134,24 @@ def apply_scaler(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> n
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = (np.asarray(values, dtype=np.float64) - center) / scale
     return np.clip(scaled, -SCALED_LIMIT, SCALED_LIMIT).astype(np.float32)
+
+
+#: a sensor is slow when its step-to-step changes are this small against its spread
+SLOW_RATIO = 0.5
+
+
+def smoothness(values: np.ndarray) -> np.ndarray:
+    """Per sensor: the spread of its step-to-step changes against the spread of its
+    values, ``std(diff(x)) / (sqrt(2) * std(x))``. Noise without memory gives about 1; a
+    signal that drifts slowly (a temperature) gives near 0. A constant sensor gives 1."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or len(values) < 3:
+        raise ValueError(f"need a series (T, F) of at least 3 rows, got shape {values.shape}")
+    spread = values.std(0)
+    steps = np.diff(values, axis=0).std(0) / np.sqrt(2.0)
+    return np.where(spread > 1e-12, steps / np.where(spread > 1e-12, spread, 1.0), 1.0)
+
+
+def slow_sensors(values: np.ndarray, ratio: float = SLOW_RATIO) -> np.ndarray:
+    """Boolean mask of the sensors whose ``smoothness`` is below ``ratio``."""
+    return smoothness(values) < float(ratio)

@@ -31,6 +31,9 @@ class BaseDetector(BaseEstimator):
 
     _estimator_type = "outlier_detector"
     kind: str  # the kind of data: "image", "series" or "table" (the catalogue's kinds)
+    #: values of parameters that models saved by earlier versions lack, which reproduce how
+    #: those models scored (a newer default may differ)
+    PARAMS_BEFORE: dict = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -116,7 +119,7 @@ def load(path: str | os.PathLike) -> BaseDetector:
         raise persistence.ModelFileError(f"unknown detector {name!r} in {path}")
     cls = _DETECTORS[name]
     try:
-        det = cls(**config.get("params", {}))
+        det = cls(**{**cls.PARAMS_BEFORE, **config.get("params", {})})
         fitted = config["fitted"]
         det.threshold_ = float(fitted["threshold_"])
         det.threshold_method_ = fitted["threshold_method_"]

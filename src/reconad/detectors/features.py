@@ -7,6 +7,9 @@ model              what it learns from the normal images' feature vectors
 ``feature_vae``    a VAE with a Gaussian decoder; score: the unregularised term
                    ``M = sum 1/2 (mu - x)^2 / sigma^2`` per location
 ``feature_knn``    a memory bank (greedy coreset); score: distance to the nearest vector
+``feature_rd``     reverse distillation: a decoder rebuilds every stage's features from a
+                   one-class bottleneck, a code of the surroundings on a coarser grid;
+                   score: ``1 - cos`` between each location's features and their rebuild
 =================  ==========================================================================
 
 Each image keeps its aspect ratio: it is resized so that its short side is
@@ -37,18 +40,21 @@ from reconad.data.images import to_image_list
 from reconad.models.catalogue import entries, entry
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
-from reconad.models.memory_bank import greedy_coreset, nearest_distance
+from reconad.models.feature_heads import cosine_distance_map, fold_stages
+from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
 from reconad.persistence import ModelFileError
-from reconad.training.loop import progress_bar, resolve_device
+from reconad.training.loop import fit_model, progress_bar, resolve_device
 
 DEFAULT_IMAGE_SIZE = 256
 
 # Settings taken from ``model_kwargs`` (with these defaults).
 OPTIONS = {
     "stages": ("s16", "s32"),  # backbone stages by output stride, put on the finest one's grid
+    "grid": None,              # the stage whose grid the features are put on (None: the finest)
     "pool": 3,                 # neighbourhood averaging of each stage (1 = none)
-    "image_score": "topk",     # "max" or "topk" (mean of the topk highest locations)
-    "topk": 10,
+    "image_score": "topk",     # "max", "topk" or "top_share" (mean of the highest locations)
+    "topk": 10,                # image_score "topk": locations averaged
+    "top_share": 0.01,         # image_score "top_share": share of the locations averaged
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
     "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
     "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
@@ -56,11 +62,15 @@ OPTIONS = {
     "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
     "extract_batch": 8,        # images per backbone batch
     "contrast": "image",       # "image": each image's grey levels set to one mean and spread; "none"
+    "crop": 8,                 # feature_rd: training crops, in locations of the coarsest stage
+    "batch_images": 16,        # feature_rd: crops per training batch
 }
 CONTRASTS = ("image", "none")
 # Grey-level mean and standard deviation every image is given when ``contrast="image"``.
 CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
+# feature_rd: latent_dim = channels of the bottleneck, width = channels of each stage's encoder
+RD_DEFAULTS = {"latent_dim": 256, "width": 64}
 
 
 def is_feature_model(name: str) -> bool:
@@ -80,9 +90,16 @@ def options(det) -> dict:
     if opts["image_score"] not in feature_scoring.IMAGE_SCORES:
         raise ValueError(f"unknown image_score {opts['image_score']!r}; choose one of "
                          f"{', '.join(feature_scoring.IMAGE_SCORES)}")
+    if not 0 < float(opts["top_share"]) <= 1:
+        raise ValueError(f"model_kwargs top_share must be in (0, 1], got {opts['top_share']}")
+    if opts["grid"] is not None and opts["grid"] not in opts["stages"]:
+        raise ValueError(f"model_kwargs grid {opts['grid']!r} must be one of the stages {opts['stages']}")
     if opts["contrast"] not in CONTRASTS:
         raise ValueError(f"unknown contrast {opts['contrast']!r}; choose one of {', '.join(CONTRASTS)}")
-    for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch"):
+    if det.model == "feature_rd":  # the decoder rebuilds the stages finest first
+        opts["stages"] = tuple(sorted(opts["stages"], key=lambda st: int(str(st)[1:])))
+    for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch",
+                 "crop", "batch_images"):
         if int(opts[name]) < 1:
             raise ValueError(f"model_kwargs {name} must be at least 1, got {opts[name]}")
     return opts
@@ -96,7 +113,8 @@ def image_size(det) -> int:
 
 
 def _head_kwargs(det) -> dict:
-    return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in HEAD_DEFAULTS.items()}
+    defaults = RD_DEFAULTS if det.model == "feature_rd" else HEAD_DEFAULTS
+    return {k: (getattr(det, k) if getattr(det, k) is not None else v) for k, v in defaults.items()}
 
 
 # --- features -------------------------------------------------------------------------
@@ -108,7 +126,7 @@ def load_pyramid(det) -> FeaturePyramid:
     """Build the frozen feature pyramid; sets ``backbone_file_`` and ``backbone_sha256_``."""
     opts = options(det)
     net, path = load_backbone(_backbone_name(det))
-    pyramid = FeaturePyramid(fuse_batchnorm(net), opts["stages"], pool=int(opts["pool"]))
+    pyramid = FeaturePyramid(fuse_batchnorm(net), opts["stages"], pool=int(opts["pool"]), grid=opts["grid"])
     det.backbone_file_ = str(path)
     det.backbone_sha256_ = sha256_file(path)
     det.device_ = resolve_device(det.device)
@@ -122,11 +140,23 @@ def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(1, round(height * s)), max(1, round(width * s))
 
 
+def _shape(a) -> tuple:
+    """Shape of an image or feature map; of the finest map for a list of stage maps."""
+    return tuple(a[0].shape if isinstance(a, (list, tuple)) else a.shape)
+
+
 def _by_shape(arrays) -> dict[tuple, list[int]]:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, a in enumerate(arrays):
-        groups[tuple(a.shape)].append(i)
+        groups[_shape(a)].append(i)
     return groups
+
+
+def _stack(feats: list, part: list[int], device) -> torch.Tensor | list[torch.Tensor]:
+    """A batch of the feature maps ``part`` (a list of stage batches for stage maps)."""
+    if isinstance(feats[part[0]], (list, tuple)):
+        return [torch.stack([feats[i][k] for i in part]).to(device) for k in range(len(feats[part[0]]))]
+    return torch.stack([feats[i] for i in part]).to(device)
 
 
 def standardise_contrast(x: torch.Tensor) -> torch.Tensor:
@@ -138,12 +168,16 @@ def standardise_contrast(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std * CONTRAST_STD + CONTRAST_MEAN
 
 
-def extract_features(det, X, on_progress=None) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-    """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes.
+def extract_features(det, X, on_progress=None) -> tuple[list, list[tuple[int, int]]]:
+    """Feature maps ``(C, h, w)`` (float32, CPU) of images ``X`` and their original sizes;
+    for ``feature_rd`` a list of the stages' maps per image, finest first.
     Images of the same size go through the backbone together; grayscale images stay one
     channel until they reach the backbone, which sees them repeated as RGB.
     ``on_progress(k, total)`` is called after each batch of ``k`` of the ``total`` images."""
-    images = to_image_list(X)
+    return _extract(det, to_image_list(X), on_progress)
+
+
+def _extract(det, images: list[np.ndarray], on_progress=None) -> tuple[list, list[tuple[int, int]]]:
     pyramid = getattr(det, "pyramid_", None)
     if pyramid is None:
         pyramid = load_pyramid(det)
@@ -161,9 +195,14 @@ def extract_features(det, X, on_progress=None) -> tuple[list[torch.Tensor], list
                 if opts["contrast"] == "image":
                     x = standardise_contrast(x)
                 x = x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
-                out = pyramid(x).float().cpu().contiguous()
-                for i, f in zip(part, out):
-                    feats[i] = f
+                if det.model == "feature_rd":
+                    stages = [m.float().cpu().contiguous() for m in pyramid.stage_maps(x)]
+                    for j, i in enumerate(part):
+                        feats[i] = [m[j] for m in stages]
+                else:
+                    out = pyramid(x).float().cpu().contiguous()
+                    for i, f in zip(part, out):
+                        feats[i] = f
                 if on_progress is not None:
                     on_progress(len(part), len(images))
     return feats, [im.shape[1:] for im in images]
@@ -181,6 +220,33 @@ def _subsample(rows: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor
 
 
 # --- fit ------------------------------------------------------------------------------
+def _crop_grid(stage_maps: list[torch.Tensor], crop: int) -> tuple[int, int]:
+    """Rows and columns of the coarsest grid where a crop of the stage maps may start."""
+    factor = 2 ** (len(stage_maps) - 1)
+    hc, wc = stage_maps[-1].shape[-2:]
+    hf, wf = stage_maps[0].shape[-2:]
+    return min(hc, hf // factor) - crop + 1, min(wc, wf // factor) - crop + 1
+
+
+def _crops(images: list[list[torch.Tensor]], crop: int, gen: torch.Generator | None) -> torch.Tensor:
+    """One crop of ``crop`` x ``crop`` coarsest locations from each image's stage maps (at a
+    random place with ``gen``, else the middle), the finer stages folded into channels
+    (:func:`~reconad.models.feature_heads.fold_stages`) so that a batch is one tensor on the
+    coarsest grid."""
+    n = len(images[0])
+    out = []
+    for maps in images:
+        rows, cols = _crop_grid(maps, crop)
+        if gen is None:
+            y0, x0 = rows // 2, cols // 2
+        else:
+            y0, x0 = (int(torch.randint(rows, (1,), generator=gen)), int(torch.randint(cols, (1,), generator=gen)))
+        out.append(fold_stages([m[None, :, y0 * 2 ** (n - 1 - k):(y0 + crop) * 2 ** (n - 1 - k),
+                                     x0 * 2 ** (n - 1 - k):(x0 + crop) * 2 ** (n - 1 - k)]
+                                   for k, m in enumerate(maps)])[0])
+    return torch.stack(out)
+
+
 def fit_features(det, feats: list[torch.Tensor]):
     """Fit the head on feature maps from :func:`extract_features` (lets callers extract
     once and compare heads); returns ``det``."""
@@ -215,7 +281,10 @@ def _standardise(det, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _loss_fn(model: str):
-    """``loss(output, x)`` of a feature head on vectors shaped ``(N, C, 1, 1)``."""
+    """``loss(output, x)`` of a feature head on vectors shaped ``(N, C, 1, 1)`` (for
+    ``feature_rd``: on packed crops of stage maps, ``output`` the maps and their rebuilds)."""
+    if model == "feature_rd":
+        return lambda out, x: cosine_distance_map(*out).mean()
     if model == "feature_ae":
         return lambda out, x: (out - x).square().mean()
 
@@ -228,12 +297,23 @@ def _loss_fn(model: str):
 
 
 # --- scoring --------------------------------------------------------------------------
+def _neighbours(det) -> NearestNeighbours:
+    """The nearest-neighbour index of ``det.memory_bank_``, built once per bank."""
+    index = getattr(det, "_neighbours", None)
+    if index is None or index.bank.data_ptr() != det.memory_bank_.data_ptr():
+        index = NearestNeighbours(det.memory_bank_)
+        det._neighbours = index
+    return index
+
+
 def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
     """Score map ``(N, h, w)`` of a batch of feature maps ``(N, C, h, w)`` on the device."""
+    if det.model == "feature_rd":
+        return cosine_distance_map(f, det.model_(f))
     if det.model == "feature_knn":
         n, c, h, w = f.shape
-        d = nearest_distance(f.permute(0, 2, 3, 1).reshape(-1, c), det.memory_bank_)
-        return d.view(n, h, w)
+        d = _neighbours(det).distance(f.permute(0, 2, 3, 1).reshape(-1, c))
+        return d.view(n, h, w).to(f.device)
     mean = det.feature_mean_.to(f.device).view(1, -1, 1, 1)
     std = det.feature_std_.to(f.device).view(1, -1, 1, 1)
     z = (f - mean) / std
@@ -257,7 +337,13 @@ def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list
         det.memory_bank_ = det.memory_bank_.to(det.device_)
     out: list[torch.Tensor | None] = [None] * len(feats)
     for _, idx in _by_shape(feats).items():
-        maps = det._batched([feats[i] for i in idx], lambda f: _map_of(det, f, name), batch_size=32)
+        if det.model == "feature_rd":  # a list of stage maps per image
+            with torch.no_grad():
+                maps = [_map_of(det, _stack(feats, idx[s:s + 32], det.device_), name).cpu().numpy()
+                        for s in range(0, len(idx), 32)]
+            maps = np.concatenate(maps)
+        else:
+            maps = det._batched([feats[i] for i in idx], lambda f: _map_of(det, f, name), batch_size=32)
         for i, m in zip(idx, maps):
             out[i] = torch.from_numpy(m)
     return out
@@ -265,14 +351,27 @@ def score_maps(det, feats: list[torch.Tensor], score: str | None = None) -> list
 
 def image_scores(det, maps: list[torch.Tensor]) -> np.ndarray:
     opts = options(det)
-    return np.array([float(feature_scoring.image_score(m, opts["image_score"], int(opts["topk"])))
+    return np.array([float(feature_scoring.image_score(m, opts["image_score"], int(opts["topk"]),
+                                                       float(opts["top_share"])))
                      for m in maps], dtype=np.float64)
+
+
+# Scoring shows the progress of the feature extraction (while ``verbose``) from this many images on.
+SCORING_PROGRESS_MIN = 100
+
+
+def _scoring_features(det, X):
+    images = to_image_list(X)
+    if len(images) < SCORING_PROGRESS_MIN:
+        return _extract(det, images)
+    with _progress(det, "backbone features") as advance:
+        return _extract(det, images, on_progress=advance)
 
 
 def decision_function(det, X, score: str | None = None) -> np.ndarray:
     det._check_fitted()
     det._score_name(score)
-    feats, _ = extract_features(det, X)
+    feats, _ = _scoring_features(det, X)
     return image_scores(det, score_maps(det, feats, score))
 
 
@@ -306,9 +405,41 @@ def anomaly_map(det, X, score: str | None = None):
     """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
     det._check_fitted()
     det._score_name(score)
-    feats, sizes = extract_features(det, X)
+    feats, sizes = _scoring_features(det, X)
     maps = anomaly_maps_from_features(det, feats, sizes, score)
     return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+
+
+# --- reverse distillation -------------------------------------------------------------
+def _rd_training_data(det, train: list, held_out: list, opts: dict):
+    """The network; the training images' indices (their crops are drawn afresh every epoch)
+    and the held-out images' middle crops."""
+    channels = [int(m.shape[0]) for m in train[0]]
+    smallest = min(min(_crop_grid(m, 1)) for m in train + held_out)
+    crop = min(int(opts["crop"]), smallest)
+    if crop < 2:
+        raise ValueError(f"images too small for feature_rd: the coarsest stage {opts['stages'][-1]} needs at "
+                         f"least 2 x 2 locations; raise image_size (now {image_size(det)})")
+    det.stage_channels_ = channels
+    det.feature_channels_ = sum(channels)
+    det.model_ = det._build()
+    det._rd_crops = (train, crop)
+    return torch.arange(len(train), dtype=torch.float32), _crops(held_out, crop, None)
+
+
+def _train_reverse_distillation(det, index: torch.Tensor, val: torch.Tensor, opts: dict) -> None:
+    """Train the decoder on one random crop of each training image per epoch, loss ``1 - cos``
+    averaged over locations and stages; the held-out crops pick the best epoch."""
+    train, crop = det.__dict__.pop("_rd_crops")
+
+    def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return _crops([train[int(i)] for i in batch], crop, gen)
+
+    result = fit_model(det.model_, _loss_fn(det.model), index, val, epochs=det.epochs,
+                       batch_size=int(opts["batch_images"]), lr=det.lr, weight_decay=det.weight_decay,
+                       patience=det.patience, device=det.device_, seed=det.random_state, verbose=det.verbose,
+                       augment=augment)
+    det.history_, det.best_epoch_ = result.history, result.best_epoch
 
 
 # --- the family ---------------------------------------------------------------------
@@ -319,7 +450,8 @@ class Features:
         _check_settings(det)
 
     def build(self, det) -> torch.nn.Module:
-        return entry("image", det.model).build((det.feature_channels_,), **_head_kwargs(det))
+        shape = det.stage_channels_ if det.model == "feature_rd" else (det.feature_channels_,)
+        return entry("image", det.model).build(tuple(shape), **_head_kwargs(det))
 
     def samples(self, det, X) -> list[torch.Tensor]:
         load_pyramid(det)
@@ -334,9 +466,11 @@ class Features:
         gen = torch.Generator().manual_seed(int(det.random_state or 0))
         train = [feats[i] for i in train_idx]
         held_out = [feats[i] for i in val_idx] or train
+        det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
+        if det.model == "feature_rd":
+            return _rd_training_data(det, train, held_out, opts)
         vectors = _vectors(train)
         det.feature_channels_ = int(vectors.shape[1])
-        det.history_, det.best_epoch_ = {"train_loss": [], "val_loss": []}, -1
         if det.model == "feature_knn":
             det.model_ = None
             return _subsample(vectors, int(opts["coreset_pool"]), gen).to(det.device_), None
@@ -349,6 +483,9 @@ class Features:
 
     def train(self, det, train, val) -> None:
         opts = options(det)
+        if det.model == "feature_rd":
+            _train_reverse_distillation(det, train, val, opts)
+            return
         if det.model != "feature_knn":
             det._fit_network(train, val, batch_size=int(opts["batch_vectors"]))
             return
@@ -387,6 +524,9 @@ class Features:
         if det.model == "feature_knn":
             return fitted, {"state.memory_bank_": det.memory_bank_}
         tensors = det._network_tensors()
+        if det.model == "feature_rd":
+            fitted["stage_channels_"] = list(det.stage_channels_)
+            return fitted, tensors
         tensors["state.feature_mean_"] = det.feature_mean_
         tensors["state.feature_std_"] = det.feature_std_
         return fitted, tensors
@@ -404,6 +544,9 @@ class Features:
             det.model_ = None
             det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
             return
-        det.feature_mean_ = tensors["state.feature_mean_"]
-        det.feature_std_ = tensors["state.feature_std_"]
+        if det.model == "feature_rd":
+            det.stage_channels_ = [int(c) for c in fitted["stage_channels_"]]
+        else:
+            det.feature_mean_ = tensors["state.feature_mean_"]
+            det.feature_std_ = tensors["state.feature_std_"]
         det._restore_network(tensors)

@@ -8,8 +8,8 @@ Parameters that are not detector parameters go into ``model_kwargs``.
 The objective is
 
 * without labels: the mean reconstruction score (the detector's own score, e.g. the mean
-  squared error) of normal validation data (``X_val``, or a held-out part of ``X``) -
-  lower is better;
+  squared error) of normal validation data (``X_val``, or a held-out part of ``X``: random
+  samples, or for a series its last rows) - lower is better;
 * with a labelled validation set (``X_val``, ``y_val`` with 1 = anomaly): its ROC-AUC
   (``metric="roc_auc"``) or average precision (``metric="pr_auc"``) - higher is better.
 
@@ -57,7 +57,8 @@ def configure(detector, params: dict):
 
 
 def _holdout(X, fraction: float, seed: int):
-    """Split ``X`` (array, list or DataFrame) into a fitting and a validation part."""
+    """Split ``X`` (array, list or DataFrame) into a fitting and a validation part of
+    random samples."""
     n = len(X)
     order = np.random.RandomState(seed).permutation(n)
     n_val = min(max(int(round(n * fraction)), 1), n - 1)
@@ -67,6 +68,24 @@ def _holdout(X, fraction: float, seed: int):
     if isinstance(X, np.ndarray):
         return X[fit], X[val]
     return [X[i] for i in fit], [X[i] for i in val]
+
+
+def _series_holdout(detector, X, fraction: float):
+    """Split a series (or a list of segments) in time: the last ``fraction`` of the rows of
+    the last segment are the validation series, the rest is fitted on."""
+    segments = detector._segments(X)
+    last = segments[-1]
+    if isinstance(last, (str, os.PathLike)):
+        raise TypeError("tuning a series without X_val needs it in memory (a DataFrame or array), not a path")
+    n, window = len(last), int(detector.window)
+    n_val = max(int(round(n * fraction)), window)
+    if n - n_val < window + 1:
+        raise ValueError(f"too few rows to hold out a validation part: {n} rows, window {window}; "
+                         f"give X_val or a longer series")
+    head, tail = (last.iloc[:n - n_val], last.iloc[n - n_val:]) if hasattr(last, "iloc") else \
+        (last[:n - n_val], last[n - n_val:])
+    fit = [*segments[:-1], head]
+    return (fit if len(fit) > 1 else head), tail
 
 
 def tune(detector, X, X_val=None, y_val=None, *, timeout: float = 60.0, n_trials: int | None = None,
@@ -101,6 +120,8 @@ def tune(detector, X, X_val=None, y_val=None, *, timeout: float = 60.0, n_trials
         if len(np.unique(y_val)) != 2:
             raise ValueError("y_val must hold both normal (0) and anomalous (1) samples")
         fit_data, val_data = X, X_val
+    elif X_val is None and detector.kind == "series":
+        fit_data, val_data = _series_holdout(detector, X, validation_fraction)
     elif X_val is None:
         fit_data, val_data = _holdout(X, validation_fraction, seed)
     else:

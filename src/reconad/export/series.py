@@ -5,12 +5,14 @@ The graph takes one series ``(T, F)`` (float32, the sensor columns in training o
 scaling with the training centre and scale, the windows (every ``stride`` rows, gathered
 by index), the network on 1,024 windows at a time (a loop in the graph: one pass over all
 windows of a long series is slower, its tensors leave the cache), the per-window, per-sensor error
-(mean over the window's rows, divided by the training sensor norms), the window score
-(the sum over sensors), and the combination of the windows covering each step
+(slow sensors' window means removed first; the mean over the window's newest
+``score_last`` rows, divided by the training sensor norms), the window score (the sum or
+the largest over the scored sensors), and the combination of the windows covering each step
 (``mean``: overlap-add by a transposed convolution, divided by the count; ``max``: a max
 pool over the windows that end within ``window`` steps; ``last``: the window that ends at
 or before the step). It returns ``score`` (float32 ``(T,)``) and ``label`` (int64
-``(T,)``, 1 where ``score > threshold``).
+``(T,)``, 1 inside an alert: the detector's alert rule on the scores, as ``predict``; with
+the plain rule, 1 where ``score > threshold``).
 
 Not in the graph: reading CSV or DataFrames, choosing columns by name and filling gaps.
 Pass a gap-free float array; a missing value (NaN) makes the scores of the windows that
@@ -71,13 +73,21 @@ class ChunkedWindowScores(nn.Module):
     behind and is slower (scripted, so that ONNX gets a ``Loop``)."""
 
     def __init__(self, network: nn.Module, sensor_norm: torch.Tensor, window: int, stride: int,
-                 absolute: bool, worst_sensor: bool = False, chunk: int = 1024):
+                 absolute: bool, worst_sensor: bool = False, chunk: int = 1024,
+                 slow: torch.Tensor | None = None, scored: torch.Tensor | None = None, score_rows: int = 0):
         super().__init__()
         self.network = network
         self.window, self.stride, self.absolute, self.chunk = int(window), int(stride), absolute, int(chunk)
         self.worst_sensor = bool(worst_sensor)  # sensor_reduce="max": the worst sensor, else the sum
+        self.score_rows = int(score_rows) if score_rows else self.window  # newest rows a window is scored on
+        n = sensor_norm.numel()
         self.register_buffer("sensor_norm", sensor_norm.clone())
         self.register_buffer("offsets", torch.arange(self.window))
+        # slow sensors (1.0): their mean over each window is removed before the network
+        self.register_buffer("slow", torch.zeros(n) if slow is None else slow.to(torch.float32).clone())
+        self.has_slow = bool(self.slow.sum() > 0)
+        # sensors that make the window score (1.0); the others are input only
+        self.register_buffer("scored", torch.ones(n) if scored is None else scored.to(torch.float32).clone())
 
     def forward(self, scaled: torch.Tensor) -> torch.Tensor:
         n = (scaled.size(0) - self.window) // self.stride + 1
@@ -85,11 +95,25 @@ class ChunkedWindowScores(nn.Module):
         for start in range(0, n, self.chunk):
             starts = torch.arange(start, min(start + self.chunk, n)) * self.stride
             wins = scaled[starts.unsqueeze(1) + self.offsets.unsqueeze(0)]   # (chunk, window, F)
+            if self.has_slow:
+                wins = wins - wins.mean(1, keepdim=True) * self.slow
             diff = wins - self.network(wins)
             err = diff.abs() if self.absolute else diff.square()
-            per_sensor = err.mean(1) / self.sensor_norm
-            parts.append(per_sensor.amax(1) if self.worst_sensor else per_sensor.sum(1))
+            per_sensor = err[:, self.window - self.score_rows:].mean(1) / self.sensor_norm
+            if self.worst_sensor:
+                masked = torch.where(self.scored > 0, per_sensor, torch.full_like(per_sensor, float("-inf")))
+                parts.append(masked.amax(1))
+            else:
+                parts.append((per_sensor * self.scored).sum(1))
         return torch.cat(parts)
+
+
+def _last_true(mask: torch.Tensor) -> torch.Tensor:
+    """For each step, the index of the latest True at or before it (-1 if none); built
+    from a cumulative sum and a gather, which ONNX has (it has no cumulative max)."""
+    count = torch.cumsum(mask.to(torch.int64), 0)
+    where = torch.cat([torch.full((1,), -1, dtype=torch.int64), torch.nonzero(mask).view(-1)])
+    return where[count]
 
 
 class SeriesScorer(nn.Module):
@@ -97,8 +121,10 @@ class SeriesScorer(nn.Module):
 
     def __init__(self, network: nn.Module, center: np.ndarray, scale: np.ndarray, sensor_norm: np.ndarray,
                  window: int, stride: int, combine: str, absolute: bool, threshold: float,
-                 worst_sensor: bool = False):
+                 worst_sensor: bool = False, slow: np.ndarray | None = None, scored: np.ndarray | None = None,
+                 score_rows: int = 0, release: float = 1.0, enter: int = 1, leave: int = 1):
         super().__init__()
+        self.enter, self.leave = int(enter), int(leave)
         self.window = int(window)
         self.stride = int(stride)
         self.combine = combine
@@ -107,10 +133,22 @@ class SeriesScorer(nn.Module):
         self.limit = float(SCALED_LIMIT)  # scaled values are clipped as SeriesDetector clips them
         self.register_buffer("center", f32(center))
         self.register_buffer("scale", f32(scale))
-        self.window_scores = ChunkedWindowScores(network, f32(sensor_norm), window, stride, absolute,
-                                                 worst_sensor)
+        self.window_scores = ChunkedWindowScores(
+            network, f32(sensor_norm), window, stride, absolute, worst_sensor,
+            slow=None if slow is None else f32(slow), scored=None if scored is None else f32(scored),
+            score_rows=score_rows)
         self.register_buffer("kernel", torch.ones(1, 1, self.window))
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
+        self.register_buffer("low", torch.tensor(float(threshold) * float(release), dtype=torch.float64))
+
+    def alert_flags(self, score: torch.Tensor) -> torch.Tensor:
+        """The detector's alert rule (``reconad.thresholds.episodes``), vectorised."""
+        s = score.to(torch.float64)
+        idx = torch.arange(s.size(0))
+        above, below = s > self.threshold, s <= self.low
+        run_above = torch.where(above, idx - _last_true(~above), torch.zeros_like(idx))
+        run_below = torch.where(below, idx - _last_true(~below), torch.zeros_like(idx))
+        return _last_true(run_above >= self.enter) > _last_true(run_below >= self.leave)
 
     def to_steps(self, s: torch.Tensor, length: int) -> torch.Tensor:
         """Per-step scores ``(length,)`` from window scores ``(n,)`` (``windows.to_steps``)."""
@@ -140,7 +178,7 @@ class SeriesScorer(nn.Module):
             raise RuntimeError("the series is shorter than one window")
         scaled = ((series.to(torch.float32) - self.center) / self.scale).clamp(-self.limit, self.limit)
         score = self.to_steps(self.window_scores(scaled), series.size(0))
-        label = (score.to(torch.float64) > self.threshold).to(torch.int64)
+        label = self.alert_flags(score).to(torch.int64)
         return score, label
 
 
@@ -157,8 +195,14 @@ def _series_graph(det: SeriesDetector, input_dtype: str | None, score: str | Non
     length = window + 3 * stride + 1  # a few windows and an uncovered tail when stride > 1
     example = torch.from_numpy(rng.normal(size=(length, n_feat)).astype(input_dtype))
     net_example = torch.from_numpy(rng.normal(size=(4, window, n_feat)).astype(np.float32))
+    slow = np.asarray(getattr(det, "slow_mask_", np.zeros(n_feat, bool)), dtype=bool)
+    scored = np.ones(n_feat, bool)
+    if not getattr(det, "score_slow", True) and slow.any() and not slow.all():
+        scored = ~slow
     args = (det.center_, det.scale_, det.sensor_norm_, window, stride, det.combine, det.score == "mae",
-            threshold, getattr(det, "sensor_reduce", "sum") == "max")
+            threshold, getattr(det, "sensor_reduce", "sum") == "max", slow.astype(np.float32),
+            scored.astype(np.float32), det._score_rows(), float(getattr(det, "alert_release", 1.0)),
+            int(getattr(det, "alert_enter", 1)), int(getattr(det, "alert_leave", 1)))
     script_module = script(SeriesScorer(trace_network(network, net_example), *args),
                            f"series model {det.model!r}")
     meta = {"model": det.model, "score": det.score, "combine": det.combine, "window": window,

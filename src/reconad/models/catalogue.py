@@ -185,6 +185,11 @@ for _e in [
                SearchSpace({"pool": ("categorical", [1, 3, 5])}), False, False,
                "memory bank of backbone feature vectors (greedy coreset); score: distance to the "
                "nearest vector"),
+    ModelEntry("feature_rd", "image", "features", feature_heads.build_feature_rd, "cosine", "cosine", ("cosine",),
+               SearchSpace({"latent_dim": ("categorical", [128, 256, 512]), "width": ("categorical", [32, 64, 128]),
+                            "lr": ADAM_SPACE["lr"]}), False, False,
+               "reverse distillation: a decoder rebuilds the backbone's stages from a one-class bottleneck "
+               "(a code of each location's surroundings); score: 1 - cos per location (latent_dim, width)"),
     # series windows (window, sensors)
     ModelEntry("conv_ae", "series", "reconstruction", conv1d.build_conv1d_ae, "mse", "mae", ("mae", "mse"),
                _space(width=("categorical", [16, 32, 64]), depth=("int", 1, 2, False)), True, True,

@@ -339,18 +339,22 @@ class FeaturePyramid(nn.Module):
     """Multi-scale features of a frozen backbone on one grid.
 
     Input: RGB images ``(N, 3, H, W)`` in 0..1. Output: ``(N, C, H/s, W/s)`` where ``s``
-    is the stride of the finest stage and ``C`` the sum of the stages' channels. Each
-    stage is averaged over a ``pool`` x ``pool`` neighbourhood before being resized.
+    is the stride of the ``grid`` stage (default: the finest) and ``C`` the sum of the
+    stages' channels. Each stage is averaged over a ``pool`` x ``pool`` neighbourhood, then
+    put on the grid: coarser stages interpolated, finer ones averaged over each cell.
     """
 
-    def __init__(self, net: nn.Module, stages: tuple[str, ...], pool: int = 3):
+    def __init__(self, net: nn.Module, stages: tuple[str, ...], pool: int = 3, grid: str | None = None):
         super().__init__()
         unknown = [s for s in stages if s not in net.stage_channels]
         if unknown or not stages:
             raise ValueError(f"unknown feature stages {unknown or stages}; this backbone has "
                              f"{', '.join(net.stage_channels)}")
+        if grid is not None and grid not in stages:
+            raise ValueError(f"grid {grid!r} must be one of the stages {', '.join(stages)}")
         self.net = net
         self.stages = tuple(stages)
+        self.grid = grid
         self.pool = int(pool)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -361,13 +365,27 @@ class FeaturePyramid(nn.Module):
 
     @property
     def stride(self) -> int:
-        return min(int(s[1:]) for s in self.stages)
+        return int(self.grid[1:]) if self.grid else min(int(s[1:]) for s in self.stages)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stages' maps on their own grids (each averaged over its neighbourhood), in
+        the order of ``stages``."""
         maps = self.net.features((x - self.mean) / self.std, self.stages)
         if self.pool > 1:
             maps = [F.avg_pool2d(m, self.pool, 1, self.pool // 2, count_include_pad=False) for m in maps]
-        size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
-        maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                for m in maps]
-        return torch.cat(maps, 1)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.stage_maps(x)
+        if self.grid is None:
+            size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
+        else:
+            size = maps[self.stages.index(self.grid)].shape[-2:]
+        out = []
+        for m in maps:
+            if m.shape[-2:] != size:
+                finer = m.shape[-2] > size[0]
+                m = (F.adaptive_avg_pool2d(m, size) if finer
+                     else F.interpolate(m, size=size, mode="bilinear", align_corners=False))
+            out.append(m)
+        return torch.cat(out, 1)

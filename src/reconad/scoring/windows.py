@@ -43,6 +43,21 @@ def make_windows(values: np.ndarray, window: int, stride: int = 1) -> np.ndarray
     return view[::stride].transpose(0, 2, 1)
 
 
+def center_sensors(wins: np.ndarray, mask) -> np.ndarray:
+    """Windows ``(n, window, F)`` with each masked sensor's mean over the window removed:
+    what is left is how that sensor moves inside the window, not its level. Uses only the
+    window's own rows (so a causal score stays causal); unmasked sensors are unchanged;
+    applying it twice changes nothing."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 1 or (np.ndim(wins) == 3 and mask.size != np.shape(wins)[2]):
+        raise ValueError(f"mask of {mask.size} sensors for windows of shape {np.shape(wins)}")
+    if not mask.any():
+        return wins
+    out = np.array(wins, dtype=np.float32)  # a copy: the input may be a strided view
+    out[:, :, mask] -= out[:, :, mask].mean(1, keepdims=True)
+    return out
+
+
 def to_steps(window_values: np.ndarray, length: int, window: int, stride: int = 1,
              how: str = "mean", fill: float = 0.0) -> np.ndarray:
     """Per-step values ``(T, ...)`` from per-window values ``(n, ...)`` (see module doc)."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("percentile", "mean_std", "fpr", "f1", "youden")
-DEFAULTS = {"percentile": 95.0, "mean_std": 3.0, "fpr": 0.05}
+METHODS = ("percentile", "mean_std", "fpr", "margin", "f1", "youden")
+DEFAULTS = {"percentile": 95.0, "mean_std": 3.0, "fpr": 0.05, "margin": 2.0}
+MARGIN_QUANTILE = 0.999
 
 
 def _check_scores(scores) -> np.ndarray:
@@ -40,6 +41,18 @@ def target_fpr(scores, fpr: float = 0.05) -> float:
     s = np.sort(_check_scores(scores))[::-1]
     allowed = int(np.floor(fpr * s.size + 1e-9))  # this many may lie above the threshold
     return float(s[allowed]) if allowed < s.size else float(s[-1])
+
+
+def margin(scores, factor: float = 2.0, q: float = MARGIN_QUANTILE) -> float:
+    """``factor`` times the ``q``-quantile (0.999) of (normal) scores: a threshold at a
+    safe distance above nearly all of them. With scores of the very data a model was
+    trained on, which it rebuilds better than new normal data, the factor is that
+    distance (the SKAB protocol uses the 0.999 quantile of the training windows x 4/3)."""
+    if not factor > 0:
+        raise ValueError(f"margin factor must be positive, got {factor}")
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantile q must be in [0, 1], got {q}")
+    return float(np.quantile(_check_scores(scores), q) * factor)
 
 
 def _cuts(scores, y):
@@ -103,4 +116,6 @@ def compute(method: str, scores, y=None, param: float | None = None) -> float:
         return percentile(scores, p)
     if method == "mean_std":
         return mean_std(scores, p)
+    if method == "margin":
+        return margin(scores, p)
     return target_fpr(scores, p)

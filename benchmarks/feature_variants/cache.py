@@ -1,0 +1,34 @@
+import os, sys
+"""Cache raw stage maps (s8, s16, s32; no pooling) of magnetic tile train/test at short side 256."""
+import sys, time, numpy as np, torch, torch.nn.functional as F
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _common import magnetic_tile_split
+from reconad import ImageDetector
+from reconad.detectors import features as fd
+from reconad.data.images import to_image_list
+torch.set_num_threads(1)
+size = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+stages = ("s8", "s16", "s32")
+split = magnetic_tile_split()
+det = ImageDetector(model="feature_knn", verbose=0)
+pyr = fd.load_pyramid(det)
+net = pyr.net
+def extract(paths):
+    out = {s: [] for s in stages}; t = time.perf_counter()
+    for k, p in enumerate(paths):
+        im = to_image_list([p])[0]
+        x = torch.from_numpy(im)[None]
+        tgt = fd.resized_shape(x.shape[2], x.shape[3], size)
+        x = F.interpolate(x, size=tgt, mode="bilinear", align_corners=False, antialias=True)
+        x = fd.standardise_contrast(x).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            maps = net.features((x - pyr.mean) / pyr.std, stages)
+        for s, m in zip(stages, maps):
+            out[s].append(m[0].half().contiguous().numpy())
+        if k % 100 == 0: print(k, time.perf_counter() - t, flush=True)
+    return out, time.perf_counter() - t
+for part in ("train", "test"):
+    paths = [str(p) for p in split[part]]
+    out, secs = extract(paths)
+    np.savez(f"/tmp/features/mt{size}_{part}.npz", **{f"{s}_{i}": a for s in stages for i, a in enumerate(out[s])}, n=len(paths), secs=secs)
+    print(part, secs, flush=True)

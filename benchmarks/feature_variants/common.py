@@ -1,0 +1,42 @@
+import os
+import sys, time, numpy as np, torch, torch.nn.functional as F
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _common import magnetic_tile_split
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+torch.set_num_threads(1)
+STAGES = ("s8", "s16", "s32")
+def load(part, size=256):
+    z = np.load(f"/tmp/features/mt{size}_{part}.npz")
+    n = int(z["n"])
+    return [{s: torch.from_numpy(z[f"{s}_{i}"].astype(np.float32)) for s in STAGES} for i in range(n)]
+def pyramid(maps, stages, pool=3):
+    ms = [maps[s][None] for s in stages]
+    if pool > 1:
+        ms = [F.avg_pool2d(m, pool, 1, pool // 2, count_include_pad=False) for m in ms]
+    size = max((m.shape[-2:] for m in ms), key=lambda hw: hw[0] * hw[1])
+    ms = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in ms]
+    return torch.cat(ms, 1)[0]
+def split_info():
+    sp = magnetic_tile_split()
+    y = np.array(sp["test_labels"]); types = np.array(sp["test_types"])
+    masks = [np.asarray(Image.open(p).convert("L")) > 127 for p in sp["test_masks"]]
+    return y, types, masks
+def upsample(m, hw, sigma):
+    from reconad.detectors.features import upsample_map
+    return upsample_map(m, hw, sigma)
+def pixel_auc(maps, masks, sigma_short=4.0, short=256, every=3):
+    s, t = [], []
+    for m, k in zip(maps, masks):
+        full = upsample(m.float(), k.shape, sigma_short * min(k.shape) / short)
+        s.append(full[::every, ::every].ravel()); t.append(k[::every, ::every].ravel())
+    return float(roc_auc_score(np.concatenate(t), np.concatenate(s)))
+def image_aucs(maps, y):
+    """Image ROC-AUC for the maximum, the top-10 and top-30 means and the means of the
+    highest 1, 2, 3, 5, 10 and 15 % of each map's locations."""
+    fns = {"max": lambda f: f.max(), "top10": lambda f: f.topk(min(10, len(f))).values.mean(),
+           "top30": lambda f: f.topk(min(30, len(f))).values.mean()}
+    for share in (0.01, 0.02, 0.03, 0.05, 0.10, 0.15):
+        fns[f"top{share:.0%}"] = lambda f, share=share: f.topk(max(1, int(round(share * len(f))))).values.mean()
+    return {name: round(float(roc_auc_score(y, [float(fn(m.flatten())) for m in maps])), 4)
+            for name, fn in fns.items()}
