@@ -28,7 +28,7 @@ MODELS = {
 
 def reference_map(det, image: np.ndarray, stride: int) -> np.ndarray:
     """The grid scored by the training network in batches of 512, NCHW."""
-    fn = det._score_fn(det._score_name(None))
+    fn = det._strategy().score_fn(det, det._score_name(None))
     det.model_.eval()
     with torch.no_grad():
         grid = patches.grid_scores(image[None].astype(np.float32) / 255, 96, stride,
