@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from reconad import ImageDetector
@@ -11,6 +12,16 @@ from reconad.detectors.base import BaseDetector
 from reconad.data.samples import load_mnist_01
 
 DATA_DIR = Path(os.environ.get("RECONAD_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small networks: one torch thread is fastest, most of all on a busy machine. A module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

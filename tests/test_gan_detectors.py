@@ -30,13 +30,7 @@ def test_gan_scores(gans, mnist01, kind, tmp_path):
     np.testing.assert_allclose(load(tmp_path / kind).decision_function(x), scores, rtol=1e-4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks: one torch thread is fastest, most of all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_anogan_search_is_batched_and_lowers_the_loss():

@@ -5,7 +5,9 @@ import logging
 import socket
 import threading
 
-from reconad.ops.alerts import AlertDispatcher
+import pytest
+
+from reconad.ops.alerts import AlertDispatcher, load_config
 
 
 def not_http_server():
@@ -67,3 +69,13 @@ def test_outbox_is_bounded_with_a_policy(tmp_path, caplog):
         assert sorted(json.loads(f.read_text())["n"] for f in files) == list(kept)
         assert d.status()[0]["dropped"] == 150
         assert any("outbox full" in r.getMessage() for r in caplog.records)
+
+
+def test_damaged_or_deeply_nested_configuration_gives_a_message(tmp_path):
+    broken, deep = tmp_path / "broken.json", tmp_path / "deep.json"
+    broken.write_text('{"channels": [', encoding="utf-8")
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid JSON .*alert configuration is damaged"):
+        load_config(broken)
+    with pytest.raises(ValueError, match="nested too deeply .*alert configuration is damaged"):
+        load_config(deep)

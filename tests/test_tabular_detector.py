@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from reconad import TabularDetector, load
 
@@ -24,13 +23,7 @@ def _anomalies(frame):
 FAST = dict(epochs=15, batch_size=32, verbose=0, random_state=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks: one torch thread is fastest, most of all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,7 @@ from sklearn.metrics import roc_auc_score
 from reconad import TabularDetector
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _parts(n, rng):

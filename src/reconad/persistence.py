@@ -34,6 +34,17 @@ class ModelFileError(ValueError):
     """A model folder that is missing, incomplete, tampered with, or of an unknown version."""
 
 
+def read_json(path: str | os.PathLike, what: str, error: type[Exception] = ValueError):
+    """The JSON value in the file ``path``; a file that is not valid JSON, or is nested too
+    deeply to parse, raises ``error`` with a message that names the file as a ``what``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is not valid JSON ({exc}); the {what} is damaged") from None
+    except RecursionError:
+        raise error(f"{path} is nested too deeply to parse as JSON; the {what} is damaged") from None
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -127,12 +138,7 @@ def load_folder(path: str | os.PathLike, detector: bool = True) -> tuple[dict, d
     for p in (cfg_path, w_path):
         if not p.exists():
             raise ModelFileError(f"model folder {path} is incomplete: {p.name} is missing")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{cfg_path} is not valid JSON ({exc}); the file is damaged") from None
-    except RecursionError:
-        raise ModelFileError(f"{cfg_path} is nested too deeply to be a model configuration") from None
+    config = read_json(cfg_path, "model configuration", ModelFileError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{cfg_path} is not a reconad model configuration")
     version = config.get("format_version")

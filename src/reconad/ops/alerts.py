@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from reconad._atomic import write_text
+from reconad.persistence import read_json
 
 CHANNEL_TYPES = ("webhook", "email", "log")
 logger = logging.getLogger("reconad.ops.alerts")
@@ -323,10 +324,7 @@ def load_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"alert configuration not found: {path}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    raw = read_json(path, "alert configuration")
     if not isinstance(raw, dict):
         raise ValueError(f"{path} is not an alert configuration (a JSON object with 'channels')")
     return parse_config(raw, base=path.parent)

@@ -96,10 +96,7 @@ def read_metrics(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"metrics file not found: {path}")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"metrics file {path} is not valid JSON ({exc})") from None
+    values = persistence.read_json(path, "metrics file")
     if not isinstance(values, dict):
         raise ValueError(f"metrics file {path} must hold a JSON object of name: value, "
                          f"got a {type(values).__name__}")
@@ -139,12 +136,7 @@ class ModelRegistry:
         if not index.exists():
             return {"format": "reconad-registry", "format_version": 1, "versions": [], "current": None,
                     "history": []}
-        try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{index} is not valid JSON ({exc}); the registry index is damaged") from None
-        except RecursionError:
-            raise ValueError(f"{index} is nested too deeply to be a registry index") from None
+        data = persistence.read_json(index, "registry index")
         problem = _index_problem(data)
         if problem:
             raise ValueError(f"{index} is not a valid reconad registry index: {problem}")
