@@ -183,9 +183,7 @@ def test_real_table_and_series_detectors_score_equal_in_process(cluster, tmp_pat
                                                     tmp_path / "table-scores",
                                                     scheduler=cluster.scheduler_address))
     want = frame_scoring.score_table(tab, table)
-    # the same up to the last bit of float32: the one-row partition (row 50) goes through
-    # torch's matrix-vector kernel, whose sums may round differently from a batch's
-    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())  # exactly
     np.testing.assert_array_equal(got["label"].to_numpy(), want["label"].to_numpy())
 
     frame = series_frame([157, 93, 40])

@@ -8,7 +8,6 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from reconad import TabularDetector
-from reconad.detectors.tabular import rows_to_keep
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -119,10 +118,6 @@ def test_bad_settings():
         TabularDetector(members=0).fit(x)
     with pytest.raises(ValueError, match="combine must be"):
         TabularDetector(combine="max").fit(x)
-    with pytest.raises(ValueError, match="clean must be"):
-        TabularDetector(clean="iqr").fit(x)
-    with pytest.raises(ValueError, match="clean must be"):
-        TabularDetector(clean=0.5).fit(x)
 
 
 def test_median_combination_is_the_middle_member_score():
@@ -135,39 +130,3 @@ def test_median_combination_is_the_middle_member_score():
     np.testing.assert_allclose(det.decision_function(rows), np.median(per_member, 0), rtol=1e-5)
     det.set_params(combine="mean")
     np.testing.assert_allclose(det.decision_function(rows), per_member.mean(0), rtol=1e-5)
-
-
-def test_cleaning_leaves_out_the_planted_rows():
-    rng = np.random.RandomState(0)
-    clean, normal, planted = _parts(1000, rng), _parts(500, rng), _bad_parts(50, rng)
-    dirty = np.r_[clean, planted]
-    cleaned = TabularDetector(verbose=0).fit(dirty)
-    left_out = ~cleaned.kept_rows_
-    assert left_out.shape == (1050,)
-    assert left_out[1000:].mean() > 0.9                 # the planted rows are left out
-    assert left_out[:1000].mean() < 0.25                # with the tail of the normal rows
-    # the normal rows' scores move less than when training on every row
-    on_clean = TabularDetector(verbose=0).fit(clean)
-    plain_dirty, plain_clean = (TabularDetector(verbose=0, clean=False).fit(x) for x in (dirty, clean))
-    rho_cleaned = spearmanr(cleaned.decision_function(normal), on_clean.decision_function(normal))[0]
-    rho_plain = spearmanr(plain_dirty.decision_function(normal), plain_clean.decision_function(normal))[0]
-    assert rho_cleaned >= 0.75 and rho_cleaned >= rho_plain - 0.05, (rho_cleaned, rho_plain)
-    y = np.r_[np.zeros(len(normal)), np.ones(50)]
-    scores = np.r_[cleaned.decision_function(normal), cleaned.decision_function(planted)]
-    assert roc_auc_score(y, scores) > 0.95
-
-
-def test_cleaning_on_clean_rows_and_switched_off():
-    x = _parts(1000, np.random.RandomState(9))
-    assert (~TabularDetector(verbose=0).fit(x).kept_rows_).mean() < 0.25
-    assert TabularDetector(verbose=0, clean=False).fit(x).kept_rows_.all()
-    share = TabularDetector(verbose=0, clean=0.1).fit(x).kept_rows_
-    assert (~share).mean() == pytest.approx(0.1, abs=0.002)
-    assert TabularDetector(model="ae", epochs=2, verbose=0).fit(x[:200]).kept_rows_.all()  # "ae": off
-
-
-def test_cleaning_rule_when_most_scores_are_equal():
-    scores = np.r_[np.ones(60), np.linspace(1, 2, 40)]   # median absolute deviation 0
-    keep = rows_to_keep(scores, "mad")
-    assert keep[:60].all() and 20 < keep[60:].sum() < 40
-    assert rows_to_keep(np.ones(10), "mad").all()

@@ -15,13 +15,7 @@ some outliers among the training rows:
   errors are averaged (``standardize_errors``), so a feature that is hard to rebuild
   for every row does not drown the others;
 * training takes about a fixed number of weight updates with large batches, so the fit
-  time grows slowly with the number of rows;
-* training is cleaned halfway (``clean``): after half of the updates the training rows
-  are scored, those scoring clearly above the others (above the median plus three
-  scaled median absolute deviations) are left out, and the second half of the updates,
-  the output bounds, the error standardisation and the threshold use the rest. The
-  outliers among the training rows are then neither learnt nor inside the bounds the
-  output is held to.
+  time grows slowly with the number of rows.
 
 ``trim`` (off by default) leaves the worst-rebuilt rows of every batch out of the loss;
 on the ODDS benchmark (docs/odds.md) it did not help, with or without outliers in the
@@ -44,8 +38,6 @@ from reconad.models.tabular import member_errors, trimmed_loss, vae_loss
 
 # what ``None`` means for the training settings, per model: the ensemble trains for about
 # ``updates`` weight updates with large batches; the single networks for a fixed number of epochs
-CLEAN_CUT = 3.0  # ``clean="mad"`` leaves out scores above median + CLEAN_CUT scaled MADs
-
 MODEL_DEFAULTS = {
     "ensemble": {"depth": 1, "batch_size": 256, "lr": 3e-3, "updates": 300},
     "ae": {"depth": 2, "batch_size": 64, "lr": 1e-3, "epochs": 50},
@@ -64,17 +56,21 @@ def default_epochs(n_train: int, batch_size: int, updates: int) -> int:
     return max(1, round(updates / math.ceil(n_train / batch_size)))
 
 
-def rows_to_keep(scores: np.ndarray, clean: str | float) -> np.ndarray:
-    """Which training rows the second half of training keeps, by their scores after the
-    first half: ``"mad"`` leaves out scores above the median plus ``CLEAN_CUT`` times the
-    scaled median absolute deviation (the scaled mean absolute deviation where more than
-    half of the scores are equal); a share leaves out that share of the highest scores."""
-    if not isinstance(clean, str):
-        return scores <= np.quantile(scores, 1 - clean)
-    median = np.median(scores)
-    deviation = np.abs(scores - median)
-    spread = 1.4826 * np.median(deviation) or 1.2533 * deviation.mean()
-    return scores <= median + CLEAN_CUT * spread
+MAD_CUT = 3.0  # the refit leaves out training rows scoring above median + MAD_CUT * (scaled) MAD
+
+
+def rows_to_keep(scores: np.ndarray, rule: float | str, k: float = MAD_CUT) -> np.ndarray:
+    """Training rows a refit keeps, by their scores: ``"mad"`` drops scores above the median
+    plus ``MAD_CUT`` times the scaled median absolute deviation (``"logmad"``: the same on
+    the logarithm of the scores); a share drops that share of the highest scores."""
+    if rule == "none":
+        return np.ones(len(scores), dtype=bool)
+    if isinstance(rule, float):
+        return scores <= np.quantile(scores, 1 - rule)
+    s = np.log(np.maximum(scores, 1e-12)) if rule == "logmad" else scores
+    med = np.median(s)
+    mad = 1.4826 * np.median(np.abs(s - med))
+    return s <= med + k * mad
 
 
 class TabularDetector(TorchDetector):
@@ -117,15 +113,6 @@ class TabularDetector(TorchDetector):
     trim : float in [0, 0.5), default 0.0
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
-    clean : "mad", float in (0, 0.5), False or None
-        Training in two halves: after half of the weight updates (or epochs) the
-        training rows are scored and the outlying ones are left out of the second half,
-        which continues from the weights of the first. ``"mad"``: rows scoring above the
-        median plus 3 scaled median absolute deviations of the training scores; a float:
-        that share of the highest-scoring rows. The output bounds, the error
-        standardisation and (without ``contamination``) the threshold come from the rows
-        kept; ``kept_rows_`` marks them. False trains once on all rows. None: ``"mad"``
-        for ``"ensemble"``, False otherwise.
     latent_dim, width, depth : int or None
         Bottleneck (None: about a quarter of the encoded features, 2..32), units of the
         first hidden layer (64) halving per layer, hidden layers per side (None: 1 for
@@ -157,13 +144,12 @@ class TabularDetector(TorchDetector):
     kind = "table"
     _sample_noun = "rows"
 
-    PARAMS_BEFORE = {"clean": False}
-
     def __init__(self, model: str = "ensemble", columns: list[str] | None = None, scaler: str = "robust",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",
-                 trim: float = 0.0, clean: str | float | bool | None = None,
+                 trim: float = 0.0, refit: int = 0, refit_drop: float | str = "mad",
+                 refit_mode: str = "fresh", refit_bounds: str = "kept", refit_first: float = 0.5, refit_k: float = 3.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -183,7 +169,12 @@ class TabularDetector(TorchDetector):
         self.members = members
         self.combine = combine
         self.trim = trim
-        self.clean = clean
+        self.refit = refit
+        self.refit_drop = refit_drop
+        self.refit_mode = refit_mode
+        self.refit_bounds = refit_bounds
+        self.refit_first = refit_first
+        self.refit_k = refit_k
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -212,9 +203,11 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"trim must be in [0, 0.5), got {self.trim}")
         if int(self.members) != self.members or self.members < 1:
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
-        if not (self.clean in (None, False, "mad")
-                or (isinstance(self.clean, float) and 0 < self.clean < 0.5)):
-            raise ValueError(f"clean must be 'mad', a share in (0, 0.5), False or None, got {self.clean!r}")
+        if int(self.refit) != self.refit or self.refit < 0:
+            raise ValueError(f"refit must be a whole number of at least 0, got {self.refit}")
+        if not (self.refit_drop in ("mad", "logmad", "none")
+                or (isinstance(self.refit_drop, float) and 0 < self.refit_drop < 0.5)):
+            raise ValueError(f"refit_drop must be 'mad', 'logmad' or a share in (0, 0.5), got {self.refit_drop!r}")
         if self.combine not in ("mean", "median"):
             raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
 
@@ -222,11 +215,6 @@ class TabularDetector(TorchDetector):
         """A training setting: the value given, else the model's default."""
         value = getattr(self, name, None)
         return MODEL_DEFAULTS[self.model].get(name) if value is None else value
-
-    def _cleaning(self) -> str | float | bool:
-        if self.clean is None:
-            return "mad" if self.model == "ensemble" else False
-        return self.clean
 
     def _standardizes(self) -> bool:
         if self.standardize_errors is None:
@@ -263,44 +251,42 @@ class TabularDetector(TorchDetector):
         if len(data) >= 2 and (data == data[:1]).all():
             raise ValueError(f"all {len(data)} training rows are the same row: there is nothing to learn "
                              "what normal rows look like from")
-        clean = self._cleaning()
-        self._share, self._continuing = (0.5 if clean else 1.0), False
+        passes = int(self.refit) + 1
+        split = self.refit and self.refit_mode == "split"
+        self._updates_share = self.refit_first if split else 1.0
+        self._warm = False
+        self._all_rows = data
         self._fit_samples(data)
-        self.kept_rows_ = np.ones(len(data), dtype=bool)
-        if not clean:
-            return self
-        self.kept_rows_ = rows_to_keep(self._scores(data), clean)
-        self._continuing = True
-        try:
-            self._fit_samples(data[self.kept_rows_])
-        finally:
-            self._continuing = False
-        if self.contamination is not None:
+        self.n_dropped_ = 0
+        if split:
+            self._updates_share = (1 - self.refit_first) / int(self.refit)
+        for _ in range(int(self.refit)):
+            keep = rows_to_keep(self._scores(data), self.refit_drop, self.refit_k)
+            self.n_dropped_ = int(len(data) - keep.sum())
+            self._warm = self.refit_mode in ("continue", "split")
+            self.kept_rows_ = keep
+            self._fit_samples(data[keep])
+        self._warm = False
+        if self.refit and self.contamination is not None:
             self._threshold_from_fit(data, data)
         return self
 
     def _training_data(self, data, train_idx, val_idx):
-        """A new network, or on the second half of a cleaned fit the one trained so far;
-        its output bounds are the range of ``data``."""
-        if self._continuing:
+        if getattr(self, "_warm", False):
             train, val = split_tensors(data, train_idx, val_idx)
         else:
             train, val = super()._training_data(data, train_idx, val_idx)
-        tensor = torch.from_numpy(data)
+        tensor = torch.from_numpy(self._all_rows if self.refit_bounds == "all" else data)
         self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
         return train, val
 
     def _train(self, train, val) -> None:
         """Train with the model's default batch size, epochs and learning rate where they are
-        None (half of the epochs or updates for each half of a cleaned fit), then measure
-        each feature's typical training error."""
+        None, then measure each feature's typical training error."""
         batch_size = min(int(self._setting("batch_size")), len(train))
-        epochs = self._setting("epochs")
-        if epochs:
-            epochs = max(1, round(epochs * self._share))
-        else:
-            epochs = default_epochs(len(train), batch_size,
-                                    round(MODEL_DEFAULTS[self.model]["updates"] * self._share))
+        epochs = self._setting("epochs") or default_epochs(len(train), batch_size,
+                                                           round(MODEL_DEFAULTS[self.model]["updates"]
+                                                                 * getattr(self, "_updates_share", 1.0)))
         self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
         rows = train if val is None else torch.cat([train, val])
         self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
