@@ -32,7 +32,7 @@ import torch
 
 from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
-from reconad.detectors.torch_template import TorchDetector, split_tensors
+from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import entry
 from reconad.models.tabular import member_errors, trimmed_loss, vae_loss
 
@@ -54,23 +54,6 @@ def default_latent_dim(n_features: int) -> int:
 def default_epochs(n_train: int, batch_size: int, updates: int) -> int:
     """Epochs that give about ``updates`` weight updates over ``n_train`` rows."""
     return max(1, round(updates / math.ceil(n_train / batch_size)))
-
-
-MAD_CUT = 3.0  # the refit leaves out training rows scoring above median + MAD_CUT * (scaled) MAD
-
-
-def rows_to_keep(scores: np.ndarray, rule: float | str, k: float = MAD_CUT) -> np.ndarray:
-    """Training rows a refit keeps, by their scores: ``"mad"`` drops scores above the median
-    plus ``MAD_CUT`` times the scaled median absolute deviation (``"logmad"``: the same on
-    the logarithm of the scores); a share drops that share of the highest scores."""
-    if rule == "none":
-        return np.ones(len(scores), dtype=bool)
-    if isinstance(rule, float):
-        return scores <= np.quantile(scores, 1 - rule)
-    s = np.log(np.maximum(scores, 1e-12)) if rule == "logmad" else scores
-    med = np.median(s)
-    mad = 1.4826 * np.median(np.abs(s - med))
-    return s <= med + k * mad
 
 
 class TabularDetector(TorchDetector):
@@ -148,8 +131,7 @@ class TabularDetector(TorchDetector):
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",
-                 trim: float = 0.0, refit: int = 0, refit_drop: float | str = "mad",
-                 refit_mode: str = "fresh", refit_bounds: str = "kept", refit_first: float = 0.5, refit_k: float = 3.0,
+                 trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -169,12 +151,6 @@ class TabularDetector(TorchDetector):
         self.members = members
         self.combine = combine
         self.trim = trim
-        self.refit = refit
-        self.refit_drop = refit_drop
-        self.refit_mode = refit_mode
-        self.refit_bounds = refit_bounds
-        self.refit_first = refit_first
-        self.refit_k = refit_k
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -203,11 +179,6 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"trim must be in [0, 0.5), got {self.trim}")
         if int(self.members) != self.members or self.members < 1:
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
-        if int(self.refit) != self.refit or self.refit < 0:
-            raise ValueError(f"refit must be a whole number of at least 0, got {self.refit}")
-        if not (self.refit_drop in ("mad", "logmad", "none")
-                or (isinstance(self.refit_drop, float) and 0 < self.refit_drop < 0.5)):
-            raise ValueError(f"refit_drop must be 'mad', 'logmad' or a share in (0, 0.5), got {self.refit_drop!r}")
         if self.combine not in ("mean", "median"):
             raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
 
@@ -251,32 +222,11 @@ class TabularDetector(TorchDetector):
         if len(data) >= 2 and (data == data[:1]).all():
             raise ValueError(f"all {len(data)} training rows are the same row: there is nothing to learn "
                              "what normal rows look like from")
-        passes = int(self.refit) + 1
-        split = self.refit and self.refit_mode == "split"
-        self._updates_share = self.refit_first if split else 1.0
-        self._warm = False
-        self._all_rows = data
-        self._fit_samples(data)
-        self.n_dropped_ = 0
-        if split:
-            self._updates_share = (1 - self.refit_first) / int(self.refit)
-        for _ in range(int(self.refit)):
-            keep = rows_to_keep(self._scores(data), self.refit_drop, self.refit_k)
-            self.n_dropped_ = int(len(data) - keep.sum())
-            self._warm = self.refit_mode in ("continue", "split")
-            self.kept_rows_ = keep
-            self._fit_samples(data[keep])
-        self._warm = False
-        if self.refit and self.contamination is not None:
-            self._threshold_from_fit(data, data)
-        return self
+        return self._fit_samples(data)
 
     def _training_data(self, data, train_idx, val_idx):
-        if getattr(self, "_warm", False):
-            train, val = split_tensors(data, train_idx, val_idx)
-        else:
-            train, val = super()._training_data(data, train_idx, val_idx)
-        tensor = torch.from_numpy(self._all_rows if self.refit_bounds == "all" else data)
+        train, val = super()._training_data(data, train_idx, val_idx)
+        tensor = torch.from_numpy(data)
         self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
         return train, val
 
@@ -285,8 +235,7 @@ class TabularDetector(TorchDetector):
         None, then measure each feature's typical training error."""
         batch_size = min(int(self._setting("batch_size")), len(train))
         epochs = self._setting("epochs") or default_epochs(len(train), batch_size,
-                                                           round(MODEL_DEFAULTS[self.model]["updates"]
-                                                                 * getattr(self, "_updates_share", 1.0)))
+                                                           MODEL_DEFAULTS[self.model]["updates"])
         self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
         rows = train if val is None else torch.cat([train, val])
         self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
