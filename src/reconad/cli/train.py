@@ -163,8 +163,10 @@ def _fit_and_save(det, X, out: Path, distributed: bool, checkpoint: Optional[Pat
             det.save(out)
             parts = [describe(det), note, f"{ddp.world_size()} processes" if ddp.world_size() > 1 else ""]
             console.print(f"saved {out} ({'; '.join(p for p in parts if p)})", highlight=False, soft_wrap=True)
-    finally:
-        ddp.shutdown()
+    except BaseException:
+        ddp.shutdown(wait=False)
+        raise
+    ddp.shutdown()
 
 
 def describe(det) -> str:

@@ -10,6 +10,7 @@ the losses and on early stopping with ``all_reduce``. NCCL is used on GPUs, gloo
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -84,10 +85,21 @@ def init(device: torch.device) -> None:
     dist.init_process_group(backend=backend_for(device))
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a distributed command)."""
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group (at the end of a distributed command).
+
+    Every process waits for the others first: a gloo process that tears its group down
+    while a peer is still writing the model can abort at exit ("terminate called without
+    an active exception"). ``wait=False`` skips that when this process is failing, so it
+    does not wait for peers that will never arrive. The data-parallel wrappers left from
+    training are collected first, so the group is freed here and not during the
+    interpreter's own teardown."""
     if dist.is_available() and dist.is_initialized():
+        if wait and dist.get_world_size() > 1:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 @dataclass(frozen=True)
