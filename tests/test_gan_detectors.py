@@ -42,11 +42,14 @@ def test_anogan_search_is_batched_and_lowers_the_loss():
     with torch.no_grad():
         after = gan.anomaly_score(x)
     assert after.shape == (5,) and (after < before).all()
-    # each image's search is independent of the others in its batch
-    others = torch.cat([x[:1], torch.rand(4, 1, 8, 8)])
+    # each image's search is independent of the others in its batch and of its place there
+    others = torch.cat([torch.rand(2, 1, 8, 8), x[3:4], x[:1]])
     with torch.no_grad():
         mixed = gan.anomaly_score(others)
-    assert float(mixed[0]) == pytest.approx(float(after[0]), rel=1e-4)
+        alone = gan.anomaly_score(x[3:4])
+    assert float(mixed[3]) == pytest.approx(float(after[0]), rel=1e-4)
+    assert float(mixed[2]) == pytest.approx(float(after[3]), rel=1e-4)
+    assert float(alone[0]) == pytest.approx(float(after[3]), rel=1e-4)
     assert all(p.grad is None for p in gan.parameters())  # weights untouched
 
 

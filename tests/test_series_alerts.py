@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import DATA_DIR
 from reconad import SeriesDetector, load
 from reconad.data.series import slow_sensors, smoothness
 from reconad.ops.monitor import Monitor
@@ -155,3 +156,26 @@ def test_short_and_long_inputs_follow_the_same_rule():
         got.append(flags[0])
     np.testing.assert_array_equal(got, whole)
     assert state == end
+
+
+SKAB_FREE = DATA_DIR / "skab" / "anomaly-free" / "anomaly-free.csv"
+
+
+@pytest.mark.skipif(not SKAB_FREE.exists(), reason="SKAB data not found under $RECONAD_DATA/skab")
+@pytest.mark.usefixtures("one_torch_thread")
+def test_defaults_alarm_a_step_planted_in_real_anomaly_free_rows():
+    """The defaults on real normal rows of the SKAB rig (never used to choose them): quiet on
+    the clean rows after training; a step of 6 training sigmas on the pump current is alarmed
+    within a few rows, and the alarm ends soon after the step does."""
+    from reconad.data.csv import read_csv
+
+    rows = read_csv(SKAB_FREE).iloc[1175:1975]  # 400 training rows, 400 to score
+    train, rest = rows.iloc[:400], rows.iloc[400:].copy()
+    det = SeriesDetector(window=60, verbose=0, random_state=0).fit(train)
+    assert det.predict(rest).sum() == 0
+    s, e = 150, 300
+    rest.iloc[s:e, rest.columns.get_loc("Current")] += 6 * train["Current"].std(ddof=0)
+    flags = det.predict(rest)
+    assert np.flatnonzero(flags[s:e])[0] < 15
+    assert flags[s:e].mean() > 0.9
+    assert flags[:s].sum() == 0 and flags[e + 60 + 10:].sum() == 0

@@ -104,9 +104,12 @@ class AnoGAN(nn.Module):
 
     def search_latent(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """AnoGAN's search: Adam on ``z`` (one per image, all images at once) to minimise
-        the score of ``G(z)``. Network weights are not touched."""
+        the score of ``G(z)``. Network weights are not touched. Every image starts from the
+        same code (one draw from the prior, fixed by ``seed``), so an image's score does not
+        depend on the batch it is scored in or its place there."""
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        z = torch.randn(len(x), self.latent_dim, generator=gen, device=x.device).requires_grad_(True)
+        start = torch.randn(1, self.latent_dim, generator=gen, device=x.device)
+        z = start.repeat(len(x), 1).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.search_lr)
         x = x.detach()
         with torch.no_grad():
