@@ -183,7 +183,9 @@ def test_real_table_and_series_detectors_score_equal_in_process(cluster, tmp_pat
                                                     tmp_path / "table-scores",
                                                     scheduler=cluster.scheduler_address))
     want = frame_scoring.score_table(tab, table)
-    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())  # exactly
+    # a one-row partition goes through the network as a batch of one: float32 kernels may
+    # round the last bit differently from a full batch, so equal to float32 precision
+    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6, atol=0)
     np.testing.assert_array_equal(got["label"].to_numpy(), want["label"].to_numpy())
 
     frame = series_frame([157, 93, 40])
@@ -194,7 +196,7 @@ def test_real_table_and_series_detectors_score_equal_in_process(cluster, tmp_pat
                                      features=["x", "y", "z"])
     got = plain_text(scores.compute().reset_index(drop=True))
     want = frame_scoring.score_series(ser, frame, id_column="machine", features=["x", "y", "z"])
-    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())  # exactly
+    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6, atol=0)
     for m, rows in frame.groupby("machine").groups.items():
         alone = ser.decision_function(frame.loc[rows, ["x", "y", "z"]].to_numpy())
         np.testing.assert_allclose(want.loc[rows, "score"].to_numpy(), alone, rtol=1e-6)
