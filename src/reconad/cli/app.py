@@ -32,12 +32,11 @@ app.command("report")(report.report)
 
 
 def main() -> None:
-    """Entry point: errors in the input become one line on stderr and exit code 2."""
-    from sklearn.exceptions import NotFittedError
-
+    """Entry point: errors in the input become one line on stderr and exit code 2
+    (scikit-learn's ``NotFittedError`` is a ``ValueError``)."""
     try:
         app()
-    except (ValueError, TypeError, FileNotFoundError, NotFittedError, FloatingPointError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as exc:
         err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -37,7 +37,9 @@ def detector_class(kind: str):
 
 def default_model(kind: str) -> str:
     """The model a detector of ``kind`` trains when none is named (its ``model`` default)."""
-    return detector_class(kind)().get_params()["model"]
+    if kind not in catalogue.DEFAULT_MODELS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KIND_CHOICES)}")
+    return catalogue.DEFAULT_MODELS[kind]
 
 
 def models_help(kinds: tuple[str, ...] = catalogue.KINDS) -> str:

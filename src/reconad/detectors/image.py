@@ -10,7 +10,7 @@ from reconad.data.images import MAX_PIXELS
 from reconad.detectors.features import Features
 from reconad.detectors.image_families import GAN, Reconstruction
 from reconad.detectors.torch_template import TorchDetector
-from reconad.models.catalogue import ModelEntry, entry
+from reconad.models.catalogue import DEFAULT_MODELS, ModelEntry, entry
 from reconad.scoring import terms as scoring
 
 #: the object that fits and scores each family of the catalogue's image models
@@ -98,7 +98,7 @@ class ImageDetector(TorchDetector):
     kind = "image"
     _sample_noun = "images"
 
-    def __init__(self, model: str = "conv_ae", score: str | None = None, loss: str | None = None,
+    def __init__(self, model: str = DEFAULT_MODELS["image"], score: str | None = None, loss: str | None = None,
                  latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
                  model_kwargs: dict | None = None, epochs: int = 30, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.1,

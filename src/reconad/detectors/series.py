@@ -13,7 +13,7 @@ from reconad.thresholds import episodes as alert_rule
 from reconad.data import series as sdata
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.conv1d import Conv1dAE
-from reconad.models.catalogue import entry
+from reconad.models.catalogue import DEFAULT_MODELS, entry
 
 SENSOR_REDUCE = ("sum", "max")
 
@@ -96,7 +96,7 @@ class SeriesDetector(TorchDetector):
     PARAMS_BEFORE = {"slow_sensors": None, "score_slow": False, "score_last": 1.0,
                      "alert_enter": 1, "alert_leave": 1, "alert_release": 1.0}
 
-    def __init__(self, model: str = "conv_ae", window: int = 60, stride: int = 1,
+    def __init__(self, model: str = DEFAULT_MODELS["series"], window: int = 60, stride: int = 1,
                  combine: str = "last", score: str = "mae", normalize_sensors: bool = False,
                  scaler: str = "standard", columns: list[str] | None = None, fill_limit: int = 5,
                  sensor_reduce: str = "max", slow_sensors: str | list[str] | None = "auto",

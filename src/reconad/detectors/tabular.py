@@ -33,7 +33,7 @@ import torch
 from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.torch_template import TorchDetector
-from reconad.models.catalogue import entry
+from reconad.models.catalogue import DEFAULT_MODELS, entry
 from reconad.models.tabular import member_errors, trimmed_loss, vae_loss
 
 # what ``None`` means for the training settings, per model: the ensemble trains for about
@@ -127,7 +127,7 @@ class TabularDetector(TorchDetector):
     kind = "table"
     _sample_noun = "rows"
 
-    def __init__(self, model: str = "ensemble", columns: list[str] | None = None, scaler: str = "robust",
+    def __init__(self, model: str = DEFAULT_MODELS["table"], columns: list[str] | None = None, scaler: str = "robust",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",

@@ -13,16 +13,18 @@ Adding a model is one entry below plus its network; code outside ``reconad`` may
 
 from __future__ import annotations
 
-import functools
+import importlib
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from torch import nn
+from reconad.scoring import names as scoring
 
-from reconad.models import conv, conv1d, dense, feature_heads, gan, gmm, recurrent, tabular, vae
-from reconad.scoring import terms as scoring
+if TYPE_CHECKING:
+    from torch import nn
 
 KINDS = ("image", "series", "table")
+#: the model a detector of each kind trains when none is named
+DEFAULT_MODELS = {"image": "conv_ae", "series": "conv_ae", "table": "ensemble"}
 _PLURAL = {"image": "images", "series": "series", "table": "tables"}
 
 
@@ -124,6 +126,18 @@ def names(kind: str) -> list[str]:
     return [e.name for e in entries(kind)]
 
 
+def _network(module: str, builder: str, **fixed) -> Callable[..., "nn.Module"]:
+    """``reconad.models.<module>.<builder>`` (with ``fixed`` keywords), imported when first
+    called: naming the models (the command line's help) does not load torch."""
+
+    def build(input_shape: tuple[int, ...], **kwargs) -> "nn.Module":
+        fn = getattr(importlib.import_module(f"reconad.models.{module}"), builder)
+        return fn(input_shape, **fixed, **kwargs)
+
+    build.__qualname__ = f"{module}.{builder}"
+    return build
+
+
 # --- the catalogue --------------------------------------------------------------------
 _RECON = scoring.RECONSTRUCTION_TERMS
 _GAUSS = scoring.GAUSSIAN_SCORES
@@ -142,42 +156,42 @@ _GAN = dict(latent_dim=("int", 8, 128, True), width=("categorical", [128, 256, 5
 
 for _e in [
     # images
-    ModelEntry("conv_ae", "image", "reconstruction", conv.build_conv_ae, "mse", "mse", _RECON,
+    ModelEntry("conv_ae", "image", "reconstruction", _network("conv", "build_conv_ae"), "mse", "mse", _RECON,
                _space(**_IMAGE_CONV), True, True,
                "convolutional autoencoder with a dense bottleneck (latent_dim, width, depth)"),
-    ModelEntry("dense_ae", "image", "reconstruction", dense.build_dense_ae, "mse", "mse", _RECON,
+    ModelEntry("dense_ae", "image", "reconstruction", _network("dense", "build_dense_ae"), "mse", "mse", _RECON,
                _space(**_DENSE), True, True,
                "dense autoencoder on flattened pixels (latent_dim, width, depth)"),
-    ModelEntry("tutorial_cae", "image", "reconstruction", conv.build_tutorial_cae, "bce", "l1", _RECON,
+    ModelEntry("tutorial_cae", "image", "reconstruction", _network("conv", "build_tutorial_cae"), "bce", "l1", _RECON,
                _space(latent_dim=("int", 8, 128, True)), True, True,
                "the classic tutorial CAE: Conv 128, Conv 64, Dense 1024-64-32, BCE loss"),
-    ModelEntry("conv_vae", "image", "vae", vae.build_conv_vae, "elbo", "unregularized", _GAUSS,
+    ModelEntry("conv_vae", "image", "vae", _network("vae", "build_conv_vae"), "elbo", "unregularized", _GAUSS,
                _space(**_IMAGE_CONV), True, True,
                "convolutional VAE, Gaussian (mu_x, sigma_x) or Bernoulli decoder (latent_dim, width, depth)"),
-    ModelEntry("dense_vae", "image", "vae", vae.build_dense_vae, "elbo", "unregularized", _GAUSS,
+    ModelEntry("dense_vae", "image", "vae", _network("vae", "build_dense_vae"), "elbo", "unregularized", _GAUSS,
                _space(**_DENSE), True, True,
                "dense VAE on flattened pixels, Gaussian or Bernoulli decoder (latent_dim, width, depth)"),
-    ModelEntry("paper_vae", "image", "vae", vae.build_paper_vae, "elbo", "unregularized", _GAUSS,
+    ModelEntry("paper_vae", "image", "vae", _network("vae", "build_paper_vae"), "elbo", "unregularized", _GAUSS,
                _space(latent_dim=("int", 4, 64, True), width=("categorical", [16, 32, 64])), True, True,
                "the unregularized-score paper's VAE: 5 convs 4x4 stride 2, channels N_c*2^(n-1), BN, "
                "ReLU, dense to 2*N_z, mirrored decoder (latent_dim=N_z, width=N_c)"),
-    ModelEntry("gmm", "image", "gmm", gmm.build_gmm, "em", "unregularized", gmm.GMM_SCORES,
+    ModelEntry("gmm", "image", "gmm", _network("gmm", "build_gmm"), "em", "unregularized", scoring.GMM_SCORES,
                SearchSpace({"latent_dim": ("int", 1, 10, False),
                             "pca_components": ("categorical", [8, 16, 32])}), True, False,
                "PCA (pca_components = N_h) + Gaussian mixture with full covariance "
                "(n_components = N_z, also set by latent_dim), fitted by EM"),
-    ModelEntry("anogan", "image", "gan", gan.build_anogan, "adversarial", "gan", ("gan", *_RECON),
+    ModelEntry("anogan", "image", "gan", _network("gan", "build_anogan"), "adversarial", "gan", ("gan", *_RECON),
                _space(**_GAN), False, False,
                "GAN; latent search by gradient descent at test time (latent_dim, width, lam, "
                "search_steps, search_lr)"),
-    ModelEntry("fanogan", "image", "gan", gan.build_fanogan, "adversarial", "gan", ("gan", *_RECON),
+    ModelEntry("fanogan", "image", "gan", _network("gan", "build_fanogan"), "adversarial", "gan", ("gan", *_RECON),
                _space(**_GAN), True, False,
                "GAN with an encoder (izi_f), no search at test time (latent_dim, width, lam)"),
-    ModelEntry("feature_ae", "image", "features", feature_heads.build_feature_ae, "mse", "mse", ("mse", "l1"),
+    ModelEntry("feature_ae", "image", "features", _network("feature_heads", "build_feature_ae"), "mse", "mse", ("mse", "l1"),
                SearchSpace(_HEAD), False, True,
                "autoencoder of 1x1 convolutions on the features of a frozen pretrained backbone; "
                "score: squared error per location (latent_dim, width)"),
-    ModelEntry("feature_vae", "image", "features", feature_heads.build_feature_vae, "elbo", "unregularised",
+    ModelEntry("feature_vae", "image", "features", _network("feature_heads", "build_feature_vae"), "elbo", "unregularised",
                ("unregularised", "nll", "mse"), SearchSpace(_HEAD), False, True,
                "VAE with a Gaussian decoder on backbone features; score: the unregularised term "
                "per location (latent_dim, width)"),
@@ -185,35 +199,35 @@ for _e in [
                SearchSpace({"pool": ("categorical", [1, 3, 5])}), False, False,
                "memory bank of backbone feature vectors (greedy coreset); score: distance to the "
                "nearest vector"),
-    ModelEntry("feature_rd", "image", "features", feature_heads.build_feature_rd, "cosine", "cosine", ("cosine",),
+    ModelEntry("feature_rd", "image", "features", _network("feature_heads", "build_feature_rd"), "cosine", "cosine", ("cosine",),
                SearchSpace({"latent_dim": ("categorical", [128, 256, 512]), "width": ("categorical", [32, 64, 128]),
                             "lr": ADAM_SPACE["lr"]}), False, False,
                "reverse distillation: a decoder rebuilds the backbone's stages from a one-class bottleneck "
                "(a code of each location's surroundings); score: 1 - cos per location (latent_dim, width)"),
     # series windows (window, sensors)
-    ModelEntry("conv_ae", "series", "reconstruction", conv1d.build_conv1d_ae, "mse", "mae", ("mae", "mse"),
+    ModelEntry("conv_ae", "series", "reconstruction", _network("conv1d", "build_conv1d_ae"), "mse", "mae", ("mae", "mse"),
                _space(width=("categorical", [16, 32, 64]), depth=("int", 1, 2, False)), True, True,
                "1-D convolutional autoencoder over time (width, depth, kernel_size, latent_dim)"),
-    ModelEntry("lstm_ae", "series", "reconstruction", recurrent.build_lstm_ae, "mse", "mae", ("mae", "mse"),
+    ModelEntry("lstm_ae", "series", "reconstruction", _network("recurrent", "build_lstm_ae"), "mse", "mae", ("mae", "mse"),
                _space(**_LSTM), True, True,
                "LSTM encoder -> latent -> LSTM decoder (latent_dim, width, depth)"),
-    ModelEntry("lstm_vae", "series", "vae", recurrent.build_lstm_vae, "mse", "mae", ("mae", "mse"),
+    ModelEntry("lstm_vae", "series", "vae", _network("recurrent", "build_lstm_vae"), "mse", "mae", ("mae", "mse"),
                _space(**_LSTM, beta=("float", 0.01, 1.0, True)), True, True,
                "variational LSTM autoencoder, trained on the error plus beta * KL "
                "(latent_dim, width, depth, beta)"),
     ModelEntry("dense_ae", "series", "reconstruction",
-               functools.partial(dense.build_dense_ae, output="linear"), "mse", "mae", ("mae", "mse"),
+               _network("dense", "build_dense_ae", output="linear"), "mse", "mae", ("mae", "mse"),
                _space(**_DENSE), True, True,
                "dense autoencoder on flattened windows (latent_dim, width, depth)"),
     # tables (rows of scaled, encoded features)
-    ModelEntry("ensemble", "table", "reconstruction", tabular.build_tabular_ensemble, "mse", "mse",
+    ModelEntry("ensemble", "table", "reconstruction", _network("tabular", "build_tabular_ensemble"), "mse", "mse",
                ("mse", "l1"), _space(**_TABLE, members=("int", 1, 8, False)), True, True,
                "small dense autoencoders trained side by side as one batched network, output bounded "
                "to the training range, scores averaged (latent_dim, width, depth, members, bounded)"),
-    ModelEntry("ae", "table", "reconstruction", tabular.build_tabular_ae, "mse", "mse", ("mse", "l1"),
+    ModelEntry("ae", "table", "reconstruction", _network("tabular", "build_tabular_ae"), "mse", "mse", ("mse", "l1"),
                _space(**_TABLE), True, True,
                "dense autoencoder, output bounded to the training range (latent_dim, width, depth, bounded)"),
-    ModelEntry("vae", "table", "vae", tabular.build_tabular_vae, "elbo", "mse", ("mse", "l1"),
+    ModelEntry("vae", "table", "vae", _network("tabular", "build_tabular_vae"), "elbo", "mse", ("mse", "l1"),
                _space(**_TABLE, beta=("float", 0.01, 1.0, True)), True, True,
                "dense Gaussian VAE, trained on the squared error plus beta * KL, scored on the "
                "reconstruction of the posterior mean (latent_dim, width, depth, bounded, beta)"),

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from reconad.scoring import terms as scoring
-
-GMM_SCORES = ("nll", "unregularized", "elbo", "kl", "log_norm")
+from reconad.scoring.names import GMM_SCORES
 
 
 class PCAGaussianMixture(nn.Module):

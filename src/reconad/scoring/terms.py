@@ -16,7 +16,8 @@ import math
 
 import torch
 
-RECONSTRUCTION_TERMS = ("l1", "mse", "bce")
+from reconad.scoring.names import GAUSSIAN_SCORES, RECONSTRUCTION_TERMS
+
 _EPS = 1e-7
 
 
@@ -62,7 +63,6 @@ def loss(x: torch.Tensor, x_hat: torch.Tensor, name: str) -> torch.Tensor:
 # with k the most probable component: D = -log w_k, A = 1/2 log((2 pi)^d |S_k|),
 # M = 1/2 (x - mu_k)^T S_k^-1 (x - mu_k).
 
-GAUSSIAN_SCORES = ("unregularized", "elbo", "kl", "log_norm", "recon_kl")
 _LOG_2PI = math.log(2 * math.pi)
 
 
