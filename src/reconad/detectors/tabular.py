@@ -90,9 +90,6 @@ class TabularDetector(TorchDetector):
         errors are combined (None: True for ``"ensemble"``, False otherwise).
     members : int, default 4
         Autoencoders in the ensemble (``"ensemble"`` only).
-    narrow_members : int, default 0
-        How many of the ``members`` use a bottleneck of 2 units instead of ``latent_dim``
-        (``"ensemble"`` only; the other code units of those members are fixed at 0).
     combine : {"mean", "median"}, default "mean"
         How the members' scores of a row are combined (``"ensemble"`` only). The median
         is not moved by one member that rebuilds some outliers well or all rows badly.
@@ -133,8 +130,8 @@ class TabularDetector(TorchDetector):
     def __init__(self, model: str = DEFAULT_MODELS["table"], columns: list[str] | None = None, scaler: str = "robust",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
-                 standardize_errors: bool | None = None, members: int = 4, narrow_members: int = 0,
-                 combine: str = "mean", trim: float = 0.0,
+                 standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",
+                 trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -152,7 +149,6 @@ class TabularDetector(TorchDetector):
         self.score = score
         self.standardize_errors = standardize_errors
         self.members = members
-        self.narrow_members = narrow_members
         self.combine = combine
         self.trim = trim
         self.latent_dim = latent_dim
@@ -183,9 +179,6 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"trim must be in [0, 0.5), got {self.trim}")
         if int(self.members) != self.members or self.members < 1:
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
-        if int(self.narrow_members) != self.narrow_members or not 0 <= self.narrow_members <= self.members:
-            raise ValueError(f"narrow_members must be a whole number from 0 to members ({self.members}), "
-                             f"got {self.narrow_members}")
         if self.combine not in ("mean", "median"):
             raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
 
@@ -201,8 +194,7 @@ class TabularDetector(TorchDetector):
 
     def _build(self) -> torch.nn.Module:
         latent = self.latent_dim or default_latent_dim(self.n_features_)
-        extra = {"members": int(self.members), "narrow_members": int(self.narrow_members)} \
-            if self.model == "ensemble" else {}
+        extra = {"members": int(self.members)} if self.model == "ensemble" else {}
         return entry("table", self.model).build((self.n_features_,), latent_dim=latent, width=self.width,
                                                 depth=self._setting("depth"), bounded=self.bounded, **extra)
 

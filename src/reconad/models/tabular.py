@@ -61,21 +61,13 @@ class TabularEnsemble(nn.Module):
     every layer is one batched matrix product over the members, so training them side by
     side costs about as much as training one. ``forward`` returns every member's
     reconstruction, ``(members, N, F)``; the output goes through an :class:`OutputBox`.
-
-    The last ``narrow_members`` members use only the first ``NARROW_CODE`` units of the
-    code (the others are multiplied by a fixed 0), a smaller bottleneck in the same
-    batched network.
     """
 
-    NARROW_CODE = 2
-
     def __init__(self, input_shape, latent_dim: int = 8, width: int = 64, depth: int = 1,
-                 members: int = 4, bounded: bool = True, narrow_members: int = 0):
+                 members: int = 4, bounded: bool = True):
         super().__init__()
         if members < 1:
             raise ValueError(f"members must be at least 1, got {members}")
-        if not 0 <= narrow_members <= members:
-            raise ValueError(f"narrow_members must be between 0 and members ({members}), got {narrow_members}")
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)
         hidden = [max(width // (2**i), latent_dim) for i in range(depth)]
@@ -87,12 +79,6 @@ class TabularEnsemble(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
         self.box = OutputBox(n_in, bounded)
-        self.code_layer = depth  # index of the layer whose output is the code
-        mask = None
-        if narrow_members and latent_dim > self.NARROW_CODE:
-            mask = torch.ones(members, 1, latent_dim)
-            mask[members - narrow_members:, :, self.NARROW_CODE:] = 0
-        self.register_buffer("code_mask", mask, persistent=False)
 
     @property
     def members(self) -> int:
@@ -105,8 +91,6 @@ class TabularEnsemble(nn.Module):
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = torch.relu(h)
-            if i == self.code_layer and self.code_mask is not None:
-                h = h * self.code_mask
         return self.box(h)
 
 
@@ -196,6 +180,6 @@ def build_tabular_vae(input_shape, latent_dim: int = 8, width: int = 64, depth: 
 
 
 def build_tabular_ensemble(input_shape, latent_dim: int = 8, width: int = 64, depth: int = 1,
-                           members: int = 4, bounded: bool = True, narrow_members: int = 0) -> TabularEnsemble:
+                           members: int = 4, bounded: bool = True) -> TabularEnsemble:
     return TabularEnsemble(input_shape, latent_dim=latent_dim, width=width, depth=depth, members=members,
-                           bounded=bounded, narrow_members=narrow_members)
+                           bounded=bounded)
