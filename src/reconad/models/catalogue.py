@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from reconad.scoring import names as scoring
+from reconad.scoring import names as score_names
 
 if TYPE_CHECKING:
     from torch import nn
@@ -139,8 +139,8 @@ def _network(module: str, builder: str, **fixed) -> Callable[..., "nn.Module"]:
 
 
 # --- the catalogue --------------------------------------------------------------------
-_RECON = scoring.RECONSTRUCTION_TERMS
-_GAUSS = scoring.GAUSSIAN_SCORES
+_RECON = score_names.RECONSTRUCTION_TERMS
+_GAUSS = score_names.GAUSSIAN_SCORES
 _IMAGE_CONV = dict(latent_dim=("int", 8, 128, True), width=("categorical", [16, 32, 64]),
                    depth=("int", 2, 3, False))
 _DENSE = dict(latent_dim=("int", 2, 64, True), width=("categorical", [32, 64, 128, 256]),
@@ -175,7 +175,7 @@ for _e in [
                _space(latent_dim=("int", 4, 64, True), width=("categorical", [16, 32, 64])), True, True,
                "the unregularized-score paper's VAE: 5 convs 4x4 stride 2, channels N_c*2^(n-1), BN, "
                "ReLU, dense to 2*N_z, mirrored decoder (latent_dim=N_z, width=N_c)"),
-    ModelEntry("gmm", "image", "gmm", _network("gmm", "build_gmm"), "em", "unregularized", scoring.GMM_SCORES,
+    ModelEntry("gmm", "image", "gmm", _network("gmm", "build_gmm"), "em", "unregularized", score_names.GMM_SCORES,
                SearchSpace({"latent_dim": ("int", 1, 10, False),
                             "pca_components": ("categorical", [8, 16, 32])}), True, False,
                "PCA (pca_components = N_h) + Gaussian mixture with full covariance "
