@@ -14,6 +14,10 @@ err_console = Console(stderr=True)
 
 MODEL_HELP = ("Model folder, registry folder (its current version), or REGISTRY@VERSION "
               "(e.g. model-registry@v0002).")
+# help of the options that train and tune share
+COLUMNS_HELP = "Tables, series: columns to use, comma-separated (default: all; series: all numeric)."
+ENCODING_HELP = "Tables, series: CSV encoding, e.g. shift_jis (default: UTF-8, else Shift-JIS/cp932)."
+STRIDE_HELP = "Series: rows between window starts (default 1)."
 
 
 def print_metrics(m: dict, title: str) -> None:

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from reconad.cli import kinds
-from reconad.cli.common import check_dir, console, names, print_metrics
+from reconad.cli.common import (COLUMNS_HELP, ENCODING_HELP, STRIDE_HELP, check_dir, console, names,
+                                print_metrics)
 
 #: the options that concern some kinds of data only
 APPLIES_TO = {"--loss": ("image", "series"), "--columns": ("series", "table"), "--drop": ("series", "table"),
@@ -45,17 +46,15 @@ def train(
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, help="No progress bar."),
-    columns: Optional[str] = typer.Option(None, help="Tables, series: columns to use, comma-separated "
-                                          "(default: all; series: all numeric)."),
+    columns: Optional[str] = typer.Option(None, help=COLUMNS_HELP),
     drop: Optional[str] = typer.Option(None, help="Tables, series: columns to leave out, comma-separated."),
-    encoding: Optional[str] = typer.Option(None, help="Tables, series: CSV encoding, e.g. shift_jis "
-                                           "(default: UTF-8, else Shift-JIS/cp932)."),
+    encoding: Optional[str] = typer.Option(None, help=ENCODING_HELP),
     scaler: Optional[str] = typer.Option(None, help="Tables: standard or minmax; series: also none "
                                          "(default standard)."),
     missing: Optional[str] = typer.Option(None, help="Tables: impute (missing numbers take the training "
                                           "median, a missing text value no category; default) or error."),
     window: Optional[int] = typer.Option(None, help="Series: rows per window (default 60)."),
-    stride: Optional[int] = typer.Option(None, help="Series: rows between window starts (default 1)."),
+    stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     combine: Optional[str] = typer.Option(None, help="Series: last (causal; default), mean or max."),
     slow_sensors: Optional[str] = typer.Option(None, "--slow-sensors", help="Series: sensors whose level is the "
                                                "operating point, not a fault: auto (default: the smooth ones), "

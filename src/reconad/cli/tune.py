@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from reconad.cli import kinds
-from reconad.cli.common import check_dir, console, names
+from reconad.cli.common import COLUMNS_HELP, ENCODING_HELP, STRIDE_HELP, check_dir, console, names
 from reconad.cli.train import APPLIES_TO
 
 #: the options of ``tune`` only that concern some kinds of data only
@@ -25,12 +25,10 @@ def tune(
     table: Optional[Path] = typer.Option(None, help="CSV of normal rows: the same as --normal FILE --kind table."),
     model: Optional[str] = typer.Option(None, help="The catalogue's models, per kind: "
                                         + kinds.models_help() + "."),
-    columns: Optional[str] = typer.Option(None, help="Tables, series: columns to use, comma-separated "
-                                          "(default: all; series: all numeric)."),
-    encoding: Optional[str] = typer.Option(None, help="Tables, series: CSV encoding, e.g. shift_jis "
-                                           "(default: UTF-8, else Shift-JIS/cp932)."),
+    columns: Optional[str] = typer.Option(None, help=COLUMNS_HELP),
+    encoding: Optional[str] = typer.Option(None, help=ENCODING_HELP),
     window: Optional[int] = typer.Option(None, help="Series: rows per window (default 60); fixed, not searched."),
-    stride: Optional[int] = typer.Option(None, help="Series: rows between window starts (default 1)."),
+    stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     budget: float = typer.Option(60.0, help="Time budget in seconds (no trial starts after it)."),
     trials: Optional[int] = typer.Option(None, help="At most this many trials."),
     epochs: int = typer.Option(20, help="Training epochs of every trial."),
