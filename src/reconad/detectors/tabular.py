@@ -32,7 +32,7 @@ import torch
 
 from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
-from reconad.detectors.torch_template import TorchDetector, split_tensors
+from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
 from reconad.models.tabular import member_errors, trimmed_loss, vae_loss
 
@@ -91,14 +91,8 @@ class TabularDetector(TorchDetector):
     members : int, default 4
         Autoencoders in the ensemble (``"ensemble"`` only).
     combine : {"mean", "median"}, default "mean"
-        How the members' scores of a row are combined (``"ensemble"`` only), each first
-        divided by its median over the training rows. The median is not moved by one
-        member that rebuilds some outliers well or all rows badly.
-    subsample : float in (0, 1], default 1.0
-        Share of the training rows each member learns from (``"ensemble"`` only): every
-        member gets its own random subset (its training and validation rows, output
-        bounds and error scales come from it), so an outlier among the training rows is
-        learnt by only some of the members.
+        How the members' scores of a row are combined (``"ensemble"`` only). The median
+        is not moved by one member that rebuilds some outliers well or all rows badly.
     trim : float in [0, 0.5), default 0.0
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
@@ -137,7 +131,7 @@ class TabularDetector(TorchDetector):
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",
-                 subsample: float = 1.0, trim: float = 0.0,
+                 trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -156,7 +150,6 @@ class TabularDetector(TorchDetector):
         self.standardize_errors = standardize_errors
         self.members = members
         self.combine = combine
-        self.subsample = subsample
         self.trim = trim
         self.latent_dim = latent_dim
         self.width = width
@@ -188,8 +181,6 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
         if self.combine not in ("mean", "median"):
             raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
-        if not 0 < float(self.subsample) <= 1:
-            raise ValueError(f"subsample must be a share of the rows in (0, 1], got {self.subsample!r}")
 
     def _setting(self, name: str):
         """A training setting: the value given, else the model's default."""
@@ -234,34 +225,10 @@ class TabularDetector(TorchDetector):
         return self._fit_samples(data)
 
     def _training_data(self, data, train_idx, val_idx):
-        """The network, with output bounds from the training rows (for the ensemble, from
-        each member's rows), and the training and validation tensors (for the ensemble,
-        with one 0/1 column per member after the features: the rows it learns from)."""
-        self.model_ = self._build()
+        train, val = super()._training_data(data, train_idx, val_idx)
         tensor = torch.from_numpy(data)
-        if self.model != "ensemble":
-            self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
-            return split_tensors(data, train_idx, val_idx)
-        rows = self._member_rows(len(data))
-        inside = torch.from_numpy(rows).T.bool().unsqueeze(2)  # (members, N, 1)
-        lower = torch.where(inside, tensor, torch.inf).min(1, keepdim=True).values
-        upper = torch.where(inside, tensor, -torch.inf).max(1, keepdim=True).values
-        self.model_.box.set_bounds(lower, upper)
-        return split_tensors(np.concatenate([data, rows], axis=1), train_idx, val_idx)
-
-    def _member_rows(self, n: int) -> np.ndarray:
-        """``(n, members)`` of 0/1: the rows each member learns from, a random
-        ``subsample`` share of them (at least 2 rows) per member."""
-        members = int(self.members)
-        rows = np.zeros((n, members), dtype=np.float32)
-        if float(self.subsample) >= 1:
-            rows[:] = 1
-            return rows
-        rng = np.random.RandomState(self.random_state)
-        size = min(n, max(2, round(float(self.subsample) * n)))
-        for m in range(members):
-            rows[rng.choice(n, size, replace=False), m] = 1
-        return rows
+        self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
+        return train, val
 
     def _train(self, train, val) -> None:
         """Train with the model's default batch size, epochs and learning rate where they are
@@ -270,14 +237,8 @@ class TabularDetector(TorchDetector):
         epochs = self._setting("epochs") or default_epochs(len(train), batch_size,
                                                            MODEL_DEFAULTS[self.model]["updates"])
         self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
-        rows = (train if val is None else torch.cat([train, val])).numpy()
-        data, member_rows = rows[:, :self.n_features_], None
-        if self.model == "ensemble":
-            member_rows = rows[:, self.n_features_:] > 0
-        self.error_scale_ = self._error_scale(data, member_rows) if self._standardizes() else None
-        self.member_scale_ = None
-        if self.model == "ensemble":
-            self.member_scale_ = np.maximum(np.median(self._member_scores(data), axis=0), 1e-12)
+        rows = train if val is None else torch.cat([train, val])
+        self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
 
     def _loss_fn(self):
         if entry("table", self.model).family == "vae":
@@ -285,8 +246,7 @@ class TabularDetector(TorchDetector):
             return lambda out, xb: vae_loss(xb, out, beta)
         if self.model == "ensemble":
             trim = float(self.trim)
-            n = self.n_features_
-            return lambda out, xb: trimmed_loss(member_errors(xb[:, :n], out[0]), trim, out[1])
+            return lambda out, xb: trimmed_loss(member_errors(xb, out), trim)
         return lambda out, xb: scoring.loss(xb, out, "mse")
 
     def _threshold_from_fit(self, data: np.ndarray, held_out: np.ndarray) -> None:
@@ -307,43 +267,28 @@ class TabularDetector(TorchDetector):
             out = out.unsqueeze(0)
         return member_errors(xb, out, 1 if self.score == "l1" else 2)
 
-    def _error_scale(self, data: np.ndarray, member_rows: np.ndarray | None = None) -> np.ndarray:
-        """Median error of every member on every feature ``(members, F)`` over the rows of
-        ``data`` (each member over its own rows, ``member_rows`` ``(N, members)``, when
-        given), floored at a millionth of the mean error (a feature rebuilt exactly, such
-        as a constant column, would otherwise get an infinite weight)."""
+    def _error_scale(self, data: np.ndarray) -> np.ndarray:
+        """Median error of every member on every feature over the rows of ``data``
+        ``(members, F)``, floored at a millionth of the mean error (a feature rebuilt
+        exactly, such as a constant column, would otherwise get an infinite weight)."""
         self.model_.eval()
         errors = self._batched(data, lambda xb: self._feature_errors(xb).transpose(0, 1), batch_size=4096)
-        if member_rows is None:
-            median = np.median(errors, axis=0)
-        else:
-            median = np.stack([np.median(errors[member_rows[:, m], m], axis=0) for m in range(errors.shape[1])])
-        median = median.astype(np.float64)
+        median = np.median(errors, axis=0).astype(np.float64)
         return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
 
-    def _member_scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Every member's score of every row ``(N, members)``: its per-feature errors
-        (divided by ``error_scale_`` when standardised) averaged (``mse``) or summed
-        (``l1``), then divided by ``member_scale_`` when set."""
+    def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         self.model_.eval()
         scale = None if self.error_scale_ is None else torch.from_numpy(self.error_scale_).float().to(self.device_)
-        member = getattr(self, "member_scale_", None)
-        member = None if member is None else torch.from_numpy(np.asarray(member)).float().to(self.device_)
+        median = self.combine == "median"
 
         def per_row(xb):
             errors = self._feature_errors(xb)
             if scale is not None:
                 errors = errors / scale.unsqueeze(1)
             per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
-            if member is not None:
-                per_member = per_member / member.unsqueeze(1)
-            return per_member.T
+            return per_member.quantile(0.5, dim=0) if median else per_member.mean(0)
 
-        return self._batched(data, per_row, batch_size=batch_size)
-
-    def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        per_member = self._member_scores(data, batch_size).astype(np.float64)
-        return np.median(per_member, axis=1) if self.combine == "median" else per_member.mean(axis=1)
+        return self._batched(data, per_row, batch_size=batch_size).astype(np.float64)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous)."""
@@ -363,8 +308,7 @@ class TabularDetector(TorchDetector):
     def _fitted_state(self):
         fitted = {"encoder_": self.encoder_.to_dict(), "n_features_": self.n_features_,
                   "history_": self.history_, "best_epoch_": self.best_epoch_,
-                  "error_scale_": None if self.error_scale_ is None else self.error_scale_.tolist(),
-                  "member_scale_": None if self.member_scale_ is None else self.member_scale_.tolist()}
+                  "error_scale_": None if self.error_scale_ is None else self.error_scale_.tolist()}
         return fitted, self._network_tensors()
 
     def _restore_state(self, fitted, tensors):
@@ -377,8 +321,6 @@ class TabularDetector(TorchDetector):
         self.best_epoch_ = fitted["best_epoch_"]
         scale = fitted.get("error_scale_")
         self.error_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
-        member = fitted.get("member_scale_")
-        self.member_scale_ = None if member is None else np.asarray(member, dtype=np.float64)
         self._restore_network(tensors)
 
     # --- pictures ---------------------------------------------------------------------

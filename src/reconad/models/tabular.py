@@ -20,28 +20,17 @@ from reconad.models.dense import DenseAE
 
 class OutputBox(nn.Module):
     """Maps pre-activations to ``lower + (upper - lower) * sigmoid(h)`` per feature, or
-    passes them through when built without bounds. With ``members`` the bounds are kept
-    per member, ``(members, 1, F)``, for an ensemble's ``(members, N, F)`` output."""
+    passes them through when built without bounds."""
 
-    def __init__(self, n_features: int, bounded: bool, members: int | None = None):
+    def __init__(self, n_features: int, bounded: bool):
         super().__init__()
         self.bounded = bounded
-        shape = (n_features,) if members is None else (members, 1, n_features)
-        self.register_buffer("lower", torch.zeros(shape))
-        self.register_buffer("upper", torch.ones(shape))
+        self.register_buffer("lower", torch.zeros(n_features))
+        self.register_buffer("upper", torch.ones(n_features))
 
     def set_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> None:
-        """Bounds of shape ``(F,)`` (the same for every member) or the buffers' shape."""
-        self.lower.copy_(torch.as_tensor(lower, dtype=self.lower.dtype).expand_as(self.lower))
-        self.upper.copy_(torch.as_tensor(upper, dtype=self.upper.dtype).expand_as(self.upper))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # files written before the bounds were kept per member hold one ``(F,)`` row
-        for name in ("lower", "upper"):
-            key = prefix + name
-            if key in state_dict and state_dict[key].shape != getattr(self, name).shape:
-                state_dict[key] = state_dict[key].expand_as(getattr(self, name)).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.lower.copy_(torch.as_tensor(lower, dtype=self.lower.dtype))
+        self.upper.copy_(torch.as_tensor(upper, dtype=self.upper.dtype))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not self.bounded:
@@ -89,18 +78,11 @@ class TabularEnsemble(nn.Module):
             bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default initialisation
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
-        self.box = OutputBox(n_in, bounded, members=members)
+        self.box = OutputBox(n_in, bounded)
 
     @property
     def members(self) -> int:
         return self.weights[0].shape[0]
-
-    def forward_train(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n_in = self.weights[0].shape[1]
-        if batch.shape[1] != n_in + self.members:
-            raise ValueError(f"training batches must hold {n_in} features and {self.members} member "
-                             f"columns, got {batch.shape[1]} columns")
-        return self(batch[:, :n_in]), batch[:, n_in:].T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1).unsqueeze(0).expand(self.members, -1, -1)
@@ -117,20 +99,15 @@ def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) ->
     return (members_out - x.flatten(1).unsqueeze(0)).abs().pow(power)
 
 
-def trimmed_loss(errors: torch.Tensor, trim: float, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean error over the rows of a batch that each member learns from (``mask``,
-    ``(members, N)`` of 0/1; None: every row), leaving out each member's ``trim`` share
-    of its worst-rebuilt rows (so a few outliers among the training rows are not
-    learnt). ``errors`` is ``(members, N, F)``."""
+def trimmed_loss(errors: torch.Tensor, trim: float) -> torch.Tensor:
+    """Mean error over the rows of a batch, leaving out each member's ``trim`` share of
+    worst-rebuilt rows (so a few outliers among the training rows are not learnt).
+    ``errors`` is ``(members, N, F)``."""
     per_row = errors.mean(2)
-    weight = torch.ones_like(per_row) if mask is None else mask.to(per_row.dtype)
-    if trim > 0:
-        count = weight.sum(1, keepdim=True)
-        keep = (count - torch.floor(trim * count)).clamp_min(1)
-        order = per_row.masked_fill(weight == 0, math.inf).argsort(1)
-        rank = order.argsort(1)
-        weight = weight * (rank < keep)
-    return (per_row * weight).sum() / weight.sum().clamp_min(1)
+    keep = per_row.shape[1] - int(trim * per_row.shape[1])
+    if keep < per_row.shape[1]:
+        per_row = per_row.topk(max(keep, 1), dim=1, largest=False).values
+    return per_row.mean()
 
 
 class TabularVAE(nn.Module):
