@@ -152,6 +152,8 @@ SERIES_FAMILIES = {
 
 TABLE_FAMILIES = {
     "table-ensemble": _table("ensemble", nan=True),
+    "table-ensemble-median": _table("ensemble", combine="median"),
+    "table-ensemble-median-odd": _table("ensemble", combine="median", members=3, score="l1"),
     "table-ae": _table("ae", nan=True),
     "table-vae": _table("vae", score="l1", scaler="minmax"),
     "table-ae-unbounded": _table("ae", bounded=False),

@@ -6,7 +6,8 @@ a missing value (NaN) becomes the column's training median (``missing="impute"``
 columns are scaled with the training offset and scale (in float64, as the encoder does),
 then the network and the per-row score (``mse``: mean squared error, ``l1``: summed
 absolute error; for a detector that standardises its errors, each feature's error is
-first divided by its training median, and an ensemble's members' scores are averaged). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
+first divided by its training median, and an ensemble's members' scores are averaged, or
+their median taken, as the detector's ``combine`` says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
 
 Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
 categorical columns cannot be exported (their one-hot encoding works on strings, which
@@ -30,7 +31,7 @@ class TableScorer(nn.Module):
 
     def __init__(self, network: nn.Module, median: np.ndarray, offset: np.ndarray, scale: np.ndarray,
                  impute: bool, absolute: bool, threshold: float, members: bool = False,
-                 error_scale: np.ndarray | None = None):
+                 error_scale: np.ndarray | None = None, median_of_members: bool = False):
         super().__init__()
         self.network = network
         self.impute = impute
@@ -45,6 +46,7 @@ class TableScorer(nn.Module):
         if error_scale is None:
             error_scale = np.ones((1, self.n_features))
         self.register_buffer("error_scale", torch.as_tensor(np.asarray(error_scale), dtype=torch.float32))
+        self.median_of_members = median_of_members
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if rows.dim() != 2 or rows.size(1) != self.n_features:
@@ -60,7 +62,14 @@ class TableScorer(nn.Module):
         if not self.absolute:
             error = error.square()
         error = error / self.error_scale.unsqueeze(1)
-        score = (error.sum(2) if self.absolute else error.mean(2)).mean(0)
+        per_member = error.sum(2) if self.absolute else error.mean(2)
+        if self.median_of_members:
+            # the median over the members (the mean of the middle two for an even count)
+            ordered = per_member.sort(dim=0).values
+            k = ordered.size(0)
+            score = 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
+        else:
+            score = per_member.mean(0)
         label = (score.to(torch.float64) > self.threshold).to(torch.int64)
         return score, label
 
@@ -82,7 +91,7 @@ def _table_graph(det: TabularDetector, input_dtype: str | None, score: str | Non
     rng = np.random.default_rng(0)
     example = torch.from_numpy(rng.normal(size=(3, n)).astype(input_dtype))
     args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold,
-            det.model == "ensemble", det.error_scale_)
+            det.model == "ensemble", det.error_scale_, det.model == "ensemble" and det.combine == "median")
     module = TableScorer(network, *args).eval()
     net_example = torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32))
     script_module = script(TableScorer(trace_network(network, net_example), *args),
