@@ -182,11 +182,12 @@ def main() -> None:
     args = ap.parse_args()
     variants = json.loads(args.variants)
     sets, seeds = args.sets.split(","), [int(s) for s in args.seeds.split(",")]
-    settings, detectors = args.settings.split(","), args.detectors.split(",") + list(variants)
+    settings, detectors = args.settings.split(","), list(dict.fromkeys(args.detectors.split(",") + list(variants)))
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise SystemExit(f"unknown settings {unknown}; choose from {SETTINGS}")
     load_start = os.getloadavg()
+    torch.set_num_threads(args.threads)  # as in every worker, so the machine line says what ran
     tasks = [(st, seed, sets, detectors, args.max_train or None, args.threads, variants)
              for st in settings for seed in seeds]
     started = time.perf_counter()

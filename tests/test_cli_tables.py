@@ -19,7 +19,8 @@ from reconad.cli import app
 from reconad.cli.kinds import guess_kind
 
 runner = CliRunner()
-FAST = ["--epochs", "25", "--batch-size", "32", "--width", "16", "--quiet", "--seed", "0"]
+# the default training (about 300 weight updates of small networks) takes a few seconds here
+TRAIN_OPTS = ["--quiet", "--seed", "0"]
 
 
 def parts(n: int, seed: int) -> pd.DataFrame:
@@ -60,7 +61,7 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(files):
     out = invoke("train", "--kind", "table", "--encoding", "shift_jis", "--normal", files / "normal.csv",
-                 "--out", files / "model", *FAST)
+                 "--out", files / "model", *TRAIN_OPTS)
     assert "table ensemble" in out and "ライン one-hot" in out and "5 missing values imputed" in out
     return files / "model"
 
@@ -116,7 +117,7 @@ def test_export_serve_drift_retrain(files, model, tmp_path):
     r = runner.invoke(app, ["export", "--model", str(model), "--out", str(tmp_path / "t.onnx")])
     assert isinstance(r.exception, ValueError) and "categorical columns (ライン)" in str(r.exception)
     invoke("train", "--kind", "table", "--normal", files / "normal.csv", "--drop", "ライン",
-           "--out", tmp_path / "numeric", *FAST)
+           "--out", tmp_path / "numeric", *TRAIN_OPTS)
     out = invoke("export", "--model", tmp_path / "numeric", "--out", tmp_path / "n.onnx")
     assert "table model" in out and (tmp_path / "n.onnx").stat().st_size > 0
 

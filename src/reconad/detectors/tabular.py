@@ -34,12 +34,12 @@ from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
-from reconad.models.tabular import member_errors, trimmed_loss, vae_loss
+from reconad.models.tabular import member_errors, member_slots, slot_rows, trimmed_loss, vae_loss
 
 # what ``None`` means for the training settings, per model: the ensemble trains for about
 # ``updates`` weight updates with large batches; the single networks for a fixed number of epochs
 MODEL_DEFAULTS = {
-    "ensemble": {"depth": 1, "batch_size": 256, "lr": 3e-3, "updates": 300},
+    "ensemble": {"depth": 1, "batch_size": 128, "lr": 3e-3, "updates": 300},
     "ae": {"depth": 2, "batch_size": 64, "lr": 1e-3, "epochs": 50},
     "vae": {"depth": 2, "batch_size": 64, "lr": 1e-3, "epochs": 50},
 }
@@ -88,11 +88,17 @@ class TabularDetector(TorchDetector):
     standardize_errors : bool or None
         Divide each feature's error by its median over the training rows before the
         errors are combined (None: True for ``"ensemble"``, False otherwise).
-    members : int, default 4
+    members : int, default 8
         Autoencoders in the ensemble (``"ensemble"`` only).
-    combine : {"mean", "median"}, default "mean"
-        How the members' scores of a row are combined (``"ensemble"`` only). The median
-        is not moved by one member that rebuilds some outliers well or all rows badly.
+    combine : {"mean", "median"}, default "median"
+        How the members' scores of a row are combined (``"ensemble"`` only), each first
+        divided by its median over the training rows. The median is not moved by one
+        member that rebuilds some outliers well or all rows badly.
+    subsample : float in (0, 1], default 0.5
+        Share of the training rows each member learns from (``"ensemble"`` only): every
+        member draws its own random share of the training and of the validation rows, and
+        its output bounds, error scales and kept epoch come from its own rows, so an
+        outlier among the training rows is learnt by only some of the members.
     trim : float in [0, 0.5), default 0.0
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
@@ -108,7 +114,7 @@ class TabularDetector(TorchDetector):
         Weight of the KL term (``"vae"`` only).
     epochs, batch_size, lr, weight_decay, validation_fraction, patience :
         Training settings (Adam); the weights with the best validation loss are kept.
-        None takes the model's default: ``"ensemble"`` batches of 256 rows, learning
+        None takes the model's default: ``"ensemble"`` batches of 128 rows, learning
         rate 3e-3 and as many epochs as give about 300 weight updates; ``"ae"`` and
         ``"vae"`` batches of 64, 1e-3 and 50 epochs.
     threshold_method, threshold_param : as for ``ImageDetector``.
@@ -130,8 +136,8 @@ class TabularDetector(TorchDetector):
     def __init__(self, model: str = DEFAULT_MODELS["table"], columns: list[str] | None = None, scaler: str = "robust",
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
-                 standardize_errors: bool | None = None, members: int = 4, combine: str = "mean",
-                 trim: float = 0.0,
+                 standardize_errors: bool | None = None, members: int = 8, combine: str = "median",
+                 subsample: float = 0.5, trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -150,6 +156,7 @@ class TabularDetector(TorchDetector):
         self.standardize_errors = standardize_errors
         self.members = members
         self.combine = combine
+        self.subsample = subsample
         self.trim = trim
         self.latent_dim = latent_dim
         self.width = width
@@ -181,6 +188,8 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
         if self.combine not in ("mean", "median"):
             raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
+        if not 0 < float(self.subsample) <= 1:
+            raise ValueError(f"subsample must be a share of the rows in (0, 1], got {self.subsample!r}")
 
     def _setting(self, name: str):
         """A training setting: the value given, else the model's default."""
@@ -230,15 +239,45 @@ class TabularDetector(TorchDetector):
         self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
         return train, val
 
+    def _member_batches(self, train: torch.Tensor, val: torch.Tensor | None):
+        """The ensemble's training and validation tensors in the layout of
+        ``member_slots``: every member its own random ``subsample`` share of the rows, in
+        its own order, so the members learn from different rows and batches."""
+        members, share = int(self.members), float(self.subsample)
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
+        return (member_slots(train, members, gen, share),
+                None if val is None else member_slots(val, members, gen, share))
+
     def _train(self, train, val) -> None:
         """Train with the model's default batch size, epochs and learning rate where they are
         None, then measure each feature's typical training error."""
         batch_size = min(int(self._setting("batch_size")), len(train))
         epochs = self._setting("epochs") or default_epochs(len(train), batch_size,
                                                            MODEL_DEFAULTS[self.model]["updates"])
-        self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
-        rows = train if val is None else torch.cat([train, val])
-        self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
+        self.member_scale_ = None
+        if self.model != "ensemble":
+            self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
+            rows = train if val is None else torch.cat([train, val])
+            self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
+            return
+        fit_train, fit_val = self._member_batches(train, val)
+        batch_size = min(int(self._setting("batch_size")), len(fit_train))
+        epochs = self._setting("epochs") or default_epochs(len(fit_train), batch_size,
+                                                           MODEL_DEFAULTS[self.model]["updates"])
+        own = slot_rows(fit_train if fit_val is None else torch.cat([fit_train, fit_val]), int(self.members))
+        self.model_.box.set_bounds(own.min(1, keepdim=True).values, own.max(1, keepdim=True).values)
+        # with validation rows, each member keeps its own best epoch (``MemberBest``), so
+        # the training loop itself gets none: it would pick one epoch for all
+        keeper = MemberBest(self.model_, fit_val, float(self.trim)) if fit_val is not None else None
+        self._fit_network(fit_train, None, batch_size=batch_size, epochs=epochs,
+                          lr=self._setting("lr"), on_epoch=keeper)
+        if keeper is not None:
+            keeper.restore()
+            self.history_["val_loss"] = keeper.history
+            self.best_epoch_ = int(keeper.best_epoch.median())
+        self.error_scale_ = self._own_error_scale(own) if self._standardizes() else None
+        rows = (train if val is None else torch.cat([train, val])).numpy()
+        self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
 
     def _loss_fn(self):
         if entry("table", self.model).family == "vae":
@@ -246,7 +285,7 @@ class TabularDetector(TorchDetector):
             return lambda out, xb: vae_loss(xb, out, beta)
         if self.model == "ensemble":
             trim = float(self.trim)
-            return lambda out, xb: trimmed_loss(member_errors(xb, out), trim)
+            return lambda out, xb: trimmed_loss(member_errors(out[1], out[0]), trim)
         return lambda out, xb: scoring.loss(xb, out, "mse")
 
     def _threshold_from_fit(self, data: np.ndarray, held_out: np.ndarray) -> None:
@@ -267,6 +306,16 @@ class TabularDetector(TorchDetector):
             out = out.unsqueeze(0)
         return member_errors(xb, out, 1 if self.score == "l1" else 2)
 
+    def _own_error_scale(self, own: torch.Tensor) -> np.ndarray:
+        """Median error of every member on every feature over its own rows ``own``
+        ``(members, K, F)``, floored as in ``_error_scale``."""
+        self.model_.eval()
+        with torch.no_grad():
+            errors = member_errors(own, self.model_._run(own), 1 if self.score == "l1" else 2)
+        errors = errors.numpy()
+        median = np.median(errors, axis=1).astype(np.float64)
+        return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
+
     def _error_scale(self, data: np.ndarray) -> np.ndarray:
         """Median error of every member on every feature over the rows of ``data``
         ``(members, F)``, floored at a millionth of the mean error (a feature rebuilt
@@ -276,19 +325,29 @@ class TabularDetector(TorchDetector):
         median = np.median(errors, axis=0).astype(np.float64)
         return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
 
-    def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def _member_scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Every member's score of every row ``(N, members)``: its per-feature errors
+        (divided by ``error_scale_`` when standardised) averaged (``mse``) or summed
+        (``l1``), then divided by ``member_scale_`` when set."""
         self.model_.eval()
         scale = None if self.error_scale_ is None else torch.from_numpy(self.error_scale_).float().to(self.device_)
-        median = self.combine == "median"
+        member = getattr(self, "member_scale_", None)
+        member = None if member is None else torch.from_numpy(np.asarray(member)).float().to(self.device_)
 
         def per_row(xb):
             errors = self._feature_errors(xb)
             if scale is not None:
                 errors = errors / scale.unsqueeze(1)
             per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
-            return per_member.quantile(0.5, dim=0) if median else per_member.mean(0)
+            if member is not None:
+                per_member = per_member / member.unsqueeze(1)
+            return per_member.T
 
-        return self._batched(data, per_row, batch_size=batch_size).astype(np.float64)
+        return self._batched(data, per_row, batch_size=batch_size)
+
+    def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        per_member = self._member_scores(data, batch_size).astype(np.float64)
+        return np.median(per_member, axis=1) if self.combine == "median" else per_member.mean(axis=1)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous)."""
@@ -308,7 +367,8 @@ class TabularDetector(TorchDetector):
     def _fitted_state(self):
         fitted = {"encoder_": self.encoder_.to_dict(), "n_features_": self.n_features_,
                   "history_": self.history_, "best_epoch_": self.best_epoch_,
-                  "error_scale_": None if self.error_scale_ is None else self.error_scale_.tolist()}
+                  "error_scale_": None if self.error_scale_ is None else self.error_scale_.tolist(),
+                  "member_scale_": None if self.member_scale_ is None else self.member_scale_.tolist()}
         return fitted, self._network_tensors()
 
     def _restore_state(self, fitted, tensors):
@@ -321,6 +381,8 @@ class TabularDetector(TorchDetector):
         self.best_epoch_ = fitted["best_epoch_"]
         scale = fitted.get("error_scale_")
         self.error_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
+        member = fitted.get("member_scale_")
+        self.member_scale_ = None if member is None else np.asarray(member, dtype=np.float64)
         self._restore_network(tensors)
 
     # --- pictures ---------------------------------------------------------------------
@@ -347,3 +409,45 @@ class TabularDetector(TorchDetector):
             plots.decision_contour(self.decision_function, values[keep], self.threshold_, path,
                                    labels=marks[keep], feature_names=tuple(enc.columns_),
                                    label_name=suffix)
+
+
+class MemberBest:
+    """Keeps, for every member of a ``TabularEnsemble``, the weights of the epoch with its
+    own lowest loss on its own validation rows (called after each epoch by ``fit_model``),
+    and puts them back with ``restore``: each member stops where it fitted best, not at the
+    epoch best for the members' sum. ``history`` holds the members' mean validation loss
+    per epoch, ``best_epoch`` each member's kept epoch."""
+
+    def __init__(self, model: torch.nn.Module, val: torch.Tensor, trim: float):
+        """``val``: the validation rows in the layout of ``member_slots``."""
+        self.model, self.trim = model, trim
+        self.x = slot_rows(val, model.members).to(next(model.parameters()).device)
+        self.best = torch.full((model.members,), math.inf)
+        self.best_epoch = torch.zeros(model.members, dtype=torch.long)
+        self.history: list[float] = []
+        self.state = [p.detach().clone() for p in model.parameters()]
+
+    def losses(self) -> torch.Tensor:
+        """Every member's validation loss ``(members,)``, trimmed as the training loss is."""
+        with torch.no_grad():
+            per_row = member_errors(self.x, self.model._run(self.x)).mean(2)
+            keep = max(1, per_row.shape[1] - int(self.trim * per_row.shape[1]))
+            if keep < per_row.shape[1]:
+                per_row = per_row.sort(1).values[:, :keep]
+            return per_row.mean(1).cpu()
+
+    def __call__(self, epoch: int) -> None:
+        loss = self.losses()
+        self.history.append(float(loss.mean()))
+        better = loss < self.best
+        if better.any():
+            self.best = torch.where(better, loss, self.best)
+            self.best_epoch[better] = epoch
+            with torch.no_grad():
+                for kept, p in zip(self.state, self.model.parameters()):
+                    kept.copy_(torch.where(better.view(-1, *[1] * (p.dim() - 1)).to(p.device), p, kept))
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for kept, p in zip(self.state, self.model.parameters()):
+                p.copy_(kept)

@@ -6,8 +6,9 @@ a missing value (NaN) becomes the column's training median (``missing="impute"``
 columns are scaled with the training offset and scale (in float64, as the encoder does),
 then the network and the per-row score (``mse``: mean squared error, ``l1``: summed
 absolute error; for a detector that standardises its errors, each feature's error is
-first divided by its training median, and an ensemble's members' scores are averaged, or
-their median taken, as the detector's ``combine`` says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
+first divided by its training median, and an ensemble's members' scores are divided by
+their training medians and averaged, or their median taken, as the detector's ``combine``
+says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
 
 Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
 categorical columns cannot be exported (their one-hot encoding works on strings, which
@@ -31,7 +32,8 @@ class TableScorer(nn.Module):
 
     def __init__(self, network: nn.Module, median: np.ndarray, offset: np.ndarray, scale: np.ndarray,
                  impute: bool, absolute: bool, threshold: float, members: bool = False,
-                 error_scale: np.ndarray | None = None, median_of_members: bool = False):
+                 error_scale: np.ndarray | None = None, median_of_members: bool = False,
+                 member_scale: np.ndarray | None = None):
         super().__init__()
         self.network = network
         self.impute = impute
@@ -47,6 +49,9 @@ class TableScorer(nn.Module):
             error_scale = np.ones((1, self.n_features))
         self.register_buffer("error_scale", torch.as_tensor(np.asarray(error_scale), dtype=torch.float32))
         self.median_of_members = median_of_members
+        if member_scale is None:
+            member_scale = np.ones(len(self.error_scale))
+        self.register_buffer("member_scale", torch.as_tensor(np.asarray(member_scale), dtype=torch.float32))
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if rows.dim() != 2 or rows.size(1) != self.n_features:
@@ -62,7 +67,7 @@ class TableScorer(nn.Module):
         if not self.absolute:
             error = error.square()
         error = error / self.error_scale.unsqueeze(1)
-        per_member = error.sum(2) if self.absolute else error.mean(2)
+        per_member = (error.sum(2) if self.absolute else error.mean(2)) / self.member_scale.unsqueeze(1)
         if self.median_of_members:
             # the median over the members (the mean of the middle two for an even count)
             ordered = per_member.sort(dim=0).values
@@ -91,7 +96,8 @@ def _table_graph(det: TabularDetector, input_dtype: str | None, score: str | Non
     rng = np.random.default_rng(0)
     example = torch.from_numpy(rng.normal(size=(3, n)).astype(input_dtype))
     args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold,
-            det.model == "ensemble", det.error_scale_, det.model == "ensemble" and det.combine == "median")
+            det.model == "ensemble", det.error_scale_, det.model == "ensemble" and det.combine == "median",
+            getattr(det, "member_scale_", None))
     module = TableScorer(network, *args).eval()
     net_example = torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32))
     script_module = script(TableScorer(trace_network(network, net_example), *args),

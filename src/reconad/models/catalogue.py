@@ -221,9 +221,10 @@ for _e in [
                "dense autoencoder on flattened windows (latent_dim, width, depth)"),
     # tables (rows of scaled, encoded features)
     ModelEntry("ensemble", "table", "reconstruction", _network("tabular", "build_tabular_ensemble"), "mse", "mse",
-               ("mse", "l1"), _space(**_TABLE, members=("int", 1, 8, False)), True, True,
-               "small dense autoencoders trained side by side as one batched network, output bounded "
-               "to the training range, scores averaged (latent_dim, width, depth, members, bounded)"),
+               ("mse", "l1"), _space(**_TABLE, members=("int", 2, 16, False)), True, True,
+               "small dense autoencoders trained side by side as one batched network, each on its own "
+               "half of the rows, output bounded to the training range, median of their scores "
+               "(latent_dim, width, depth, members, bounded)"),
     ModelEntry("ae", "table", "reconstruction", _network("tabular", "build_tabular_ae"), "mse", "mse", ("mse", "l1"),
                _space(**_TABLE), True, True,
                "dense autoencoder, output bounded to the training range (latent_dim, width, depth, bounded)"),

@@ -20,17 +20,28 @@ from reconad.models.dense import DenseAE
 
 class OutputBox(nn.Module):
     """Maps pre-activations to ``lower + (upper - lower) * sigmoid(h)`` per feature, or
-    passes them through when built without bounds."""
+    passes them through when built without bounds. With ``members`` the bounds are kept
+    per member, ``(members, 1, F)``, for an ensemble's ``(members, N, F)`` output."""
 
-    def __init__(self, n_features: int, bounded: bool):
+    def __init__(self, n_features: int, bounded: bool, members: int | None = None):
         super().__init__()
         self.bounded = bounded
-        self.register_buffer("lower", torch.zeros(n_features))
-        self.register_buffer("upper", torch.ones(n_features))
+        shape = (n_features,) if members is None else (members, 1, n_features)
+        self.register_buffer("lower", torch.zeros(shape))
+        self.register_buffer("upper", torch.ones(shape))
 
     def set_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> None:
-        self.lower.copy_(torch.as_tensor(lower, dtype=self.lower.dtype))
-        self.upper.copy_(torch.as_tensor(upper, dtype=self.upper.dtype))
+        """Bounds of shape ``(F,)`` (the same for every member) or the buffers' shape."""
+        self.lower.copy_(torch.as_tensor(lower, dtype=self.lower.dtype).expand_as(self.lower))
+        self.upper.copy_(torch.as_tensor(upper, dtype=self.upper.dtype).expand_as(self.upper))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files written before the bounds were kept per member hold one ``(F,)`` row
+        for name in ("lower", "upper"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].shape != getattr(self, name).shape:
+                state_dict[key] = state_dict[key].expand_as(getattr(self, name)).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not self.bounded:
@@ -61,6 +72,10 @@ class TabularEnsemble(nn.Module):
     every layer is one batched matrix product over the members, so training them side by
     side costs about as much as training one. ``forward`` returns every member's
     reconstruction, ``(members, N, F)``; the output goes through an :class:`OutputBox`.
+
+    In training every member can see its own rows: ``forward_train`` takes batches of
+    ``(N, members * F)``, member ``m``'s rows in the ``m``-th block of ``F`` columns, and
+    returns the reconstructions with the members' inputs, both ``(members, N, F)``.
     """
 
     def __init__(self, input_shape, latent_dim: int = 8, width: int = 64, depth: int = 1,
@@ -78,14 +93,21 @@ class TabularEnsemble(nn.Module):
             bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default initialisation
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
-        self.box = OutputBox(n_in, bounded)
+        self.box = OutputBox(n_in, bounded, members=members)
 
     @property
     def members(self) -> int:
         return self.weights[0].shape[0]
 
+    def forward_train(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = slot_rows(batch, self.members)
+        return self._run(x), x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.flatten(1).unsqueeze(0).expand(self.members, -1, -1)
+        return self._run(x.flatten(1).unsqueeze(0).expand(self.members, -1, -1))
+
+    def _run(self, h: torch.Tensor) -> torch.Tensor:
+        """The members' reconstructions of their inputs ``(members, N, F)``."""
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
@@ -95,8 +117,25 @@ class TabularEnsemble(nn.Module):
 
 
 def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) -> torch.Tensor:
-    """Per-feature error ``|x - x_hat| ** power`` of every member, ``(members, N, F)``."""
-    return (members_out - x.flatten(1).unsqueeze(0)).abs().pow(power)
+    """Per-feature error ``|x - x_hat| ** power`` of every member, ``(members, N, F)``;
+    ``x`` is ``(N, F)`` (the same rows for every member) or ``(members, N, F)``."""
+    if x.dim() != 3:
+        x = x.flatten(1).unsqueeze(0)
+    return (members_out - x).abs().pow(power)
+
+
+def member_slots(rows: torch.Tensor, members: int, generator: torch.Generator, share: float = 1.0) -> torch.Tensor:
+    """``(K, members * F)``: for every member its own random ``share`` of the ``N`` rows
+    ``(N, F)`` (``K = round(share * N)``, at least 1; all of them in a random order when
+    ``share`` is 1), member ``m``'s rows in the ``m``-th block of ``F`` columns, so that a
+    batch of samples gives every member a different set of rows."""
+    k = min(len(rows), max(1, round(share * len(rows))))
+    return torch.cat([rows[torch.randperm(len(rows), generator=generator)[:k]] for _ in range(members)], 1)
+
+
+def slot_rows(slots: torch.Tensor, members: int) -> torch.Tensor:
+    """The rows of ``member_slots``' layout as ``(members, K, F)``."""
+    return slots.reshape(len(slots), members, -1).transpose(0, 1)
 
 
 def trimmed_loss(errors: torch.Tensor, trim: float) -> torch.Tensor:

@@ -176,6 +176,7 @@ def fit_model(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     distributed: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` with Adam on ``loss_fn(output, batch)``; keep the weights with the best
     validation loss (training loss when there is no validation data) and restore them.
@@ -194,7 +195,8 @@ def fit_model(
     and gets the same value with one process or many.
     ``checkpoint`` (a folder; default from ``fit_settings``) is written by rank 0 after
     every epoch, and a run that finds an unfinished checkpoint of the same run resumes from
-    it."""
+    it. ``on_epoch(epoch)`` is called after every epoch's update of the kept weights (for
+    a model that keeps more than one best state, e.g. one per ensemble member)."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
@@ -290,6 +292,8 @@ def fit_model(
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
+            if on_epoch is not None:
+                on_epoch(epoch)
             if progress:
                 progress.update(task, advance=1, info=f"loss {train_loss:.5f}  val {val_loss:.5f}")
             stop = group.any(patience is not None and waited >= patience)
