@@ -6,8 +6,11 @@ some outliers among the training rows:
 
 * columns are scaled robustly (median and interquartile range), so a few extreme rows do
   not squeeze the normal ones together;
-* a few small autoencoders are trained side by side (one batched network) and their
-  scores averaged, which steadies the score against the luck of one initialisation;
+* eight small autoencoders are trained side by side (one batched network), each on its
+  own random half of the training rows (its own batches, output bounds, error scales and
+  best epoch), and a row's score is the median of theirs: an outlier among the training
+  rows is learnt by only some of them, and one member that learns an outlier group or
+  fits badly moves the median little;
 * the bottleneck is small (about a quarter of the features) and the output is bounded
   to each feature's training range, so a few outliers among the training rows are not
   learnt well enough to be rebuilt, and an extreme value is never rebuilt;
@@ -62,10 +65,11 @@ class TabularDetector(TorchDetector):
     Parameters
     ----------
     model : {"ensemble", "ae", "vae"}, default "ensemble"
-        ``"ensemble"``: ``members`` small dense autoencoders trained side by side on a
-        trimmed loss, their scores averaged (see the module notes); ``"ae"``: one dense
-        autoencoder; ``"vae"``: dense Gaussian VAE (trained on squared error plus ``beta``
-        times the KL term, scored on the reconstruction of the posterior mean).
+        ``"ensemble"``: ``members`` small dense autoencoders trained side by side, each on
+        its own share of the rows (``subsample``), the median of their scores (see the
+        module notes); ``"ae"``: one dense autoencoder; ``"vae"``: dense Gaussian VAE
+        (trained on squared error plus ``beta`` times the KL term, scored on the
+        reconstruction of the posterior mean).
     columns : list of str or None
         Columns to use from a DataFrame or CSV; None uses all of them. At scoring columns
         are matched by name (another order is fine, a missing column is an error); arrays
