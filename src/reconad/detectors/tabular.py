@@ -334,24 +334,32 @@ class TabularDetector(TorchDetector):
         (divided by ``error_scale_`` when standardised) averaged (``mse``) or summed
         (``l1``), then divided by ``member_scale_`` when set."""
         self.model_.eval()
-        scale = None if self.error_scale_ is None else torch.from_numpy(self.error_scale_).float().to(self.device_)
+        return self._batched(data, lambda xb: self._per_member(xb).T, batch_size=batch_size)
+
+    def _per_member(self, xb: torch.Tensor) -> torch.Tensor:
+        """The members' scores of a batch ``(members, N)`` (see ``_member_scores``)."""
+        errors = self._feature_errors(xb)
+        if self.error_scale_ is not None:
+            errors = errors / torch.as_tensor(self.error_scale_, dtype=errors.dtype, device=errors.device).unsqueeze(1)
+        per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
         member = getattr(self, "member_scale_", None)
-        member = None if member is None else torch.from_numpy(np.asarray(member)).float().to(self.device_)
-
-        def per_row(xb):
-            errors = self._feature_errors(xb)
-            if scale is not None:
-                errors = errors / scale.unsqueeze(1)
-            per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
-            if member is not None:
-                per_member = per_member / member.unsqueeze(1)
-            return per_member.T
-
-        return self._batched(data, per_row, batch_size=batch_size)
+        if member is not None:
+            per_member = per_member / torch.as_tensor(member, dtype=per_member.dtype,
+                                                      device=per_member.device).unsqueeze(1)
+        return per_member
 
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        per_member = self._member_scores(data, batch_size).astype(np.float64)
-        return np.median(per_member, axis=1) if self.combine == "median" else per_member.mean(axis=1)
+        self.model_.eval()
+
+        def per_row(xb):
+            per_member = self._per_member(xb)
+            if self.combine != "median":
+                return per_member.mean(0)
+            ordered = per_member.sort(0).values  # the median; the mean of the middle two for an even count
+            k = len(ordered)
+            return 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
+
+        return self._batched(data, per_row, batch_size=batch_size).astype(np.float64)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous)."""
