@@ -255,23 +255,29 @@ class TabularDetector(TorchDetector):
     def _train(self, train, val) -> None:
         """Train with the model's default batch size, epochs and learning rate where they are
         None, then measure each feature's typical training error."""
+        self.member_scale_ = None
+        if self.model == "ensemble":
+            self._train_members(train, val)
+            return
         batch_size = min(int(self._setting("batch_size")), len(train))
         epochs = self._setting("epochs") or default_epochs(len(train), batch_size,
                                                            MODEL_DEFAULTS[self.model]["updates"])
-        self.member_scale_ = None
-        if self.model != "ensemble":
-            self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
-            rows = train if val is None else torch.cat([train, val])
-            self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
-            return
+        self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
+        rows = train if val is None else torch.cat([train, val])
+        self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
+
+    def _train_members(self, train, val) -> None:
+        """The ensemble: every member on its own rows (``_member_batches``), with output
+        bounds and error scales from them and its own best epoch (``MemberBest``); then
+        each member's median score over all training rows (``member_scale_``)."""
         fit_train, fit_val = self._member_batches(train, val)
         batch_size = min(int(self._setting("batch_size")), len(fit_train))
         epochs = self._setting("epochs") or default_epochs(len(fit_train), batch_size,
                                                            MODEL_DEFAULTS[self.model]["updates"])
         own = slot_rows(fit_train if fit_val is None else torch.cat([fit_train, fit_val]), int(self.members))
         self.model_.box.set_bounds(own.min(1, keepdim=True).values, own.max(1, keepdim=True).values)
-        # with validation rows, each member keeps its own best epoch (``MemberBest``), so
-        # the training loop itself gets none: it would pick one epoch for all
+        # with validation rows each member keeps its own best epoch, so the training loop
+        # itself gets none: it would pick one epoch for all of them
         keeper = MemberBest(self.model_, fit_val, float(self.trim)) if fit_val is not None else None
         self._fit_network(fit_train, None, batch_size=batch_size, epochs=epochs,
                           lr=self._setting("lr"), on_epoch=keeper)
@@ -315,8 +321,8 @@ class TabularDetector(TorchDetector):
         ``(members, K, F)``, floored as in ``_error_scale``."""
         self.model_.eval()
         with torch.no_grad():
-            errors = member_errors(own, self.model_._run(own), 1 if self.score == "l1" else 2)
-        errors = errors.numpy()
+            own = own.to(self.device_)
+            errors = member_errors(own, self.model_._run(own), 1 if self.score == "l1" else 2).cpu().numpy()
         median = np.median(errors, axis=1).astype(np.float64)
         return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
 
