@@ -121,14 +121,20 @@ class TableEncoder:
         self.categorical_ = [c for c in cols if _is_categorical(frame[c])]
         self._check_values(frame)
         num = frame[self.numeric_].to_numpy(dtype=np.float64) if self.numeric_ else np.zeros((len(frame), 0))
-        if self.numeric_ and np.isnan(num).all(axis=0).any():
-            empty = [c for c, e in zip(self.numeric_, np.isnan(num).all(axis=0)) if e]
+        missing = np.isnan(num)
+        gaps = bool(missing.any())  # without gaps no copy with them filled is needed (large tables)
+        if gaps and missing.all(axis=0).any():
+            empty = [c for c, e in zip(self.numeric_, missing.all(axis=0)) if e]
             raise ValueError(f"columns with no values at all: {', '.join(empty)}")
         with np.errstate(all="ignore"):
-            self.median_ = np.nanmedian(num, axis=0) if num.shape[1] else np.zeros(0)
-        filled = np.where(np.isnan(num), self.median_, num)
+            if not num.shape[1]:
+                self.median_ = np.zeros(0)
+            else:
+                self.median_ = np.nanmedian(num, axis=0) if gaps else np.median(num, axis=0)
+        filled = np.where(missing, self.median_, num) if gaps else num
+        del missing
         if self.scaler == "robust":
-            self.offset_ = np.median(filled, axis=0)
+            self.offset_ = np.median(filled, axis=0) if gaps else self.median_.copy()
             q1, q3 = np.percentile(filled, [25, 75], axis=0) if len(filled) else (self.offset_,) * 2
             iqr = (q3 - q1) / IQR_TO_SD
             scale = np.where(iqr > 1e-12 * np.maximum(1.0, np.abs(self.offset_)), iqr, filled.std(axis=0))
@@ -186,8 +192,14 @@ class TableEncoder:
                 bad = [c for c in self.numeric_ if _is_categorical(frame[c])]
                 raise ValueError(f"columns {', '.join(bad)} were numeric in training but hold "
                                  "text now") from None
-            num = np.where(np.isnan(num), self.median_, num)
-            parts.append((num - self.offset_) / self.scale_)
+            if not num.flags.writeable or np.shares_memory(num, frame.values):
+                num = num.copy()
+            missing = np.isnan(num)  # imputed, offset and scaled in place: a large table is not copied again
+            if missing.any():
+                num[missing] = np.broadcast_to(self.median_, num.shape)[missing]
+            num -= self.offset_
+            num /= self.scale_
+            parts.append(num)
         for c in self.categorical_:
             values = frame[c].astype(object).where(frame[c].notna(), None).to_numpy()
             cats = self.categories_[c]
@@ -197,7 +209,7 @@ class TableEncoder:
             hit = codes >= 0
             block[np.nonzero(hit)[0], codes[hit]] = 1.0
             parts.append(block)
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).astype(np.float32)
 
     # --- state ------------------------------------------------------------------------
     def to_dict(self) -> dict:
