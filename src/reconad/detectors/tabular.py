@@ -37,7 +37,8 @@ from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
-from reconad.models.tabular import member_errors, member_slots, slot_rows, trimmed_loss, vae_loss
+from reconad.models.tabular import (median_of_members, member_errors, member_losses, member_slots, slot_rows,
+                                    trimmed_loss, vae_loss)
 
 # what ``None`` means for the training settings, per model: the ensemble trains for about
 # ``updates`` weight updates with large batches; the single networks for a fixed number of epochs
@@ -279,8 +280,12 @@ class TabularDetector(TorchDetector):
         batch_size = min(int(self._setting("batch_size")), len(fit_train))
         epochs = self._setting("epochs") or default_epochs(len(fit_train), batch_size,
                                                            MODEL_DEFAULTS[self.model]["updates"])
-        own = slot_rows(fit_train if fit_val is None else torch.cat([fit_train, fit_val]), int(self.members))
-        self.model_.box.set_bounds(own.min(1, keepdim=True).values, own.max(1, keepdim=True).values)
+        members = int(self.members)
+        parts = [slot_rows(fit_train, members)] + ([] if fit_val is None else [slot_rows(fit_val, members)])
+        self.model_.box.set_bounds(torch.stack([p.amin(1, keepdim=True) for p in parts]).amin(0),
+                                   torch.stack([p.amax(1, keepdim=True) for p in parts]).amax(0))
+        # the rows the error scales come from: each member's own, at most SCALE_ROWS of them
+        own = torch.cat([p[:, :SCALE_ROWS] for p in parts], 1)
         # with validation rows each member keeps its own best epoch, so the training loop
         # itself gets none: it would pick one epoch for all of them
         keeper = MemberBest(self.model_, fit_val, float(self.trim)) if fit_val is not None else None
@@ -329,8 +334,7 @@ class TabularDetector(TorchDetector):
         with torch.no_grad():
             own = own[:, :SCALE_ROWS].to(self.device_)
             errors = member_errors(own, self.model_._run(own), 1 if self.score == "l1" else 2).cpu().numpy()
-        median = np.median(errors, axis=1).astype(np.float64)
-        return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
+        return _floored_median(errors, axis=1)
 
     def _error_scale(self, data: np.ndarray) -> np.ndarray:
         """Median error of every member on every feature over the rows of ``data``
@@ -338,8 +342,7 @@ class TabularDetector(TorchDetector):
         exactly, such as a constant column, would otherwise get an infinite weight)."""
         self.model_.eval()
         errors = self._batched(data, lambda xb: self._feature_errors(xb).transpose(0, 1), batch_size=4096)
-        median = np.median(errors, axis=0).astype(np.float64)
-        return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
+        return _floored_median(errors, axis=0)
 
     def _member_scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Every member's score of every row ``(N, members)``: its per-feature errors
@@ -365,11 +368,7 @@ class TabularDetector(TorchDetector):
 
         def per_row(xb):
             per_member = self._per_member(xb)
-            if self.combine != "median":
-                return per_member.mean(0)
-            ordered = per_member.sort(0).values  # the median; the mean of the middle two for an even count
-            k = len(ordered)
-            return 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
+            return median_of_members(per_member) if self.combine == "median" else per_member.mean(0)
 
         return self._batched(data, per_row, batch_size=batch_size).astype(np.float64)
 
@@ -435,6 +434,13 @@ class TabularDetector(TorchDetector):
                                    label_name=suffix)
 
 
+def _floored_median(errors: np.ndarray, axis: int) -> np.ndarray:
+    """Median of per-feature errors along the rows ``axis``, floored at a millionth of the
+    mean error (a feature rebuilt exactly would otherwise get an infinite weight)."""
+    median = np.median(errors, axis=axis).astype(np.float64)
+    return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
+
+
 class MemberBest:
     """Keeps, for every member of a ``TabularEnsemble``, the weights of the epoch with its
     own lowest loss on its own validation rows (called after each epoch by ``fit_model``),
@@ -454,11 +460,7 @@ class MemberBest:
     def losses(self) -> torch.Tensor:
         """Every member's validation loss ``(members,)``, trimmed as the training loss is."""
         with torch.no_grad():
-            per_row = member_errors(self.x, self.model._run(self.x)).mean(2)
-            keep = max(1, per_row.shape[1] - int(self.trim * per_row.shape[1]))
-            if keep < per_row.shape[1]:
-                per_row = per_row.sort(1).values[:, :keep]
-            return per_row.mean(1).cpu()
+            return member_losses(member_errors(self.x, self.model._run(self.x)), self.trim).cpu()
 
     def __call__(self, epoch: int) -> None:
         loss = self.losses()

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from reconad.detectors.tabular import TabularDetector
+from reconad.models.tabular import median_of_members
 from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
 
@@ -68,13 +69,7 @@ class TableScorer(nn.Module):
             error = error.square()
         error = error / self.error_scale.unsqueeze(1)
         per_member = (error.sum(2) if self.absolute else error.mean(2)) / self.member_scale.unsqueeze(1)
-        if self.median_of_members:
-            # the median over the members (the mean of the middle two for an even count)
-            ordered = per_member.sort(dim=0).values
-            k = ordered.size(0)
-            score = 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
-        else:
-            score = per_member.mean(0)
+        score = median_of_members(per_member) if self.median_of_members else per_member.mean(0)
         label = (score.to(torch.float64) > self.threshold).to(torch.int64)
         return score, label
 

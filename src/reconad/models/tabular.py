@@ -138,15 +138,34 @@ def slot_rows(slots: torch.Tensor, members: int) -> torch.Tensor:
     return slots.reshape(len(slots), members, -1).transpose(0, 1)
 
 
-def trimmed_loss(errors: torch.Tensor, trim: float) -> torch.Tensor:
-    """Mean error over the rows of a batch, leaving out each member's ``trim`` share of
-    worst-rebuilt rows (so a few outliers among the training rows are not learnt).
-    ``errors`` is ``(members, N, F)``."""
+def _kept_rows(errors: torch.Tensor, trim: float) -> torch.Tensor:
+    """Each member's per-row errors ``(members, K)`` of ``errors`` ``(members, N, F)``,
+    without its ``trim`` share of worst-rebuilt rows (lowest first when trimmed)."""
     per_row = errors.mean(2)
     keep = per_row.shape[1] - int(trim * per_row.shape[1])
     if keep < per_row.shape[1]:
         per_row = per_row.topk(max(keep, 1), dim=1, largest=False).values
-    return per_row.mean()
+    return per_row
+
+
+def trimmed_loss(errors: torch.Tensor, trim: float) -> torch.Tensor:
+    """Mean error over the rows of a batch, leaving out each member's ``trim`` share of
+    worst-rebuilt rows (so a few outliers among the training rows are not learnt).
+    ``errors`` is ``(members, N, F)``."""
+    return _kept_rows(errors, trim).mean()
+
+
+def member_losses(errors: torch.Tensor, trim: float) -> torch.Tensor:
+    """``trimmed_loss`` of every member apart, ``(members,)``."""
+    return _kept_rows(errors, trim).mean(1)
+
+
+def median_of_members(per_member: torch.Tensor) -> torch.Tensor:
+    """The median over the members ``(members, N) -> (N,)``: the mean of the middle two
+    for an even count (as ``numpy.median``)."""
+    ordered = per_member.sort(dim=0).values
+    k = ordered.size(0)
+    return 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
 
 
 class TabularVAE(nn.Module):
