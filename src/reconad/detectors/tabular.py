@@ -16,7 +16,10 @@ some outliers among the training rows:
   learnt well enough to be rebuilt, and an extreme value is never rebuilt;
 * each feature's error is divided by its typical (median) training error before the
   errors are averaged (``standardize_errors``), so a feature that is hard to rebuild
-  for every row does not drown the others;
+  for every row does not drown the others; where many training rows share the
+  feature's lowest or highest value (at least 5 %: a count that is mostly 0, a pixel
+  mostly blank) the typical error is the larger of the median and the mean, so a rare
+  other value of that feature does not get an arbitrary, huge weight;
 * training takes about a fixed number of weight updates with large batches, so the fit
   time grows slowly with the number of rows.
 
@@ -39,6 +42,10 @@ from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
 from reconad.models.tabular import (median_of_members, member_errors, member_losses, member_slots, slot_rows,
                                     trimmed_loss, vae_loss)
+
+#: a feature with at least this share of its training rows on its lowest or highest value
+#: is "piled" (``piled_features``); its typical error is not its median error alone
+PILED_SHARE = 0.05
 
 # what ``None`` means for the training settings, per model: the ensemble trains for about
 # ``updates`` weight updates with large batches; the single networks for a fixed number of epochs
@@ -96,8 +103,10 @@ class TabularDetector(TorchDetector):
     score : {"mse", "l1"}, default "mse"
         Mean squared or summed absolute error over the encoded features.
     standardize_errors : bool or None
-        Divide each feature's error by its median over the training rows before the
-        errors are combined (None: True for ``"ensemble"``, False otherwise).
+        Divide each feature's error by its median over the training rows (the larger of
+        median and mean for a feature with at least 5 % of the rows on its lowest or
+        highest value) before the errors are combined (None: True for ``"ensemble"``,
+        False otherwise).
     members : int, default 8
         Autoencoders in the ensemble (``"ensemble"`` only).
     combine : {"mean", "median"}, default "median"
@@ -270,7 +279,7 @@ class TabularDetector(TorchDetector):
                                                            MODEL_DEFAULTS[self.model]["updates"])
         self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
         rows = train if val is None else torch.cat([train, val])
-        self.error_scale_ = self._error_scale(rows.numpy()) if self._standardizes() else None
+        self.error_scale_ = self._error_scale(rows.numpy(), piled_features([rows])) if self._standardizes() else None
 
     def _train_members(self, train, val) -> None:
         """The ensemble: every member on its own rows (``_member_batches``), with output
@@ -286,6 +295,7 @@ class TabularDetector(TorchDetector):
                                    torch.stack([p.amax(1, keepdim=True) for p in parts]).amax(0))
         # the rows the error scales come from: each member's own, at most SCALE_ROWS of them
         own = torch.cat([p[:, :SCALE_ROWS] for p in parts], 1)
+        piled = piled_features(parts)
         # with validation rows each member keeps its own best epoch, so the training loop
         # itself gets none: it would pick one epoch for all of them
         keeper = MemberBest(self.model_, fit_val, float(self.trim)) if fit_val is not None else None
@@ -295,7 +305,7 @@ class TabularDetector(TorchDetector):
             keeper.restore()
             self.history_["val_loss"] = keeper.history
             self.best_epoch_ = int(keeper.best_epoch.median())
-        self.error_scale_ = self._own_error_scale(own) if self._standardizes() else None
+        self.error_scale_ = self._own_error_scale(own, piled) if self._standardizes() else None
         rows = (train if val is None else torch.cat([train, val])).numpy()
         self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
 
@@ -326,7 +336,7 @@ class TabularDetector(TorchDetector):
             out = out.unsqueeze(0)
         return member_errors(xb, out, 1 if self.score == "l1" else 2)
 
-    def _own_error_scale(self, own: torch.Tensor) -> np.ndarray:
+    def _own_error_scale(self, own: torch.Tensor, piled: np.ndarray) -> np.ndarray:
         """Median error of every member on every feature over its own rows ``own``
         ``(members, K, F)`` (at most the first ``SCALE_ROWS`` of them, a random sample as
         each member's rows are in random order), floored as in ``_error_scale``."""
@@ -334,15 +344,14 @@ class TabularDetector(TorchDetector):
         with torch.no_grad():
             own = own[:, :SCALE_ROWS].to(self.device_)
             errors = member_errors(own, self.model_._run(own), 1 if self.score == "l1" else 2).cpu().numpy()
-        return _floored_median(errors, axis=1)
+        return _typical_error(errors, axis=1, piled=piled)
 
-    def _error_scale(self, data: np.ndarray) -> np.ndarray:
-        """Median error of every member on every feature over the rows of ``data``
-        ``(members, F)``, floored at a millionth of the mean error (a feature rebuilt
-        exactly, such as a constant column, would otherwise get an infinite weight)."""
+    def _error_scale(self, data: np.ndarray, piled: np.ndarray) -> np.ndarray:
+        """Typical error of every member on every feature over the rows of ``data``
+        ``(members, F)`` (``_typical_error``)."""
         self.model_.eval()
         errors = self._batched(data, lambda xb: self._feature_errors(xb).transpose(0, 1), batch_size=4096)
-        return _floored_median(errors, axis=0)
+        return _typical_error(errors, axis=0, piled=piled)
 
     def _member_scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Every member's score of every row ``(N, members)``: its per-feature errors
@@ -434,11 +443,31 @@ class TabularDetector(TorchDetector):
                                    label_name=suffix)
 
 
-def _floored_median(errors: np.ndarray, axis: int) -> np.ndarray:
-    """Median of per-feature errors along the rows ``axis``, floored at a millionth of the
-    mean error (a feature rebuilt exactly would otherwise get an infinite weight)."""
-    median = np.median(errors, axis=axis).astype(np.float64)
-    return np.maximum(median, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
+def piled_features(parts: list[torch.Tensor]) -> np.ndarray:
+    """Which features have at least ``PILED_SHARE`` of the rows on their lowest or their
+    highest value (a count that is mostly 0, a pixel mostly blank), ``(..., F)``, from
+    blocks of rows ``(..., K, F)`` with the rows along the second-last dimension (every
+    member's own rows ``(members, K, F)``, or the rows of one network ``(N, F)``)."""
+    lower = torch.stack([p.amin(-2) for p in parts]).amin(0).unsqueeze(-2)
+    upper = torch.stack([p.amax(-2) for p in parts]).amax(0).unsqueeze(-2)
+    rows = sum(p.shape[-2] for p in parts)
+    on_lower = sum((p == lower).sum(-2) for p in parts)
+    on_upper = sum((p == upper).sum(-2) for p in parts)
+    return (torch.maximum(on_lower, on_upper) >= PILED_SHARE * rows).numpy()
+
+
+def _typical_error(errors: np.ndarray, axis: int, piled: np.ndarray | None = None) -> np.ndarray:
+    """A feature's typical training error, what its error is divided by: the median of its
+    errors along the rows ``axis``; for the ``piled`` features (``piled_features``) the
+    larger of the median and the mean, as there the median measures little more than how
+    exactly the one value many rows share is rebuilt, and so would give a rare other value
+    of that feature an arbitrary, often huge weight. Floored at a millionth of the mean
+    error (a feature rebuilt exactly, such as a constant column, would otherwise get an
+    infinite weight)."""
+    typical = np.median(errors, axis=axis).astype(np.float64)
+    if piled is not None:
+        typical = np.where(piled, np.maximum(typical, errors.mean(axis=axis, dtype=np.float64)), typical)
+    return np.maximum(typical, 1e-6 * float(errors.mean(dtype=np.float64)) + 1e-12)
 
 
 class MemberBest:
