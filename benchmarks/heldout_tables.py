@@ -1,5 +1,6 @@
-"""Tables kept out of the choosing of the table defaults, built from the data that
-scikit-learn ships (no download), by the outlier protocols the published benchmarks use.
+"""Tables outside ODDS, to check on other tables the table defaults chosen on ODDS, built
+from the data that scikit-learn ships (no download), by the outlier protocols the
+published benchmarks use.
 
 * ``digits0`` .. ``digits9``: scikit-learn's handwritten digits (the test part of UCI's
   optdigits: 1797 rows, 64 pixel columns of 0..16, many of them nearly always 0); one
