@@ -63,8 +63,11 @@ SCALE_ROWS = 20000
 
 def default_latent_dim(n_features: int) -> int:
     """The bottleneck a table gets when ``latent_dim`` is None: about a quarter of its
-    (encoded) features, between 2 and 32."""
-    return int(min(32, max(2, round(n_features / 4))))
+    (encoded) features, between 2 and 32, and at least 3 where that is at most half of
+    them (with 6 to 11 features a quarter, 2, is too narrow to rebuild the normal rows
+    well, and rows whose values are each plausible but break the relations between them
+    go unseen; docs/tables_planted.md)."""
+    return int(max(2, min(32, n_features // 2, max(3, round(n_features / 4)))))
 
 
 def default_epochs(n_train: int, batch_size: int, updates: int) -> int:
@@ -122,9 +125,9 @@ class TabularDetector(TorchDetector):
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
     latent_dim, width, depth : int or None
-        Bottleneck (None: about a quarter of the encoded features, 2..32), units of the
-        first hidden layer (64) halving per layer, hidden layers per side (None: 1 for
-        ``"ensemble"``, 2 otherwise).
+        Bottleneck (None: about a quarter of the encoded features, 2..32, at least 3 from 6
+        features on), units of the first hidden layer (64) halving per layer, hidden
+        layers per side (None: 1 for ``"ensemble"``, 2 otherwise).
     bounded : bool, default True
         Squash the reconstruction into the range each (scaled) feature had in training,
         so an extreme value cannot be rebuilt by extrapolation and scores high; False
