@@ -303,7 +303,7 @@ class TabularDetector(TorchDetector):
         # itself gets none: it would pick one epoch for all of them
         keeper = MemberBest(self.model_, fit_val, float(self.trim)) if fit_val is not None else None
         self._fit_network(fit_train, None, batch_size=batch_size, epochs=epochs,
-                          lr=self._setting("lr"), on_epoch=keeper)
+                          lr=self._setting("lr"), on_epoch=keeper, keep_best=keeper is None)
         if keeper is not None:
             keeper.restore()
             self.history_["val_loss"] = keeper.history

@@ -77,14 +77,16 @@ class TorchDetector(BaseDetector):
         self._fit_network(train, val)
 
     def _fit_network(self, train: torch.Tensor, val: torch.Tensor | None, *, batch_size: int | None = None,
-                     epochs: int | None = None, lr: float | None = None, on_epoch=None) -> None:
+                     epochs: int | None = None, lr: float | None = None, on_epoch=None,
+                     keep_best: bool = True) -> None:
         """Fit ``model_`` with Adam on ``_loss_fn()``; sets ``history_`` and ``best_epoch_``.
         ``batch_size``, ``epochs`` and ``lr`` default to the detector's attributes;
-        ``on_epoch``: see ``fit_model``."""
+        ``on_epoch``, ``keep_best``: see ``fit_model``."""
         result = fit_model(self.model_, self._loss_fn(), train, val, epochs=int(epochs or self.epochs),
                            batch_size=int(batch_size or self.batch_size), lr=lr or self.lr,
                            weight_decay=self.weight_decay, patience=self.patience, device=self.device_,
-                           seed=self.random_state, verbose=self.verbose, on_epoch=on_epoch)
+                           seed=self.random_state, verbose=self.verbose, on_epoch=on_epoch,
+                           keep_best=keep_best)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
 

@@ -177,6 +177,7 @@ def fit_model(
     distributed: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    keep_best: bool = True,
 ) -> FitResult:
     """Train ``model`` with Adam on ``loss_fn(output, batch)``; keep the weights with the best
     validation loss (training loss when there is no validation data) and restore them.
@@ -196,7 +197,10 @@ def fit_model(
     ``checkpoint`` (a folder; default from ``fit_settings``) is written by rank 0 after
     every epoch, and a run that finds an unfinished checkpoint of the same run resumes from
     it. ``on_epoch(epoch)`` is called after every epoch's update of the kept weights (for
-    a model that keeps more than one best state, e.g. one per ensemble member)."""
+    a model that keeps more than one best state, e.g. one per ensemble member); such a
+    caller passes ``keep_best=False``, and the weights of the last epoch are left for it
+    instead of a copy of the best epoch's (the best epoch and early stopping are still
+    tracked)."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
@@ -289,7 +293,8 @@ def fit_model(
             result.history["val_loss"].append(val_loss)
             if val_loss < best:
                 best, waited, result.best_epoch = val_loss, 0, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                if keep_best:
+                    best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
             if on_epoch is not None:
