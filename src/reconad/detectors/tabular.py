@@ -454,9 +454,14 @@ def piled_features(parts: list[torch.Tensor]) -> np.ndarray:
     lower = torch.stack([p.amin(-2) for p in parts]).amin(0).unsqueeze(-2)
     upper = torch.stack([p.amax(-2) for p in parts]).amax(0).unsqueeze(-2)
     rows = sum(p.shape[-2] for p in parts)
-    on_lower = sum((p == lower).sum(-2) for p in parts)
-    on_upper = sum((p == upper).sum(-2) for p in parts)
-    return (torch.maximum(on_lower, on_upper) >= PILED_SHARE * rows).numpy()
+    on_lower = torch.zeros(lower.shape, dtype=torch.long)
+    on_upper = torch.zeros(upper.shape, dtype=torch.long)
+    for p in parts:
+        for start in range(0, p.shape[-2], 4096):  # in blocks of rows: a large table is not copied
+            block = p[..., start:start + 4096, :]
+            on_lower += torch.count_nonzero(block == lower, dim=-2).unsqueeze(-2)
+            on_upper += torch.count_nonzero(block == upper, dim=-2).unsqueeze(-2)
+    return (torch.maximum(on_lower, on_upper) >= PILED_SHARE * rows).squeeze(-2).numpy()
 
 
 def _typical_error(errors: np.ndarray, axis: int, piled: np.ndarray | None = None) -> np.ndarray:
