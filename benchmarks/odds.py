@@ -245,8 +245,9 @@ def main() -> None:
         "the training set, the test set is the other half plus all outliers. **contaminated**: "
         "a stratified 60/40 split of all rows, fitted on the 60 % (its outliers included, no "
         "labels), scored on the 40 %. In both, at most "
-        f"{args.max_train or 'all'} training rows (a random subset; this shortens only "
-        "annthyroid, mammography, satellite and shuttle of ODDS). Every detector runs with its "
+        f"{args.max_train or 'all'} training rows (a random subset; "
+        + ("no table here has more" if heldout else "this shortens only annthyroid, mammography, satellite and shuttle")
+        + "). Every detector runs with its "
         "library's defaults (`TabularDetector()`; PyOD's `AutoEncoder()`, `VAE()`, "
         "`IForest()`, `ECOD()`, `KNN()`), on the same rows; one process fits and scores all "
         f"detectors for one setting and seed, with {args.threads} torch thread(s). ROC-AUC and "
