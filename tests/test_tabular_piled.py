@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from reconad import TabularDetector
 from reconad.detectors import tabular as tabular_detector
-from reconad.detectors.tabular import _typical_error, piled_features
+from reconad.detectors.tabular import _typical_error, piled_features, row_range
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,13 +25,17 @@ def _rows(n=1000, seed=0):
 
 def test_piled_features_are_those_with_many_rows_on_a_bound():
     rows = _rows()
-    assert piled_features([rows[:700], rows[700:]]).tolist() == [True, False, True, True]
+    parts = [rows[:700], rows[700:]]
+    lower, upper = row_range(parts)
+    assert torch.equal(lower[0], rows.amin(0)) and torch.equal(upper[0], rows.amax(0))
+    assert piled_features(parts, lower, upper).tolist() == [True, False, True, True]
 
 
 def test_piled_features_are_counted_per_member():
     rows = _rows()[:500, :1]                                         # 60 % at 0
     spread = torch.linspace(0.0, 9.0, 500).unsqueeze(1)              # each value once
-    piled = piled_features([torch.stack([rows, spread])])            # (members, K, F)
+    parts = [torch.stack([rows, spread])]                            # (members, K, F)
+    piled = piled_features(parts, *row_range(parts))
     assert piled.shape == (2, 1) and piled[:, 0].tolist() == [True, False]
 
 

@@ -257,8 +257,8 @@ class TabularDetector(TorchDetector):
 
     def _training_data(self, data, train_idx, val_idx):
         train, val = super()._training_data(data, train_idx, val_idx)
-        tensor = torch.from_numpy(data)
-        self.model_.box.set_bounds(tensor.min(0).values, tensor.max(0).values)
+        lower, upper = row_range([torch.from_numpy(data)])
+        self.model_.box.set_bounds(lower[0], upper[0])
         return train, val
 
     def _member_batches(self, train: torch.Tensor, val: torch.Tensor | None):
@@ -282,7 +282,8 @@ class TabularDetector(TorchDetector):
                                                            MODEL_DEFAULTS[self.model]["updates"])
         self._fit_network(train, val, batch_size=batch_size, epochs=epochs, lr=self._setting("lr"))
         rows = train if val is None else torch.cat([train, val])
-        self.error_scale_ = self._error_scale(rows.numpy(), piled_features([rows])) if self._standardizes() else None
+        piled = piled_features([rows], self.model_.box.lower, self.model_.box.upper)  # the bounds: these rows' range
+        self.error_scale_ = self._error_scale(rows.numpy(), piled) if self._standardizes() else None
 
     def _train_members(self, train, val) -> None:
         """The ensemble: every member on its own rows (``_member_batches``), with output
@@ -294,11 +295,11 @@ class TabularDetector(TorchDetector):
                                                            MODEL_DEFAULTS[self.model]["updates"])
         members = int(self.members)
         parts = [slot_rows(fit_train, members)] + ([] if fit_val is None else [slot_rows(fit_val, members)])
-        self.model_.box.set_bounds(torch.stack([p.amin(1, keepdim=True) for p in parts]).amin(0),
-                                   torch.stack([p.amax(1, keepdim=True) for p in parts]).amax(0))
+        lower, upper = row_range(parts)
+        self.model_.box.set_bounds(lower, upper)
         # the rows the error scales come from: each member's own, at most SCALE_ROWS of them
         own = torch.cat([p[:, :SCALE_ROWS] for p in parts], 1)
-        piled = piled_features(parts)
+        piled = piled_features(parts, lower, upper)
         # with validation rows each member keeps its own best epoch, so the training loop
         # itself gets none: it would pick one epoch for all of them
         keeper = MemberBest(self.model_, fit_val, float(self.trim)) if fit_val is not None else None
@@ -340,9 +341,9 @@ class TabularDetector(TorchDetector):
         return member_errors(xb, out, 1 if self.score == "l1" else 2)
 
     def _own_error_scale(self, own: torch.Tensor, piled: np.ndarray) -> np.ndarray:
-        """Median error of every member on every feature over its own rows ``own``
-        ``(members, K, F)`` (at most the first ``SCALE_ROWS`` of them, a random sample as
-        each member's rows are in random order), floored as in ``_error_scale``."""
+        """Typical error (``_typical_error``) of every member on every feature over its own
+        rows ``own`` ``(members, K, F)`` (at most the first ``SCALE_ROWS`` of them, a random
+        sample as each member's rows are in random order)."""
         self.model_.eval()
         with torch.no_grad():
             own = own[:, :SCALE_ROWS].to(self.device_)
@@ -446,13 +447,20 @@ class TabularDetector(TorchDetector):
                                    label_name=suffix)
 
 
-def piled_features(parts: list[torch.Tensor]) -> np.ndarray:
+def row_range(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lowest and the highest value of every feature ``(..., 1, F)`` over blocks of rows
+    ``(..., K, F)``, the rows along the second-last dimension (every member's own rows
+    ``(members, K, F)``, or the rows of one network ``(N, F)``)."""
+    return (torch.stack([p.amin(-2, keepdim=True) for p in parts]).amin(0),
+            torch.stack([p.amax(-2, keepdim=True) for p in parts]).amax(0))
+
+
+def piled_features(parts: list[torch.Tensor], lower: torch.Tensor, upper: torch.Tensor) -> np.ndarray:
     """Which features have at least ``PILED_SHARE`` of the rows on their lowest or their
     highest value (a count that is mostly 0, a pixel mostly blank), ``(..., F)``, from
-    blocks of rows ``(..., K, F)`` with the rows along the second-last dimension (every
-    member's own rows ``(members, K, F)``, or the rows of one network ``(N, F)``)."""
-    lower = torch.stack([p.amin(-2) for p in parts]).amin(0).unsqueeze(-2)
-    upper = torch.stack([p.amax(-2) for p in parts]).amax(0).unsqueeze(-2)
+    blocks of rows as in ``row_range`` and their range ``lower``, ``upper``
+    (``row_range``'s, or the output bounds set from it)."""
+    lower, upper = lower.reshape(parts[0].shape[:-2] + (1, -1)), upper.reshape(parts[0].shape[:-2] + (1, -1))
     rows = sum(p.shape[-2] for p in parts)
     on_lower = torch.zeros(lower.shape, dtype=torch.long)
     on_upper = torch.zeros(upper.shape, dtype=torch.long)
