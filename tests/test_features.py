@@ -11,6 +11,7 @@ from sklearn.base import clone
 from reconad import ImageDetector, load
 from reconad.models.features import (BackboneError, EfficientNetLite, FeaturePyramid, ResNet,
                                      build_backbone, load_backbone)
+from reconad.detectors import features as fd
 from reconad.models.feature_heads import FeatureReverseDistillation, cosine_distance_map
 from reconad.models.memory_bank import NearestNeighbours, greedy_coreset, nearest_distance
 from reconad.persistence import ModelFileError
@@ -243,6 +244,44 @@ def test_nearest_neighbours_match_the_exact_distances():
     expected = torch.cdist(query, bank).min(1).values
     torch.testing.assert_close(NearestNeighbours(bank).distance(query), expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(nearest_distance(query, bank, chunk=64), expected)
+
+
+def test_nearest_neighbours_search_and_spacing():
+    gen = torch.Generator().manual_seed(0)
+    bank, query = torch.randn(500, 24, generator=gen), torch.randn(300, 24, generator=gen)
+    exact = torch.cdist(query, bank).topk(3, dim=1, largest=False)
+    d, i = NearestNeighbours(bank).search(query, 3)
+    torch.testing.assert_close(d, exact.values, rtol=1e-4, atol=1e-4)
+    assert torch.equal(i, exact.indices)
+    # spacing: mean distance to the 3 nearest other rows; a dense cluster is closer together
+    dense = torch.cat([bank, 0.01 * torch.randn(50, 24, generator=gen)])
+    spacing = NearestNeighbours(dense).spacing()
+    others = torch.cdist(dense, dense).fill_diagonal_(float("inf")).topk(3, dim=1, largest=False).values.mean(1)
+    torch.testing.assert_close(spacing, others.clamp_min(float(others.median()) * 0.05), rtol=1e-4, atol=1e-4)
+    assert spacing[500:].max() < 0.1 * spacing[:500].median()
+
+
+def test_local_bank_scale_divides_by_the_spacing(fitted, bricks, tmp_path):
+    """``bank_scale="local"``: the distance to the nearest bank vector, times that vector's
+    weight (median spacing / its spacing); saved and loaded with the bank."""
+    _, good, bad, _ = bricks
+    plain = fitted["feature_knn"]
+    assert plain.bank_weight_ is None
+    det = clone(plain).set_params(model_kwargs={"batch_vectors": 256, "bank_scale": "local"}).fit(bricks[0])
+    w = det.bank_weight_
+    assert w.shape == (len(det.memory_bank_),) and float(w.median()) == pytest.approx(1.0, abs=0.01)
+    assert float(w.min()) < 0.8 and float(w.max()) > 1.2
+    feats = fd.extract_features(det, bad[:2])[0]
+    f = feats[0].permute(1, 2, 0).reshape(-1, feats[0].shape[0])
+    d, idx = NearestNeighbours(det.memory_bank_).search(f)
+    expected = (d[:, 0] * w[idx[:, 0]]).view(feats[0].shape[1:])
+    torch.testing.assert_close(fd.score_maps(det, feats[:1])[0], expected, rtol=1e-4, atol=1e-4)
+    s = det.decision_function(np.concatenate([good, bad]))
+    assert s[len(good):].mean() > s[:len(good)].mean()
+    loaded = load(det.save(tmp_path / "local"))
+    np.testing.assert_allclose(loaded.decision_function(bad), s[len(good):], rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown bank_scale"):
+        clone(plain).set_params(model_kwargs={"bank_scale": "density"}).fit(bricks[0][:4])
 
 
 def test_reverse_distillation_shapes_and_context():

@@ -8,6 +8,8 @@ from reconad.detectors import features as fd
 from reconad.data.images import to_image_list
 torch.set_num_threads(1)
 size = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+contrast = sys.argv[2] if len(sys.argv) > 2 else "image"
+suffix = "" if contrast == "image" else "_" + contrast
 stages = ("s8", "s16", "s32")
 split = magnetic_tile_split()
 det = ImageDetector(model="feature_knn", verbose=0)
@@ -20,7 +22,7 @@ def extract(paths):
         x = torch.from_numpy(im)[None]
         tgt = fd.resized_shape(x.shape[2], x.shape[3], size)
         x = F.interpolate(x, size=tgt, mode="bilinear", align_corners=False, antialias=True)
-        x = fd.standardise_contrast(x).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        x = (fd.standardise_contrast(x) if contrast == "image" else x).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             maps = net.features((x - pyr.mean) / pyr.std, stages)
         for s, m in zip(stages, maps):
@@ -30,5 +32,5 @@ def extract(paths):
 for part in ("train", "test"):
     paths = [str(p) for p in split[part]]
     out, secs = extract(paths)
-    np.savez(f"/tmp/features/mt{size}_{part}.npz", **{f"{s}_{i}": a for s in stages for i, a in enumerate(out[s])}, n=len(paths), secs=secs)
+    np.savez(f"/tmp/features/mt{size}{suffix}_{part}.npz", **{f"{s}_{i}": a for s in stages for i, a in enumerate(out[s])}, n=len(paths), secs=secs)
     print(part, secs, flush=True)

@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 torch.set_num_threads(1)
 STAGES = ("s8", "s16", "s32")
 def load(part, size=256):
-    z = np.load(f"/tmp/features/mt{size}_{part}.npz")
+    z = np.load(f"/tmp/features/mt{size}{os.environ.get('FEATURE_SUFFIX', '')}_{part}.npz")
     n = int(z["n"])
     return [{s: torch.from_numpy(z[f"{s}_{i}"].astype(np.float32)) for s in STAGES} for i in range(n)]
 def pyramid(maps, stages, pool=3):

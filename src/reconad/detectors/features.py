@@ -7,6 +7,7 @@ model              what it learns from the normal images' feature vectors
 ``feature_vae``    a VAE with a Gaussian decoder; score: the unregularised term
                    ``M = sum 1/2 (mu - x)^2 / sigma^2`` per location
 ``feature_knn``    a memory bank (greedy coreset); score: distance to the nearest vector
+                   (``bank_scale="local"``: divided by how far apart the normal vectors lie there)
 ``feature_rd``     reverse distillation: a decoder rebuilds every stage's features from a
                    one-class bottleneck, a code of the surroundings on a coarser grid;
                    score: ``1 - cos`` between each location's features and their rebuild
@@ -58,6 +59,9 @@ OPTIONS = {
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
     "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
     "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
+    "bank_scale": "none",      # feature_knn: "none": the plain distance; "local": the distance to the
+                               # nearest bank vector divided by that vector's spacing (mean distance
+                               # to its 3 nearest bank vectors) over the median spacing
     "max_vectors": 100000,     # feature_ae/vae: random training vectors
     "batch_vectors": 4096,     # feature_ae/vae: vectors per training batch
     "extract_batch": 8,        # images per backbone batch
@@ -66,6 +70,7 @@ OPTIONS = {
     "batch_images": 16,        # feature_rd: crops per training batch
 }
 CONTRASTS = ("image", "none")
+BANK_SCALES = ("local", "none")
 # Grey-level mean and standard deviation every image is given when ``contrast="image"``.
 CONTRAST_MEAN, CONTRAST_STD = 0.45, 0.2
 HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
@@ -96,6 +101,8 @@ def options(det) -> dict:
         raise ValueError(f"model_kwargs grid {opts['grid']!r} must be one of the stages {opts['stages']}")
     if opts["contrast"] not in CONTRASTS:
         raise ValueError(f"unknown contrast {opts['contrast']!r}; choose one of {', '.join(CONTRASTS)}")
+    if opts["bank_scale"] not in BANK_SCALES:
+        raise ValueError(f"unknown bank_scale {opts['bank_scale']!r}; choose one of {', '.join(BANK_SCALES)}")
     if det.model == "feature_rd":  # the decoder rebuilds the stages finest first
         opts["stages"] = tuple(sorted(opts["stages"], key=lambda st: int(str(st)[1:])))
     for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch",
@@ -312,7 +319,11 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
         return cosine_distance_map(f, det.model_(f))
     if det.model == "feature_knn":
         n, c, h, w = f.shape
-        d = _neighbours(det).distance(f.permute(0, 2, 3, 1).reshape(-1, c))
+        d, idx = _neighbours(det).search(f.permute(0, 2, 3, 1).reshape(-1, c))
+        d, idx = d[:, 0], idx[:, 0]
+        weight = getattr(det, "bank_weight_", None)
+        if weight is not None:
+            d = d * weight.to(d.device)[idx.to(d.device)]
         return d.view(n, h, w).to(f.device)
     mean = det.feature_mean_.to(f.device).view(1, -1, 1, 1)
     std = det.feature_std_.to(f.device).view(1, -1, 1, 1)
@@ -493,6 +504,10 @@ class Features:
         with _progress(det, f"memory bank: {size} of {len(train)} vectors", size) as advance:
             keep = greedy_coreset(train, size, seed=det.random_state, on_progress=advance)
         det.memory_bank_ = train[keep.to(train.device)].contiguous()
+        det.bank_weight_ = None
+        if opts["bank_scale"] == "local":
+            spacing = _neighbours(det).spacing()
+            det.bank_weight_ = (spacing.median() / spacing).cpu()
 
     def loss_fn(self, det):
         return _loss_fn(det.model)
@@ -522,7 +537,10 @@ class Features:
                   "feature_channels_": det.feature_channels_, "history_": det.history_,
                   "best_epoch_": det.best_epoch_}
         if det.model == "feature_knn":
-            return fitted, {"state.memory_bank_": det.memory_bank_}
+            tensors = {"state.memory_bank_": det.memory_bank_}
+            if getattr(det, "bank_weight_", None) is not None:
+                tensors["state.bank_weight_"] = det.bank_weight_
+            return fitted, tensors
         tensors = det._network_tensors()
         if det.model == "feature_rd":
             fitted["stage_channels_"] = list(det.stage_channels_)
@@ -543,6 +561,7 @@ class Features:
         if det.model == "feature_knn":
             det.model_ = None
             det.memory_bank_ = tensors["state.memory_bank_"].to(det.device_)
+            det.bank_weight_ = tensors.get("state.bank_weight_")
             return
         if det.model == "feature_rd":
             det.stage_channels_ = [int(c) for c in fitted["stage_channels_"]]

@@ -22,6 +22,11 @@ PROGRESS_STEPS = 250
 # a CPU's cache), with the same detection results on the magnetic tiles.
 PROJECTION_DIM = 64
 
+# Bank rows whose distances give a row's spacing (``NearestNeighbours.spacing``), and the
+# floor of a spacing as a share of the median one.
+SPACING_NEIGHBOURS = 3
+SPACING_FLOOR = 0.05
+
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
 
@@ -72,14 +77,35 @@ class NearestNeighbours:
 
     def distance(self, query: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         """Distance of each row of ``query (L, C)`` to its nearest row of the bank."""
+        return self.search(query, 1, chunk)[0][:, 0]
+
+    def search(self, query: torch.Tensor, k: int = 1, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances ``(L, k)`` of each row of ``query (L, C)`` to its ``k`` nearest rows of the
+        bank, nearest first, and those rows' indices ``(L, k)``."""
         if self._index is not None and query.device.type == "cpu":
             import faiss
 
             faiss.omp_set_num_threads(torch.get_num_threads())
             q = np.ascontiguousarray(query.detach().float().numpy())
-            d, _ = self._index.search(q, 1)
-            return torch.from_numpy(d[:, 0]).clamp_min_(0).sqrt_()
-        return nearest_distance(query, self.bank.to(query.device), chunk)
+            d, i = self._index.search(q, k)
+            return torch.from_numpy(d).clamp_min_(0).sqrt_(), torch.from_numpy(i)
+        bank = self.bank.to(query.device)
+        ds, ids = [], []
+        for start in range(0, len(query), chunk):
+            d, i = torch.cdist(query[start:start + chunk].float(), bank).topk(k, dim=1, largest=False)
+            ds.append(d)
+            ids.append(i)
+        if not ds:
+            return query.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=query.device)
+        return torch.cat(ds), torch.cat(ids)
+
+    def spacing(self, k: int = SPACING_NEIGHBOURS) -> torch.Tensor:
+        """Mean distance of each bank row to its ``k`` nearest other rows: how far apart the
+        normal vectors lie around it (a few rows may be exact duplicates; their spacing is
+        floored at ``SPACING_FLOOR`` times the median)."""
+        d, _ = self.search(self.bank, min(k + 1, len(self.bank)))
+        spacing = d[:, 1:].mean(1) if d.shape[1] > 1 else torch.ones(len(self.bank))
+        return spacing.clamp_min(float(spacing.median()) * SPACING_FLOOR)
 
 
 def nearest_distance(query: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
