@@ -43,7 +43,7 @@ SETTINGS = {
     "feature_knn": {},
     "feature_rd": {"epochs": 10},
     "feature_ae": {"epochs": 5},
-    "feature_vae": {"epochs": 5},
+    "feature_vae": {"epochs": 20},
 }
 
 

@@ -46,7 +46,7 @@ CONFIGS = {
     "feature_knn": ("feature_knn", {}, {}),
     "feature_knn, + s8 (on the s16 grid)": ("feature_knn", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {}),
     "feature_rd": ("feature_rd", {}, {"epochs": 6}),
-    "feature_knn, plain distance (bank_scale none)": ("feature_knn", {"bank_scale": "none"}, {}),
+    "feature_knn, distance over the bank's spacing (bank_scale local)": ("feature_knn", {"bank_scale": "local"}, {}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")
