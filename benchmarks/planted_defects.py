@@ -47,6 +47,8 @@ CONFIGS = {
     "feature_knn, + s8 (on the s16 grid)": ("feature_knn", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {}),
     "feature_rd": ("feature_rd", {}, {"epochs": 6}),
     "feature_knn, distance over the bank's spacing (bank_scale local)": ("feature_knn", {"bank_scale": "local"}, {}),
+    "feature_vae, 20 epochs": ("feature_vae", {}, {"epochs": 20}),
+    "feature_vae, 20 epochs, the earlier head (256 / 32)": ("feature_vae", {}, {"epochs": 20, "latent_dim": 32, "width": 256}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")
@@ -91,13 +93,40 @@ def rescale(image: np.ndarray, scale: float, resample=Image.BILINEAR) -> np.ndar
     return np.asarray(Image.fromarray(image).resize(size, resample))
 
 
-def build_sets(n_train: int, n_test: int, seed: int = 0) -> tuple[list, list, list, list]:
-    """Training tiles, test tiles (clean then planted), their masks and condition names."""
-    split = magnetic_tile_split()
+# Surfaces other than the tiles: scikit-image's bundled 512 x 512 grey textures, cut into
+# crops of TEXTURE_CROP pixels; training crops from the upper TEXTURE_SPLIT rows, test
+# crops from the rows below (no pixel in both).
+TEXTURES = ("brick", "grass", "gravel")
+TEXTURE_CROP, TEXTURE_SPLIT = 192, 320
+
+
+def texture_crops(name: str, n_train: int, n_test: int, rng: np.random.Generator) -> tuple[list, list]:
+    from skimage import data
+
+    image = np.asarray(getattr(data, name)())
+    if image.ndim == 3:
+        image = np.asarray(Image.fromarray(image).convert("L"))
+    c = TEXTURE_CROP
+
+    def crops(top: np.ndarray, n: int) -> list[np.ndarray]:
+        ys = rng.integers(0, top.shape[0] - c + 1, n)
+        xs = rng.integers(0, top.shape[1] - c + 1, n)
+        return [np.ascontiguousarray(top[y:y + c, x:x + c]) for y, x in zip(ys, xs)]
+
+    return crops(image[:TEXTURE_SPLIT], n_train), crops(image[TEXTURE_SPLIT:], n_test)
+
+
+def build_sets(n_train: int, n_test: int, seed: int = 0, surface: str = "tiles") -> tuple[list, list, list, list]:
+    """Training images, test images (clean then planted), their masks and condition names:
+    magnetic tiles (``surface="tiles"``) or crops of a bundled texture (``TEXTURES``)."""
     rng = np.random.default_rng(seed)
-    train = [np.asarray(Image.open(p).convert("L")) for p in split["train"][:n_train]]
-    free = [p for p, t in zip(split["test"], split["test_types"]) if t == "MT_Free"][:n_test]
-    clean = [np.asarray(Image.open(p).convert("L")) for p in free]
+    if surface == "tiles":
+        split = magnetic_tile_split()
+        train = [np.asarray(Image.open(p).convert("L")) for p in split["train"][:n_train]]
+        free = [p for p, t in zip(split["test"], split["test_types"]) if t == "MT_Free"][:n_test]
+        clean = [np.asarray(Image.open(p).convert("L")) for p in free]
+    else:
+        train, clean = texture_crops(surface, n_train, n_test, rng)
     images = list(clean)
     masks = [np.zeros(c.shape, bool) for c in clean]
     conditions = ["clean"] * len(clean)
@@ -168,14 +197,18 @@ def main() -> None:
     ap.add_argument("--ablation-scale", type=float, default=1.0,
                     help="the resolution at which every configuration runs; the others run the defaults only")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--surface", default="tiles", choices=("tiles",) + TEXTURES,
+                    help="magnetic tiles, or crops of one of scikit-image's bundled textures")
+    ap.add_argument("--out", default=None,
+                    help="name of the results in docs/ (default: planted_defects, or planted_defects_<backbone>)")
     ap.add_argument("--backbone", default=None,
                     help="a named backbone or weights file (default: the detectors' own); results go to "
                          "docs/planted_defects_<backbone>.md")
     args = ap.parse_args()
-    out_name = "planted_defects" + (f"_{Path(args.backbone).stem}" if args.backbone else "")
+    out_name = args.out or "planted_defects" + (f"_{Path(args.backbone).stem}" if args.backbone else "")
     backbone = {"backbone": args.backbone} if args.backbone else {}
     torch.set_num_threads(args.threads)
-    train0, test0, masks0, conditions = build_sets(args.train, args.test)
+    train0, test0, masks0, conditions = build_sets(args.train, args.test, surface=args.surface)
     names = [list(CONFIGS)[int(i)] for i in args.configs.split(",")]
     results: dict[str, dict] = {}
     for scale in [float(s) for s in args.scales.split(",")]:
@@ -223,19 +256,26 @@ def main() -> None:
                                  [[n] + list(r["image_auc_by_image_score"].values()) for n, r in ablated.items()])
     sigma_table = markdown_table(["configuration"] + [f"σ = {s:g}" for s in SIGMAS],
                                  [[n] + list(r["pixel_auc_by_sigma"].values()) for n, r in ablated.items()])
-    md = f"""# Planted defects on magnetic tiles: do the feature models' defaults hold?
+    if args.surface == "tiles":
+        surface_text = (f"{args.test} defect-free test tiles of the magnetic tile set (one defect per copy); "
+                        f"detectors fitted on the first {args.train} defect-free training tiles.")
+    else:
+        surface_text = (f"{args.test} crops ({TEXTURE_CROP} x {TEXTURE_CROP} pixels) of the lower {512 - TEXTURE_SPLIT} rows of "
+                        f"scikit-image's `{args.surface}` texture (one defect per copy); detectors fitted on {args.train} "
+                        f"crops of its upper {TEXTURE_SPLIT} rows.")
+    title = "magnetic tiles" if args.surface == "tiles" else f"the {args.surface} texture"
+    md = f"""# Planted defects on {title}: do the feature models' defaults hold?
 
 Spots (radius {SPOT_RADIUS['small']:.0%} or {SPOT_RADIUS['large']:.0%} of the short side) and straight scratches
 ({SCRATCH['small'][0]} pixel wide and {SCRATCH['small'][1]:.0%} of the short side long, or {SCRATCH['large'][0]} pixels
 and {SCRATCH['large'][1]:.0%}), dark or bright, {CONTRASTS['faint']:g} ("faint") or {CONTRASTS['strong']:g} ("strong") times the
-tile's grey-level standard deviation, drawn on {args.test} defect-free test tiles of the magnetic tile set (one
-defect per copy); detectors fitted on the first {args.train} defect-free training tiles. Resolutions:
+tile's grey-level standard deviation, drawn on {surface_text} Resolutions:
 the tiles as they are and rescaled by {args.scales} (training and test tiles alike; the defects are drawn
 before rescaling). Image ROC-AUC: the planted copies against the clean tiles; pixel ROC-AUC: defect
 pixels against all clean pixels of both (every second pixel).
 
 ```
-python benchmarks/planted_defects.py --train {args.train} --test {args.test} --scales {args.scales} --configs {args.configs}{f" --backbone {args.backbone}" if args.backbone else ""}
+python benchmarks/planted_defects.py --train {args.train} --test {args.test} --scales {args.scales} --configs {args.configs}{f" --backbone {args.backbone}" if args.backbone else ""}{f" --surface {args.surface}" if args.surface != "tiles" else ""}{f" --out {args.out}" if args.out else ""}
 ```
 
 Backbone: {args.backbone or "the detectors' default (efficientnet_lite0)"}.
