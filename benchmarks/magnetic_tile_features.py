@@ -164,9 +164,12 @@ DifferNet's split: 761 defect-free training images, 583 test images (191 defect-
 392 defective). Every image resized to a short side of {args.image_size} pixels (aspect kept), grey
 levels of each image standardised (`contrast="{ko['contrast']}"`). The detectors' default settings:
 
-- `feature_knn`: stages {" + ".join(ko["stages"])} (3×3 neighbourhood mean, on the {ko["stages"][0]} grid); memory bank of
+- `feature_knn`: stages {" + ".join(ko["stages"])} (3×3 neighbourhood mean, on the {ko["grid"] or ko["stages"][0]} grid); memory bank of
   {ko["memory_size"]} vectors chosen by greedy coreset from {ko["coreset_pool"]} random training locations;
-  score: distance to the nearest vector (exact, faiss).
+  score: distance to the nearest vector (exact, faiss; `bank_scale="{ko["bank_scale"]}"`).
+- `feature_ae` / `feature_vae`: 1×1 heads (width / latent {fd.HEAD_DEFAULTS["width"]} / {fd.HEAD_DEFAULTS["latent_dim"]} and
+  {fd.VAE_DEFAULTS["width"]} / {fd.VAE_DEFAULTS["latent_dim"]}) on stages {" + ".join(fd.OPTIONS["stages"])}, trained on {fd.OPTIONS["max_vectors"]} random training
+  vectors in batches of {fd.OPTIONS["batch_vectors"]}; scores: squared error and the unregularised M.
 - `feature_rd` (reverse distillation): stages {" + ".join(ro["stages"])} as they are (pool {ro["pool"]}), each on its own grid; a
   one-class bottleneck of {fd.RD_DEFAULTS["latent_dim"]} channels on a grid twice as coarse as {ro["stages"][-1]}; the decoder rebuilds
   every stage from it; trained on random crops of {ro["crop"]}×{ro["crop"]} {ro["stages"][-1]} locations; score: `1 - cos` per location,

@@ -84,7 +84,7 @@ def test_feature_knn_runs_on_a_larger_backbone():
     rng = np.random.default_rng(0)
     images = rng.integers(90, 160, size=(6, 72, 96), dtype=np.uint8)
     det = ImageDetector(model="feature_knn", backbone="efficientnet_lite1", image_size=64, verbose=0).fit(images)
-    assert det.feature_channels_ == 112 + 320 and "lite1" in det.backbone_file_
+    assert det.feature_channels_ == 40 + 112 + 320 and "lite1" in det.backbone_file_  # s8 + s16 + s32
     assert det.anomaly_map(images[:2]).shape == (2, 72, 96)
 
 

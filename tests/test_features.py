@@ -137,7 +137,7 @@ def test_feature_models_find_the_scratch(fitted, bricks, model):
 def test_fit_returns_self_and_params_clone(bricks):
     det = ImageDetector(model="feature_knn", image_size=64, verbose=0, model_kwargs={"memory_size": 50})
     assert det.fit(bricks[0][:6]) is det
-    assert det.memory_bank_.shape == (50, 112 + 320)  # EfficientNet-Lite0 stages s16 + s32
+    assert det.memory_bank_.shape == (50, 40 + 112 + 320)  # EfficientNet-Lite0 stages s8 + s16 + s32
     assert np.isfinite(det.threshold_) and det.decision_scores_.shape == (1,)
     twin = clone(det)
     assert twin.get_params()["backbone"] is None and twin.get_params()["image_size"] == 64
@@ -203,7 +203,7 @@ def _tiny_resnet_file(tmp_path, seed=0):
 def test_user_weights_file_and_checksum(bricks, tmp_path, no_network):
     path = _tiny_resnet_file(tmp_path)
     det = ImageDetector(model="feature_knn", backbone=str(path), image_size=64, verbose=0).fit(bricks[0][:6])
-    assert det.memory_bank_.shape[1] == 256 + 512  # ResNet stages s16 + s32 (layer3, layer4)
+    assert det.memory_bank_.shape[1] == 128 + 256 + 512  # ResNet stages s8 + s16 + s32 (layer2, 3, 4)
     folder = det.save(tmp_path / "model")
     np.testing.assert_allclose(load(folder).decision_function(bricks[2][:2]), det.decision_function(bricks[2][:2]),
                                rtol=1e-5)

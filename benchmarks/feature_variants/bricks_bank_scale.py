@@ -7,8 +7,9 @@ from test_features import _bricks
 from reconad import ImageDetector
 from sklearn.metrics import roc_auc_score
 train, _ = _bricks(0, 24); good, _ = _bricks(1, 8); bad, masks = _bricks(2, 8, scratch=True)
-for bs in ("none", "local"):
-    det = ImageDetector(model="feature_knn", image_size=144, verbose=0, model_kwargs={"batch_vectors": 256, "bank_scale": bs}).fit(train)
+S8 = {"stages": ("s8", "s16", "s32"), "grid": "s16"}
+for bs, kw in (("none", {}), ("local", {"bank_scale": "local"}), ("s8", S8), ("s8 + local", {**S8, "bank_scale": "local"})):
+    det = ImageDetector(model="feature_knn", image_size=144, verbose=0, model_kwargs={"batch_vectors": 256, **kw}).fit(train)
     sg, sb = det.decision_function(good), det.decision_function(bad)
     maps = np.concatenate([det.anomaly_map(good), det.anomaly_map(bad)])
     t = np.concatenate([np.zeros_like(masks), masks])

@@ -23,3 +23,11 @@ for m in test:
 t3 = time.perf_counter()
 print(stages, grid, f"coreset {t2-t1:.0f}s score {1000*(t3-t2)/len(test):.0f}ms/img", image_aucs(maps, y), "px", round(pixel_auc(maps, masks), 4), flush=True)
 torch.save(maps, "/tmp/features/knnmaps_s8_s16_s32_grid16.pt")
+# the same bank, distances over the bank's local spacing (bank_scale="local")
+spacing = nn_.spacing(); weight = spacing.median() / spacing
+maps = []
+for m in test:
+    f = pyr_grid(m, stages, grid); c, h, w = f.shape
+    d, i = nn_.search(f.flatten(1).T)
+    maps.append((d[:, 0] * weight[i[:, 0]]).view(h, w))
+print(stages, grid, "bank_scale local", image_aucs(maps, y), "px", round(pixel_auc(maps, masks), 4), flush=True)

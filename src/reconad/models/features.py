@@ -376,12 +376,6 @@ def load_backbone(backbone: str | os.PathLike) -> tuple[nn.Module, Path]:
     return build_backbone(read_state_dict(path)), path
 
 
-def default_stages(net: nn.Module) -> tuple[str, ...]:
-    """Stride 16 and 32 stages: on the magnetic tile set they separate defects from the
-    normal surface's own variety better than the finer stride-8 (or stride-4) stages."""
-    return ("s16", "s32")
-
-
 class FeaturePyramid(nn.Module):
     """Multi-scale features of a frozen backbone on one grid.
 
