@@ -40,3 +40,16 @@ def image_aucs(maps, y):
         fns[f"top{share:.0%}"] = lambda f, share=share: f.topk(max(1, int(round(share * len(f))))).values.mean()
     return {name: round(float(roc_auc_score(y, [float(fn(m.flatten())) for m in maps])), 4)
             for name, fn in fns.items()}
+def pool_and_bank(train, stages=("s16", "s32")):
+    """The 100000 pooled training vectors (seed 0) and the indices of the 10000 chosen by the
+    greedy coreset, as feature_knn picks them; the bank is cached in /tmp/features."""
+    from reconad.models.memory_bank import greedy_coreset
+    vec = torch.cat([pyramid(m, stages).flatten(1).T for m in train])
+    g = torch.Generator().manual_seed(0)
+    pool = vec[torch.randperm(len(vec), generator=g)[:100000]].contiguous()
+    path = f"/tmp/features/bank_{'_'.join(stages)}.pt"
+    if os.path.exists(path):
+        return pool, torch.load(path)
+    keep = greedy_coreset(pool, 10000, projection_dim=64)
+    torch.save(keep, path)
+    return pool, keep

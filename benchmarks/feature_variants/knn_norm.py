@@ -4,17 +4,10 @@ from common import *
 import faiss
 """feature_knn with distances normalised by the local spread of the normal vectors (the
 paper's M = distance / sigma applied to the memory bank)."""
-from reconad.models.memory_bank import greedy_coreset
 stages = ("s16", "s32")
 train, test = load("train"), load("test")
 y, types, masks = split_info()
-tr = [pyramid(m, stages) for m in train]
-vec = torch.cat([f.flatten(1).T for f in tr])
-g = torch.Generator().manual_seed(0)
-pool = vec[torch.randperm(len(vec), generator=g)[:100000]].contiguous()
-path = "/tmp/features/bank_s16_s32.pt"
-if os.path.exists(path): keep = torch.load(path)
-else: keep = greedy_coreset(pool, 10000, projection_dim=64); torch.save(keep, path)
+pool, keep = pool_and_bank(train, stages)
 bank = pool[keep].contiguous().numpy()
 faiss.omp_set_num_threads(2)
 ib = faiss.IndexFlatL2(bank.shape[1]); ib.add(bank)
@@ -53,3 +46,15 @@ def patchcore(d, i):
     w = 1 - np.exp(d1 - d1.max()) / np.exp(d[..., :9] - d1.max()[..., None] if False else d[..., :9] - d1.max()).sum(-1)
     return w * d1
 run("patchcore_rw", patchcore)
+# Weights per bank vector from its spacing to the k nearest bank vectors (median / spacing),
+# and the same weight only scaling down (<= 1), only up (>= 1), or its square root.
+dbb10, _ = ib.search(bank, 11)
+dbb10 = np.sqrt(np.maximum(dbb10[:, 1:], 0))
+def run_weight(name, wt):
+    maps = [torch.from_numpy(d[..., 0] * wt[i[..., 0]]).float() for d, i in zip(D, I)]
+    r = image_aucs(maps, y)
+    print(name, r["max"], r["top10"], r["top30"], "px", round(pixel_auc(maps, masks), 4), flush=True)
+for k in (1, 3, 10):
+    sp = dbb10[:, :k].mean(1); w = np.median(sp) / np.maximum(sp, 0.05 * np.median(sp))
+    run_weight(f"k{k}", w)
+    run_weight(f"k{k}_le1", np.minimum(w, 1)); run_weight(f"k{k}_ge1", np.maximum(w, 1)); run_weight(f"k{k}_sqrt", np.sqrt(w))
