@@ -15,7 +15,8 @@ tr = [pyr_grid(m, stages, grid) for m in train]
 vec = torch.cat([f.flatten(1).T for f in tr])
 g = torch.Generator().manual_seed(0)
 pool = vec[torch.randperm(len(vec), generator=g)[:100000]]
-t1 = time.perf_counter(); keep = greedy_coreset(pool, 10000); t2 = time.perf_counter()
+DIM = int(os.environ.get("CORESET_DIM", "64"))
+t1 = time.perf_counter(); keep = greedy_coreset(pool, 10000, projection_dim=DIM); t2 = time.perf_counter()
 nn_ = NearestNeighbours(pool[keep].contiguous()); maps = []
 for m in test:
     f = pyr_grid(m, stages, grid); c, h, w = f.shape

@@ -17,10 +17,12 @@ import torch
 # Steps between two calls of ``greedy_coreset``'s ``on_progress``.
 PROGRESS_STEPS = 250
 # Dimension the coreset's distances are measured in (a random projection). The greedy
-# loop reads every pooled vector once per chosen vector; at 64 dimensions 100000 vectors
-# take 25 MB and the loop runs about six times as fast as at 128 (which no longer fits
-# a CPU's cache), with the same detection results on the magnetic tiles.
-PROJECTION_DIM = 64
+# loop reads every pooled vector once per chosen vector, so its time grows with this
+# dimension: choosing 10000 of 100000 vectors took 20-33 s at 64 dimensions and 11 s at 32
+# (two threads), while the detection figures move by less than the
+# spread over coreset seeds (magnetic tiles, planted tiles, brick: 0.003 or less;
+# docs/magnetic_tile_features.md).
+PROJECTION_DIM = 32
 
 # Bank rows whose distances give a row's spacing (``NearestNeighbours.spacing``), and the
 # floor of a spacing as a share of the median one.
