@@ -191,6 +191,31 @@ def test_save_load_round_trip(fitted, bricks, model, tmp_path, no_network):
     assert back.threshold_ == det.threshold_ and back.backbone_sha256_ == det.backbone_sha256_
 
 
+def test_a_saved_model_keeps_its_own_stages(bricks, tmp_path, no_network):
+    """A saved feature_knn is rebuilt with the stages it was fitted with, also when the
+    defaults change later; a file saved before the stages were recorded used s16 + s32."""
+    import json
+
+    from reconad.persistence import write_config
+
+    det = ImageDetector(model="feature_knn", image_size=64, verbose=0, model_kwargs={"memory_size": 50,
+                        "stages": ("s16", "s32"), "grid": None}).fit(bricks[0][:6])
+    folder = det.save(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["fitted"]["stages_"] == ["s16", "s32"] and config["fitted"]["grid_"] is None
+    # as an earlier version wrote it: no recorded stages, no stages in the settings
+    del config["fitted"]["stages_"], config["fitted"]["grid_"], config["config_sha256"]
+    config["params"]["model_kwargs"] = {"memory_size": 50}
+    write_config(folder / "config.json", config)
+    back = load(folder)
+    assert back.pyramid_.stages == ("s16", "s32") and back.memory_bank_.shape[1] == 112 + 320
+    np.testing.assert_allclose(back.decision_function(bricks[2][:2]), det.decision_function(bricks[2][:2]),
+                               rtol=1e-5)
+    default = ImageDetector(model="feature_knn", image_size=64, verbose=0,
+                            model_kwargs={"memory_size": 50}).fit(bricks[0][:6])
+    assert load(default.save(tmp_path / "new")).pyramid_.stages == ("s8", "s16", "s32")
+
+
 def _tiny_resnet_file(tmp_path, seed=0):
     from safetensors.torch import save_file
     torch.manual_seed(seed)

@@ -139,11 +139,13 @@ def _backbone_name(det):
     return EFFICIENTNET_LITE0 if det.backbone is None else det.backbone
 
 
-def load_pyramid(det) -> FeaturePyramid:
-    """Build the frozen feature pyramid; sets ``backbone_file_`` and ``backbone_sha256_``."""
+def load_pyramid(det, layout: tuple | None = None) -> FeaturePyramid:
+    """Build the frozen feature pyramid; sets ``backbone_file_`` and ``backbone_sha256_``.
+    ``layout = (stages, grid)`` overrides the settings' stages and grid (a saved model's own)."""
     opts = options(det)
+    stages, grid = (opts["stages"], opts["grid"]) if layout is None else (tuple(layout[0]), layout[1])
     net, path = load_backbone(_backbone_name(det))
-    pyramid = FeaturePyramid(fuse_batchnorm(net), opts["stages"], pool=int(opts["pool"]), grid=opts["grid"])
+    pyramid = FeaturePyramid(fuse_batchnorm(net), stages, pool=int(opts["pool"]), grid=grid)
     det.backbone_file_ = str(path)
     det.backbone_sha256_ = sha256_file(path)
     det.device_ = resolve_device(det.device)
@@ -545,7 +547,8 @@ class Features:
         name and checksum."""
         fitted = {"backbone_file_": det.backbone_file_, "backbone_sha256_": det.backbone_sha256_,
                   "feature_channels_": det.feature_channels_, "history_": det.history_,
-                  "best_epoch_": det.best_epoch_}
+                  "best_epoch_": det.best_epoch_, "stages_": list(det.pyramid_.stages),
+                  "grid_": det.pyramid_.grid}
         if det.model == "feature_knn":
             tensors = {"state.memory_bank_": det.memory_bank_}
             if getattr(det, "bank_weight_", None) is not None:
@@ -560,8 +563,15 @@ class Features:
         return fitted, tensors
 
     def restore_state(self, det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
-        """Rebuild a saved feature model; the backbone must be the very file it was fitted with."""
-        load_pyramid(det)
+        """Rebuild a saved feature model; the backbone must be the very file it was fitted with.
+        The stages are the saved model's own; files saved before they were recorded used
+        ``OPTIONS`` and the model's settings (without ``MODEL_OPTIONS``, which came later)."""
+        if "stages_" in fitted:
+            layout = (fitted["stages_"], fitted["grid_"])
+        else:
+            kw = dict(det.model_kwargs or {})
+            layout = (kw.get("stages", OPTIONS["stages"]), kw.get("grid", OPTIONS["grid"]))
+        load_pyramid(det, layout)
         if det.backbone_sha256_ != fitted["backbone_sha256_"]:
             raise ModelFileError(
                 f"backbone weights {det.backbone_file_} differ from those the model was fitted with "
