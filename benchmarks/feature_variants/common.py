@@ -42,14 +42,16 @@ def image_aucs(maps, y):
             for name, fn in fns.items()}
 def pool_and_bank(train, stages=("s16", "s32")):
     """The 100000 pooled training vectors (seed 0) and the indices of the 10000 chosen by the
-    greedy coreset, as feature_knn picks them; the bank is cached in /tmp/features."""
+    greedy coreset (distances in ``CORESET_DIM`` projected dimensions, 64 unless set), as
+    feature_knn picks them; the bank is cached in /tmp/features."""
     from reconad.models.memory_bank import greedy_coreset
     vec = torch.cat([pyramid(m, stages).flatten(1).T for m in train])
     g = torch.Generator().manual_seed(0)
     pool = vec[torch.randperm(len(vec), generator=g)[:100000]].contiguous()
-    path = f"/tmp/features/bank_{'_'.join(stages)}.pt"
+    dim = int(os.environ.get("CORESET_DIM", "64"))
+    path = f"/tmp/features/bank_{'_'.join(stages)}_{dim}.pt"
     if os.path.exists(path):
         return pool, torch.load(path)
-    keep = greedy_coreset(pool, 10000, projection_dim=64)
+    keep = greedy_coreset(pool, 10000, projection_dim=dim)
     torch.save(keep, path)
     return pool, keep

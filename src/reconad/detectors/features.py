@@ -42,7 +42,7 @@ from reconad.models.catalogue import entries, entry
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
 from reconad.models.feature_heads import cosine_distance_map, fold_stages
-from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
+from reconad.models.memory_bank import PROJECTION_DIM, NearestNeighbours, greedy_coreset
 from reconad.persistence import ModelFileError
 from reconad.training.loop import fit_model, progress_bar, resolve_device
 
@@ -60,6 +60,7 @@ OPTIONS = {
     "smooth_sigma": 4.0,       # Gaussian smoothing of the anomaly map, in resized pixels
     "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
     "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
+    "coreset_dim": PROJECTION_DIM,  # feature_knn: projected dimensions of the coreset's distances
     "bank_scale": "none",      # feature_knn: "none": the plain distance; "local": the distance to the
                                # nearest bank vector divided by that vector's spacing (mean distance
                                # to its 3 nearest bank vectors) over the median spacing
@@ -115,8 +116,8 @@ def options(det) -> dict:
         raise ValueError(f"unknown bank_scale {opts['bank_scale']!r}; choose one of {', '.join(BANK_SCALES)}")
     if det.model == "feature_rd":  # the decoder rebuilds the stages finest first
         opts["stages"] = tuple(sorted(opts["stages"], key=lambda st: int(str(st)[1:])))
-    for name in ("topk", "pool", "memory_size", "coreset_pool", "max_vectors", "batch_vectors", "extract_batch",
-                 "crop", "batch_images"):
+    for name in ("topk", "pool", "memory_size", "coreset_pool", "coreset_dim", "max_vectors", "batch_vectors",
+                 "extract_batch", "crop", "batch_images"):
         if int(opts[name]) < 1:
             raise ValueError(f"model_kwargs {name} must be at least 1, got {opts[name]}")
     return opts
@@ -514,7 +515,8 @@ class Features:
             return
         size = min(int(opts["memory_size"]), len(train))
         with _progress(det, f"memory bank: {size} of {len(train)} vectors", size) as advance:
-            keep = greedy_coreset(train, size, seed=det.random_state, on_progress=advance)
+            keep = greedy_coreset(train, size, projection_dim=int(opts["coreset_dim"]), seed=det.random_state,
+                                  on_progress=advance)
         det.memory_bank_ = train[keep.to(train.device)].contiguous()
         det.bank_weight_ = None
         if opts["bank_scale"] == "local":
