@@ -159,7 +159,7 @@ class TabularDetector(TorchDetector):
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 8, combine: str = "median",
-                 subsample: float = 0.5, trim: float = 0.0, latent_weight: float = 0.0,
+                 subsample: float = 0.5, trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -180,7 +180,6 @@ class TabularDetector(TorchDetector):
         self.combine = combine
         self.subsample = subsample
         self.trim = trim
-        self.latent_weight = latent_weight
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -312,31 +311,7 @@ class TabularDetector(TorchDetector):
             self.best_epoch_ = int(keeper.best_epoch.median())
         self.error_scale_ = self._own_error_scale(own, piled) if self._standardizes() else None
         rows = (train if val is None else torch.cat([train, val])).numpy()
-        self.latent_ = None
         self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
-        if float(self.latent_weight) != 0:
-            self.latent_ = self._latent_stats(own)
-            d2 = self._batched(rows, lambda xb: self._latent_distance(xb).T, batch_size=4096)
-            self.latent_scale_ = np.maximum(np.median(d2, axis=0), 1e-12)
-
-    def _latent_stats(self, own: torch.Tensor):
-        """Mean ``(m, 1, L)`` and precision ``(m, L, L)`` of every member's bottleneck codes
-        over its own rows (the covariance with a ridge of a thousandth of its mean variance)."""
-        with torch.no_grad():
-            codes = self.model_.codes(own[:, :SCALE_ROWS].to(self.device_)).double()
-        mean = codes.mean(1, keepdim=True)
-        c = codes - mean
-        cov = c.transpose(1, 2) @ c / max(1, c.shape[1] - 1)
-        ridge = 1e-3 * cov.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-9)
-        cov = cov + ridge.view(-1, 1, 1) * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-        return mean.float().cpu(), torch.linalg.inv(cov).float().cpu()
-
-    def _latent_distance(self, xb: torch.Tensor) -> torch.Tensor:
-        """Squared Mahalanobis distance of every member's code from its training codes, ``(members, N)``."""
-        mean, prec = (t.to(xb.device) for t in self.latent_)
-        h = xb.flatten(1).unsqueeze(0).expand(self.model_.members, -1, -1)
-        z = self.model_.codes(h) - mean
-        return torch.einsum("mnl,mlk,mnk->mn", z, prec, z)
 
     def _loss_fn(self):
         if entry("table", self.model).family == "vae":
@@ -399,13 +374,6 @@ class TabularDetector(TorchDetector):
         if member is not None:
             per_member = per_member / torch.as_tensor(member, dtype=per_member.dtype,
                                                       device=per_member.device).unsqueeze(1)
-        if getattr(self, "latent_", None) is not None:
-            d2 = self._latent_distance(xb) / torch.as_tensor(self.latent_scale_, dtype=per_member.dtype,
-                                                               device=per_member.device).unsqueeze(1)
-            weight = float(self.latent_weight)
-            if weight < 0:  # each code unit weighs as one feature
-                weight = self.latent_.__getitem__(0).shape[-1] / self.n_features_
-            per_member = per_member + weight * d2
         return per_member
 
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
