@@ -319,6 +319,18 @@ def test_local_bank_scale_divides_by_the_spacing(fitted, bricks, tmp_path):
         clone(plain).set_params(model_kwargs={"bank_scale": "density"}).fit(bricks[0][:4])
 
 
+def test_auto_bank_scale_is_local_only_for_a_coreset_of_at_most_a_quarter(fitted, bricks):
+    """``bank_scale="auto"`` (the default): the spacing weights where the coreset keeps at most
+    a quarter of the vectors it is chosen from, the plain distance where it keeps them all."""
+    plain = fitted["feature_knn"]
+    pool = len(plain.memory_bank_)  # the bricks' bank holds every training vector
+    assert plain.bank_weight_ is None
+    small = clone(plain).set_params(model_kwargs={"batch_vectors": 256, "memory_size": pool // 5}).fit(bricks[0])
+    assert len(small.memory_bank_) == pool // 5 and small.bank_weight_ is not None
+    assert fd.bank_scale("auto", 25, 100) == "local" and fd.bank_scale("auto", 26, 100) == "none"
+    assert fd.bank_scale("none", 1, 100) == "none" and fd.bank_scale("local", 100, 100) == "local"
+
+
 def test_reverse_distillation_shapes_and_context():
     torch.manual_seed(0)
     model = FeatureReverseDistillation([40, 112, 320], width=16, bottleneck=32).eval()
