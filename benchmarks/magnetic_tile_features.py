@@ -166,7 +166,9 @@ levels of each image standardised (`contrast="{ko['contrast']}"`). The detectors
 
 - `feature_knn`: stages {" + ".join(ko["stages"])} (3×3 neighbourhood mean, on the {ko["grid"] or ko["stages"][0]} grid); memory bank of
   {ko["memory_size"]} vectors chosen by greedy coreset from {ko["coreset_pool"]} random training locations;
-  score: distance to the nearest vector (exact, faiss; `bank_scale="{ko["bank_scale"]}"`).
+  score: distance to the nearest vector (exact, faiss; `bank_scale="{ko["bank_scale"]}"`: divided by that bank
+  vector's spacing, its mean distance to its 3 nearest bank vectors, over the median spacing, where the
+  bank keeps at most {fd.LOCAL_SCALE_SHARE:.0%} of the vectors it is chosen from, as here).
 - `feature_ae` / `feature_vae`: 1×1 heads (width / latent {fd.HEAD_DEFAULTS["width"]} / {fd.HEAD_DEFAULTS["latent_dim"]} and
   {fd.VAE_DEFAULTS["width"]} / {fd.VAE_DEFAULTS["latent_dim"]}) on stages {" + ".join(fd.OPTIONS["stages"])}, trained on {fd.OPTIONS["max_vectors"]} random training
   vectors in batches of {fd.OPTIONS["batch_vectors"]}; scores: squared error and the unregularised M.

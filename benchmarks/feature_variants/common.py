@@ -17,6 +17,11 @@ def pyramid(maps, stages, pool=3):
     size = max((m.shape[-2:] for m in ms), key=lambda hw: hw[0] * hw[1])
     ms = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in ms]
     return torch.cat(ms, 1)[0]
+def pyr_grid(m, stages, grid, pool=3):
+    ms = [F.avg_pool2d(m[s][None], pool, 1, pool // 2, count_include_pad=False) for s in stages]
+    size = ms[stages.index(grid)].shape[-2:]
+    out = [x if x.shape[-2:] == size else (F.adaptive_avg_pool2d(x, size) if x.shape[-2] > size[0] else F.interpolate(x, size=size, mode="bilinear", align_corners=False)) for x in ms]
+    return torch.cat(out, 1)[0]
 def split_info():
     sp = magnetic_tile_split()
     y = np.array(sp["test_labels"]); types = np.array(sp["test_types"])

@@ -5,11 +5,6 @@ from reconad.models.memory_bank import greedy_coreset, NearestNeighbours
 from reconad.models.features import FeaturePyramid
 train, test = load("train"), load("test")
 y, types, masks = split_info()
-def pyr_grid(m, stages, grid, pool=3):
-    ms = [F.avg_pool2d(m[s][None], pool, 1, pool // 2, count_include_pad=False) for s in stages]
-    size = ms[stages.index(grid)].shape[-2:]
-    out = [x if x.shape[-2:] == size else (F.adaptive_avg_pool2d(x, size) if x.shape[-2] > size[0] else F.interpolate(x, size=size, mode="bilinear", align_corners=False)) for x in ms]
-    return torch.cat(out, 1)[0]
 stages, grid = ("s8", "s16", "s32"), "s16"
 tr = [pyr_grid(m, stages, grid) for m in train]
 vec = torch.cat([f.flatten(1).T for f in tr])

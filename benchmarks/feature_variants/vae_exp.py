@@ -7,9 +7,11 @@ from reconad.scoring.features import unregularised_score, gaussian_nll, kl_stand
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20); ap.add_argument("--latent", type=int, default=32)
 ap.add_argument("--width", type=int, default=256); ap.add_argument("--beta", type=float, default=1.0); ap.add_argument("--lr", type=float, default=1e-3)
 ap.add_argument("--n", type=int, default=100000); ap.add_argument("--tag", default="vae")
+ap.add_argument("--stages", default="s16,s32"); ap.add_argument("--grid", default=None, help="stage whose grid the others are put on (default: the finest)")
 a = ap.parse_args()
-stages = ("s16", "s32")
-tr = [pyramid(m, stages) for m in load("train")]
+stages = tuple(a.stages.split(","))
+feat = (lambda m: pyr_grid(m, stages, a.grid)) if a.grid else (lambda m: pyramid(m, stages))
+tr = [feat(m) for m in load("train")]
 vec = torch.cat([f.flatten(1).T for f in tr])
 g = torch.Generator().manual_seed(0)
 pool = vec[torch.randperm(len(vec), generator=g)[:a.n]].contiguous()
@@ -32,7 +34,7 @@ y, types, masks = split_info()
 maps = {"M": [], "nll": [], "mse": []}
 with torch.no_grad():
     for m in load("test"):
-        f = pyramid(m, stages); c, h, w = f.shape
+        f = feat(m); c, h, w = f.shape
         z = ((f.flatten(1).T - mean) / std).T.reshape(1, c, h, w)
         mu, lv, _, _ = model(z)
         maps["M"].append(unregularised_score(z, mu, lv)[0]); maps["nll"].append(gaussian_nll(z, mu, lv)[0])
