@@ -44,8 +44,8 @@ SCRATCH = {"small": (1, 0.15), "large": (3, 0.4)}
 # The rows of the ablation: name -> (model, model_kwargs, other ImageDetector settings).
 CONFIGS = {
     "feature_knn": ("feature_knn", {}, {}),
-    "feature_knn, without s8 (s16 + s32 on the s16 grid, the earlier default)": (
-        "feature_knn", {"stages": ("s16", "s32"), "grid": None}, {}),
+    "feature_knn, without s8 (s16 + s32 on the s16 grid), bank_scale none": (
+        "feature_knn", {"stages": ("s16", "s32"), "grid": None, "bank_scale": "none"}, {}),
     "feature_rd": ("feature_rd", {}, {"epochs": 6}),
     "feature_knn, bank_scale local": ("feature_knn", {"bank_scale": "local"}, {}),
     "feature_knn, without s8, bank_scale local": ("feature_knn", {"stages": ("s16", "s32"), "grid": None,
@@ -53,6 +53,7 @@ CONFIGS = {
     "feature_vae, 20 epochs": ("feature_vae", {}, {"epochs": 20}),
     "feature_vae, 20 epochs, the earlier head (256 / 32)": ("feature_vae", {}, {"epochs": 20, "latent_dim": 32,
                                                                                  "width": 256}),
+    "feature_knn, bank_scale none": ("feature_knn", {"bank_scale": "none"}, {}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")
