@@ -159,7 +159,7 @@ class TabularDetector(TorchDetector):
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 8, combine: str = "median",
-                 subsample: float = 0.5, trim: float = 0.0, bound_quantile: float = 0.0,
+                 subsample: float = 0.5, trim: float = 0.0,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -180,7 +180,6 @@ class TabularDetector(TorchDetector):
         self.combine = combine
         self.subsample = subsample
         self.trim = trim
-        self.bound_quantile = bound_quantile
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -297,13 +296,7 @@ class TabularDetector(TorchDetector):
         members = int(self.members)
         parts = [slot_rows(fit_train, members)] + ([] if fit_val is None else [slot_rows(fit_val, members)])
         lower, upper = row_range(parts)
-        q = float(self.bound_quantile)
-        if q > 0:
-            rows_m = torch.cat(parts, 1)
-            self.model_.box.set_bounds(torch.quantile(rows_m, q, dim=1, keepdim=True),
-                                       torch.quantile(rows_m, 1 - q, dim=1, keepdim=True))
-        else:
-            self.model_.box.set_bounds(lower, upper)
+        self.model_.box.set_bounds(lower, upper)
         # the rows the error scales come from: each member's own, at most SCALE_ROWS of them
         own = torch.cat([p[:, :SCALE_ROWS] for p in parts], 1)
         piled = piled_features(parts, lower, upper)
