@@ -22,7 +22,12 @@ def extract(paths):
         x = torch.from_numpy(im)[None]
         tgt = fd.resized_shape(x.shape[2], x.shape[3], size)
         x = F.interpolate(x, size=tgt, mode="bilinear", align_corners=False, antialias=True)
-        x = (fd.standardise_contrast(x) if contrast == "image" else x).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        if contrast == "image":
+            x = fd.standardise_contrast(x)
+        elif contrast == "robust":  # median and interquartile range / 1.349 instead of mean and std
+            q = torch.quantile(x.flatten(1), torch.tensor([0.25, 0.5, 0.75]), dim=1)
+            x = (x - q[1].view(-1, 1, 1, 1)) / ((q[2] - q[0]) / 1.349).clamp_min(1e-3).view(-1, 1, 1, 1) * fd.CONTRAST_STD + fd.CONTRAST_MEAN
+        x = x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             maps = net.features((x - pyr.mean) / pyr.std, stages)
         for s, m in zip(stages, maps):

@@ -18,7 +18,7 @@ for m in test:
     maps.append(nn_.distance(f.flatten(1).T).view(h, w))
 t3 = time.perf_counter()
 print(stages, grid, f"coreset {t2-t1:.0f}s score {1000*(t3-t2)/len(test):.0f}ms/img", image_aucs(maps, y), "px", round(pixel_auc(maps, masks), 4), flush=True)
-torch.save(maps, "/tmp/features/knnmaps_s8_s16_s32_grid16.pt")
+torch.save(maps, f"/tmp/features/knnmaps_s8_s16_s32_grid16{os.environ.get('FEATURE_SUFFIX', '')}.pt")
 # the same bank, distances over the bank's local spacing (bank_scale="local")
 spacing = nn_.spacing(); weight = spacing.median() / spacing
 maps = []

@@ -46,6 +46,7 @@ from reconad.models.feature_heads import cosine_distance_map, fold_stages
 from reconad.models.memory_bank import PROJECTION_DIM, NearestNeighbours, greedy_coreset
 from reconad.persistence import ModelFileError
 from reconad.training.loop import fit_model, progress_bar, resolve_device
+from reconad.training.threads import cpu_threads
 
 DEFAULT_IMAGE_SIZE = 256
 
@@ -415,8 +416,9 @@ def _scoring_features(det, X):
 def decision_function(det, X, score: str | None = None) -> np.ndarray:
     det._check_fitted()
     det._score_name(score)
-    feats, _ = _scoring_features(det, X)
-    return image_scores(det, score_maps(det, feats, score))
+    with cpu_threads(det.device_):
+        feats, _ = _scoring_features(det, X)
+        return image_scores(det, score_maps(det, feats, score))
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -449,8 +451,9 @@ def anomaly_map(det, X, score: str | None = None):
     """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
     det._check_fitted()
     det._score_name(score)
-    feats, sizes = _scoring_features(det, X)
-    maps = anomaly_maps_from_features(det, feats, sizes, score)
+    with cpu_threads(det.device_):
+        feats, sizes = _scoring_features(det, X)
+        maps = anomaly_maps_from_features(det, feats, sizes, score)
     return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
 

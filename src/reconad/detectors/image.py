@@ -12,6 +12,8 @@ from reconad.detectors.image_families import GAN, Reconstruction
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, ModelEntry, entry
 from reconad.scoring import terms as scoring
+from reconad.training.loop import resolve_device
+from reconad.training.threads import cpu_threads
 
 #: the object that fits and scores each family of the catalogue's image models
 FAMILIES = {"reconstruction": Reconstruction(), "vae": Reconstruction(), "gmm": Reconstruction(),
@@ -201,7 +203,8 @@ class ImageDetector(TorchDetector):
         """Train on normal images ``X``; returns ``self``. ``y`` is ignored."""
         family = self._strategy()  # unknown model names fail before any work
         family.check(self)
-        return self._fit_samples(family.samples(self, X))
+        with cpu_threads(resolve_device(self.device), self.verbose):  # feature extraction included
+            return self._fit_samples(family.samples(self, X))
 
     def _build(self) -> torch.nn.Module:
         return self._strategy().build(self)

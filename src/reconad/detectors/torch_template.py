@@ -4,7 +4,8 @@ that trains a torch network.
 ``fit`` of a subclass turns its input into samples (an array ``(N, ...)`` or a list) and
 calls ``_fit_samples``, which runs the same steps for every kind of data:
 
-1. at least two samples; the device; the seeds; the validation split;
+1. at least two samples; the device; the seeds; the validation split; on the CPU, at most as
+   many torch threads as other processes leave cores free (``training.threads``);
 2. ``_training_data(samples, train_idx, val_idx)``: build ``model_`` and the training and
    validation tensors (default: the samples as they are);
 3. ``_train(train, val)``: fit the network (default: ``_fit_network``, which runs
@@ -13,7 +14,7 @@ calls ``_fit_samples``, which runs the same steps for every kind of data:
    scores (default: ``_held_out_scores``, by ``threshold_method``).
 
 Scoring goes through ``_batched``, the one loop that feeds samples to the network in
-batches without gradients.
+batches without gradients (with at most as many torch threads as free cores, as the fit).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from reconad.detectors.base import BaseDetector
 from reconad.training.loop import fit_model, resolve_device, seed_everything, split_validation
+from reconad.training.threads import cpu_threads
 
 
 def subset(samples, idx: np.ndarray):
@@ -62,10 +64,11 @@ class TorchDetector(BaseDetector):
         self.device_ = resolve_device(self.device)
         seed_everything(self.random_state)
         train_idx, val_idx = split_validation(len(samples), self.validation_fraction, self.random_state)
-        train, val = self._training_data(samples, train_idx, val_idx)
-        self._train(train, val)
-        held_out = subset(samples, val_idx if len(val_idx) else train_idx)
-        self._threshold_from_fit(samples, held_out)
+        with cpu_threads(self.device_, self.verbose):
+            train, val = self._training_data(samples, train_idx, val_idx)
+            self._train(train, val)
+            held_out = subset(samples, val_idx if len(val_idx) else train_idx)
+            self._threshold_from_fit(samples, held_out)
         return self
 
     def _training_data(self, samples, train_idx: np.ndarray, val_idx: np.ndarray):
@@ -112,7 +115,7 @@ class TorchDetector(BaseDetector):
         gradients, concatenated as one array (its first axis the samples'); ``layout``:
         the memory format of the batches (channels-last for 2-D convolutions)."""
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), cpu_threads(self.device_):
             for start in range(0, len(samples), batch_size):
                 xb = as_batch(samples[start:start + batch_size]).to(self.device_)
                 if layout != torch.contiguous_format:
