@@ -59,6 +59,10 @@ MODEL_DEFAULTS = {
 # rows per member that its per-feature error medians are taken over: enough for a median to
 # about 1 %, and it bounds the memory of that step on tables of hundreds of thousands of rows
 SCALE_ROWS = 20000
+# rows per member its mixture of codes is fitted on (``code_components``), and the mixture's
+# EM iterations: they bound the time of that step
+CODE_ROWS = 1000
+CODE_ITERATIONS = 30
 
 
 def default_latent_dim(n_features: int) -> int:
@@ -159,7 +163,7 @@ class TabularDetector(TorchDetector):
                  missing: str = "impute", encoding: str = "utf-8", sep: str | None = None,
                  contamination: float | None = None, score: str = "mse",
                  standardize_errors: bool | None = None, members: int = 8, combine: str = "median",
-                 subsample: float = 0.5, trim: float = 0.0,
+                 subsample: float = 0.5, trim: float = 0.0, code_components: int = 4,
                  latent_dim: int | None = None, width: int = 64, depth: int | None = None,
                  bounded: bool = True, beta: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -180,6 +184,7 @@ class TabularDetector(TorchDetector):
         self.combine = combine
         self.subsample = subsample
         self.trim = trim
+        self.code_components = code_components
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
@@ -210,6 +215,8 @@ class TabularDetector(TorchDetector):
             raise ValueError(f"members must be a whole number of at least 1, got {self.members}")
         if self.combine not in ("mean", "median"):
             raise ValueError(f"combine must be 'mean' or 'median', got {self.combine!r}")
+        if int(self.code_components) != self.code_components or self.code_components < 0:
+            raise ValueError(f"code_components must be a whole number of at least 0, got {self.code_components}")
         if not 0 < float(self.subsample) <= 1:
             raise ValueError(f"subsample must be a share of the rows in (0, 1], got {self.subsample!r}")
 
@@ -311,7 +318,43 @@ class TabularDetector(TorchDetector):
             self.best_epoch_ = int(keeper.best_epoch.median())
         self.error_scale_ = self._own_error_scale(own, piled) if self._standardizes() else None
         rows = (train if val is None else torch.cat([train, val])).numpy()
+        self.code_density_ = None
         self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
+        if int(self.code_components) > 0:
+            self.code_density_ = self._fit_code_density(own)
+            surprise = self._batched(rows, lambda xb: self._code_surprise(xb).T, batch_size=4096)
+            self.code_scale_ = np.maximum(np.median(surprise, axis=0), 1e-12)
+
+    def _fit_code_density(self, own: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A Gaussian mixture of every member's bottleneck codes over its own rows (at most
+        ``CODE_ROWS`` of them; ``_code_mixture``), as the tensors ``_code_surprise`` needs."""
+        self.model_.eval()
+        with torch.no_grad():
+            codes = self.model_.codes(own[:, :CODE_ROWS].to(self.device_)).double().cpu().numpy()
+        parts = {"means": [], "prec_chol": [], "log_weights": [], "offset": []}
+        for m, z in enumerate(codes):
+            k = min(int(self.code_components), len(z))
+            gm = _code_mixture(z, k, seed=m)
+            pad = int(self.code_components) - k  # components that cannot exist get weight 0
+            parts["means"].append(np.concatenate([gm.means_, np.zeros((pad, z.shape[1]))]))
+            parts["prec_chol"].append(np.concatenate([gm.precisions_cholesky_, np.tile(np.eye(z.shape[1]), (pad, 1, 1))]))
+            parts["log_weights"].append(np.concatenate([np.log(gm.weights_), np.full(pad, -np.inf)]))
+            parts["offset"].append(-gm.score_samples(z).max())
+        return {name: torch.as_tensor(np.stack(v), dtype=torch.float32) for name, v in parts.items()}
+
+    def _code_surprise(self, xb: torch.Tensor) -> torch.Tensor:
+        """Every member's negative log-density of the row's bottleneck code under its mixture,
+        less its lowest value over the member's own rows (so 0 at the most typical code),
+        ``(members, N)``."""
+        d = {k: v.to(xb.device) for k, v in self.code_density_.items()}
+        h = xb.flatten(1).unsqueeze(0).expand(self.model_.members, -1, -1)
+        z = self.model_.codes(h)                                            # (m, N, L)
+        y = torch.einsum("mnl,mclk->mcnk", z, d["prec_chol"]) - torch.einsum(
+            "mcl,mclk->mck", d["means"], d["prec_chol"]).unsqueeze(2)      # (m, C, N, L)
+        log_det = d["prec_chol"].diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (m, C)
+        log_prob = (d["log_weights"] + log_det).unsqueeze(2) - 0.5 * y.square().sum(-1) \
+            - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+        return (-torch.logsumexp(log_prob, dim=1) - d["offset"].unsqueeze(1)).clamp_min(0)
 
     def _loss_fn(self):
         if entry("table", self.model).family == "vae":
@@ -374,6 +417,12 @@ class TabularDetector(TorchDetector):
         if member is not None:
             per_member = per_member / torch.as_tensor(member, dtype=per_member.dtype,
                                                       device=per_member.device).unsqueeze(1)
+        if getattr(self, "code_density_", None) is not None:
+            # each of the L code units weighs as one of the F features
+            weight = self.code_density_["means"].shape[-1] / self.n_features_
+            surprise = self._code_surprise(xb) / torch.as_tensor(self.code_scale_, dtype=per_member.dtype,
+                                                                 device=per_member.device).unsqueeze(1)
+            per_member = per_member + weight * surprise
         return per_member
 
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -405,7 +454,12 @@ class TabularDetector(TorchDetector):
                   "history_": self.history_, "best_epoch_": self.best_epoch_,
                   "error_scale_": None if self.error_scale_ is None else self.error_scale_.tolist(),
                   "member_scale_": None if self.member_scale_ is None else self.member_scale_.tolist()}
-        return fitted, self._network_tensors()
+        tensors = self._network_tensors()
+        density = getattr(self, "code_density_", None)
+        if density is not None:
+            fitted["code_scale_"] = self.code_scale_.tolist()
+            tensors.update({f"code_density.{k}": v.contiguous() for k, v in density.items()})
+        return fitted, tensors
 
     def _restore_state(self, fitted, tensors):
         self.encoder_ = TableEncoder.from_dict(fitted["encoder_"])
@@ -419,6 +473,10 @@ class TabularDetector(TorchDetector):
         self.error_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
         member = fitted.get("member_scale_")
         self.member_scale_ = None if member is None else np.asarray(member, dtype=np.float64)
+        density = {k[len("code_density."):]: v for k, v in tensors.items() if k.startswith("code_density.")}
+        self.code_density_ = density or None  # files written before the code term have none
+        if density:
+            self.code_scale_ = np.asarray(fitted["code_scale_"], dtype=np.float64)
         self._restore_network(tensors)
 
     # --- pictures ---------------------------------------------------------------------
@@ -445,6 +503,30 @@ class TabularDetector(TorchDetector):
             plots.decision_contour(self.decision_function, values[keep], self.threshold_, path,
                                    labels=marks[keep], feature_names=tuple(enc.columns_),
                                    label_name=suffix)
+
+
+def _code_mixture(z: np.ndarray, k: int, seed: int):
+    """scikit-learn's Gaussian mixture of ``k`` full-covariance components on the codes ``z``
+    ``(K, L)``, with a ridge of a thousandth of their mean variance; where a component
+    collapses onto identical codes (a ReLU code is often exactly 0), the ridge is raised
+    tenfold, up to three times, then the mixture has one component fewer."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    ridge = 1e-3 * float(z.var(0).mean()) + 1e-9
+    for components in range(k, 0, -1):
+        for step in range(4):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    return GaussianMixture(components, covariance_type="full", reg_covar=ridge * 10 ** step,
+                                           init_params="k-means++", max_iter=CODE_ITERATIONS,
+                                           random_state=seed).fit(z)
+            except ValueError:
+                continue
+    raise ValueError("the bottleneck codes could not be fitted by a Gaussian mixture")
 
 
 def row_range(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,12 +108,19 @@ class TabularEnsemble(nn.Module):
 
     def _run(self, h: torch.Tensor) -> torch.Tensor:
         """The members' reconstructions of their inputs ``(members, N, F)``."""
+        return self.box(self._layers(h, 0, len(self.weights)))
+
+    def codes(self, h: torch.Tensor) -> torch.Tensor:
+        """The members' bottleneck codes of their inputs ``(members, N, F)``, ``(members, N, latent)``."""
+        return self._layers(h, 0, len(self.weights) // 2)
+
+    def _layers(self, h: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
+        for i in range(start, stop):
+            h = torch.baddbmm(self.biases[i], h, self.weights[i])
             if i < last:
                 h = torch.relu(h)
-        return self.box(h)
+        return h
 
 
 def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) -> torch.Tensor:
