@@ -38,8 +38,10 @@ def test_each_member_is_bounded_and_scaled_by_its_own_rows():
     assert (lower >= scaled.min(0).values - 1e-6).all() and (upper <= scaled.max(0).values + 1e-6).all()
     assert not torch.equal(lower[0], lower[1])        # different halves, different extremes
     assert det.error_scale_.shape == (8, x.shape[1]) and det.member_scale_.shape == (8,)
-    # the members' scores of the training rows are divided by their medians
+    # the members' reconstruction scores of the training rows are divided by their medians
+    density, det.code_density_ = det.code_density_, None  # without the code term
     np.testing.assert_allclose(np.median(det._member_scores(det._matrix(x)), axis=0), 1.0, rtol=1e-5)
+    det.code_density_ = density
 
 
 def test_member_best_puts_back_each_members_best_epoch():
@@ -81,3 +83,36 @@ def test_subsample_takes_at_least_two_rows_per_member():
     x = _parts(6, np.random.RandomState(2))
     det = TabularDetector(verbose=0, epochs=2, subsample=0.01, validation_fraction=0.0).fit(x)
     assert np.isfinite(det.decision_function(x)).all()
+
+
+def test_the_code_term_is_the_negative_log_density_of_the_code_under_the_members_mixture(tmp_path):
+    """Each member adds -log p(code) under its Gaussian mixture (scikit-learn's, as fitted),
+    less its lowest value over its own rows, over its median, weighted L / F; it is saved."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.RandomState(3)
+    x, rows = _parts(400, rng), np.r_[_parts(20, rng), _bad_parts(20, rng)]
+    det = TabularDetector(verbose=0, epochs=3).fit(x)
+    plain = TabularDetector(verbose=0, epochs=3, code_components=0).fit(x)
+    assert plain.code_density_ is None and det.code_density_["means"].shape[:2] == (8, 4)
+    xb = torch.from_numpy(det._matrix(rows)).float()
+    with torch.no_grad():
+        codes = det.model_.codes(xb.unsqueeze(0).expand(8, -1, -1)).double().numpy()
+        surprise = det._code_surprise(xb).numpy()
+    d = det.code_density_
+    gm = GaussianMixture(4, covariance_type="full")  # member 0's mixture, from the stored tensors
+    gm.weights_, gm.means_ = d["log_weights"][0].exp().double().numpy(), d["means"][0].double().numpy()
+    gm.precisions_cholesky_ = d["prec_chol"][0].double().numpy()
+    expected = np.maximum(-gm.score_samples(codes[0]) - float(d["offset"][0]), 0)
+    np.testing.assert_allclose(surprise[0], expected, rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        total = det._per_member(xb).numpy()
+        recon = plain_part = total - (d["means"].shape[-1] / det.n_features_) * surprise / det.code_scale_[:, None]
+    assert (recon > 0).all() and (total >= plain_part).all()
+    # the planted rows score higher than the normal ones, and the term is saved with the model
+    s = det.decision_function(rows)
+    assert s[20:].mean() > s[:20].mean()
+    det.save(tmp_path / "code")
+    np.testing.assert_allclose(load(tmp_path / "code").decision_function(rows), s, rtol=1e-5)
+    with pytest.raises(ValueError, match="code_components"):
+        TabularDetector(verbose=0, code_components=-1).fit(x)

@@ -509,14 +509,17 @@ def _code_mixture(z: np.ndarray, k: int, seed: int):
     """scikit-learn's Gaussian mixture of ``k`` full-covariance components on the codes ``z``
     ``(K, L)``, with a ridge of a thousandth of their mean variance; where a component
     collapses onto identical codes (a ReLU code is often exactly 0), the ridge is raised
-    tenfold, up to three times, then the mixture has one component fewer."""
+    tenfold, up to three times, then the mixture has one component fewer; codes that are all
+    alike (a member of a few rows) get one component with a unit ridge."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
+    if len(z) < 2:  # a member of one row
+        z = np.repeat(z, 2, axis=0)
     ridge = 1e-3 * float(z.var(0).mean()) + 1e-9
-    for components in range(k, 0, -1):
+    for components in range(min(k, len(z)), 0, -1):
         for step in range(4):
             try:
                 with warnings.catch_warnings():
@@ -526,7 +529,7 @@ def _code_mixture(z: np.ndarray, k: int, seed: int):
                                            random_state=seed).fit(z)
             except ValueError:
                 continue
-    raise ValueError("the bottleneck codes could not be fitted by a Gaussian mixture")
+    return GaussianMixture(1, covariance_type="full", reg_covar=1.0, random_state=seed).fit(z)
 
 
 def row_range(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
