@@ -40,8 +40,8 @@ from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
-from reconad.models.tabular import (median_of_members, member_errors, member_losses, member_slots, slot_rows,
-                                    trimmed_loss, vae_loss)
+from reconad.models.tabular import (EnsembleCodes, code_surprise, median_of_members, member_errors, member_losses,
+                                    member_slots, slot_rows, trimmed_loss, vae_loss)
 
 #: a feature with at least this share of its training rows on its lowest or highest value
 #: is "piled" (``piled_features``); its typical error is not its median error alone
@@ -323,7 +323,10 @@ class TabularDetector(TorchDetector):
         if int(self.code_components) > 0:
             self.code_density_ = self._fit_code_density(own)
             surprise = self._batched(rows, lambda xb: self._code_surprise(xb).T, batch_size=4096)
-            self.code_scale_ = np.maximum(np.median(surprise, axis=0), 1e-12)
+            # the larger of the median and the mean: where a mixture component sits on many
+            # identical codes (a ReLU code is often exactly 0), most rows have a surprise of
+            # about 0, and their median alone would give the term a huge weight
+            self.code_scale_ = np.maximum(np.maximum(np.median(surprise, axis=0), surprise.mean(0)), 1e-12)
 
     def _fit_code_density(self, own: torch.Tensor) -> dict[str, torch.Tensor]:
         """A Gaussian mixture of every member's bottleneck codes over its own rows (at most
@@ -344,17 +347,14 @@ class TabularDetector(TorchDetector):
 
     def _code_surprise(self, xb: torch.Tensor) -> torch.Tensor:
         """Every member's negative log-density of the row's bottleneck code under its mixture,
-        less its lowest value over the member's own rows (so 0 at the most typical code),
-        ``(members, N)``."""
+        less its lowest value over the member's own rows (``code_surprise``), ``(members, N)``."""
         d = {k: v.to(xb.device) for k, v in self.code_density_.items()}
-        h = xb.flatten(1).unsqueeze(0).expand(self.model_.members, -1, -1)
-        z = self.model_.codes(h)                                            # (m, N, L)
-        y = torch.einsum("mnl,mclk->mcnk", z, d["prec_chol"]) - torch.einsum(
-            "mcl,mclk->mck", d["means"], d["prec_chol"]).unsqueeze(2)      # (m, C, N, L)
-        log_det = d["prec_chol"].diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (m, C)
-        log_prob = (d["log_weights"] + log_det).unsqueeze(2) - 0.5 * y.square().sum(-1) \
-            - 0.5 * z.shape[-1] * math.log(2 * math.pi)
-        return (-torch.logsumexp(log_prob, dim=1) - d["offset"].unsqueeze(1)).clamp_min(0)
+        return code_surprise(EnsembleCodes(self.model_)(xb), d["means"], d["prec_chol"], d["log_weights"],
+                             d["offset"])
+
+    def code_weight(self) -> float:
+        """Weight of the code term: each of the L code units weighs as one of the F features."""
+        return self.code_density_["means"].shape[-1] / self.n_features_
 
     def _loss_fn(self):
         if entry("table", self.model).family == "vae":
@@ -418,11 +418,9 @@ class TabularDetector(TorchDetector):
             per_member = per_member / torch.as_tensor(member, dtype=per_member.dtype,
                                                       device=per_member.device).unsqueeze(1)
         if getattr(self, "code_density_", None) is not None:
-            # each of the L code units weighs as one of the F features
-            weight = self.code_density_["means"].shape[-1] / self.n_features_
             surprise = self._code_surprise(xb) / torch.as_tensor(self.code_scale_, dtype=per_member.dtype,
                                                                  device=per_member.device).unsqueeze(1)
-            per_member = per_member + weight * surprise
+            per_member = per_member + self.code_weight() * surprise
         return per_member
 
     def _scores(self, data: np.ndarray, batch_size: int = 4096) -> np.ndarray:

@@ -7,7 +7,9 @@ columns are scaled with the training offset and scale (in float64, as the encode
 then the network and the per-row score (``mse``: mean squared error, ``l1``: summed
 absolute error; for a detector that standardises its errors, each feature's error is
 first divided by its training median, and an ensemble's members' scores are divided by
-their training medians and averaged, or their median taken, as the detector's ``combine``
+their training medians, each member's code term is added (the negative log-density of its
+bottleneck code under its Gaussian mixture, over its training median, weighted L / F), and
+the members' scores are averaged, or their median taken, as the detector's ``combine``
 says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
 
 Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from reconad.detectors.tabular import TabularDetector
-from reconad.models.tabular import median_of_members
+from reconad.models.tabular import EnsembleCodes, code_surprise, median_of_members
 from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
 
@@ -34,9 +36,22 @@ class TableScorer(nn.Module):
     def __init__(self, network: nn.Module, median: np.ndarray, offset: np.ndarray, scale: np.ndarray,
                  impute: bool, absolute: bool, threshold: float, members: bool = False,
                  error_scale: np.ndarray | None = None, median_of_members: bool = False,
-                 member_scale: np.ndarray | None = None):
+                 member_scale: np.ndarray | None = None, codes: nn.Module | None = None,
+                 code_density: dict | None = None, code_scale: np.ndarray | None = None,
+                 code_weight: float = 0.0):
         super().__init__()
         self.network = network
+        # the ensemble's code term (``TabularDetector.code_components``); without it a
+        # placeholder module and empty tensors, so that the graph has one form
+        self.with_codes = codes is not None
+        self.codes = codes if codes is not None else nn.Identity()
+        density = code_density or {"means": torch.zeros(1, 1, 1), "prec_chol": torch.ones(1, 1, 1, 1),
+                                   "log_weights": torch.zeros(1, 1), "offset": torch.zeros(1)}
+        for name in ("means", "prec_chol", "log_weights", "offset"):
+            self.register_buffer(f"code_{name}", density[name].detach().to(torch.float32).clone())
+        # the weight over each member's training median, (members, 1)
+        factor = float(code_weight) / (np.ones(1) if code_scale is None else np.asarray(code_scale, dtype=np.float64))
+        self.register_buffer("code_factor", torch.as_tensor(factor.reshape(-1, 1), dtype=torch.float32))
         self.impute = impute
         self.absolute = absolute
         self.members = members  # the network returns (members, N, F) rather than (N, F)
@@ -69,6 +84,10 @@ class TableScorer(nn.Module):
             error = error.square()
         error = error / self.error_scale.unsqueeze(1)
         per_member = (error.sum(2) if self.absolute else error.mean(2)) / self.member_scale.unsqueeze(1)
+        if self.with_codes:
+            surprise = code_surprise(self.codes(x), self.code_means, self.code_prec_chol, self.code_log_weights,
+                                     self.code_offset)
+            per_member = per_member + surprise * self.code_factor
         score = median_of_members(per_member) if self.median_of_members else per_member.mean(0)
         label = (score.to(torch.float64) > self.threshold).to(torch.int64)
         return score, label
@@ -93,9 +112,14 @@ def _table_graph(det: TabularDetector, input_dtype: str | None, score: str | Non
     args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold,
             det.model == "ensemble", det.error_scale_, det.model == "ensemble" and det.combine == "median",
             getattr(det, "member_scale_", None))
-    module = TableScorer(network, *args).eval()
+    density = getattr(det, "code_density_", None)
+    codes = None if density is None else EnsembleCodes(frozen_copy(det.model_))  # its own copy: one module in two places of a graph exports wrongly
+    code_args = {} if density is None else {"code_density": density, "code_scale": det.code_scale_,
+                                            "code_weight": det.code_weight()}
+    module = TableScorer(network, *args, codes=codes, **code_args).eval()
     net_example = torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32))
-    script_module = script(TableScorer(trace_network(network, net_example), *args),
+    traced_codes = None if codes is None else trace_network(codes, net_example)
+    script_module = script(TableScorer(trace_network(network, net_example), *args, codes=traced_codes, **code_args),
                            f"table model {det.model!r}")
     meta = {"model": det.model, "score": det.score, "columns": list(enc.columns_), "input_shape": [n],
             "missing": enc.missing}

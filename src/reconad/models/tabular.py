@@ -123,6 +123,31 @@ class TabularEnsemble(nn.Module):
         return h
 
 
+class EnsembleCodes(nn.Module):
+    """The bottleneck codes of every member of a ``TabularEnsemble`` for rows ``(N, F)``,
+    ``(members, N, latent)`` (a module of its own, so that it can be traced for export)."""
+
+    def __init__(self, ensemble: TabularEnsemble):
+        super().__init__()
+        self.ensemble = ensemble
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ensemble.codes(x.flatten(1).unsqueeze(0).expand(self.ensemble.members, -1, -1))
+
+
+def code_surprise(z: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, log_weights: torch.Tensor,
+                  offset: torch.Tensor) -> torch.Tensor:
+    """Every member's negative log-density of its codes ``z`` ``(m, N, L)`` under its Gaussian
+    mixture (``means`` ``(m, C, L)``, Cholesky factors of the precisions ``(m, C, L, L)`` and
+    log weights ``(m, C)``, as scikit-learn's ``GaussianMixture`` keeps them), less
+    ``offset`` ``(m,)`` (its lowest value over the member's own rows) and not below 0, ``(m, N)``."""
+    y = torch.einsum("mnl,mclk->mcnk", z, prec_chol) - torch.einsum("mcl,mclk->mck", means, prec_chol).unsqueeze(2)
+    log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
+    log_prob = (log_weights + log_det).unsqueeze(2) - 0.5 * y.square().sum(-1) \
+        - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+    return (-torch.logsumexp(log_prob, dim=1) - offset.unsqueeze(1)).clamp_min(0)
+
+
 def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) -> torch.Tensor:
     """Per-feature error ``|x - x_hat| ** power`` of every member, ``(members, N, F)``;
     ``x`` is ``(N, F)`` (the same rows for every member) or ``(members, N, F)``."""
