@@ -20,6 +20,13 @@ some outliers among the training rows:
   feature's lowest or highest value (at least 5 %: a count that is mostly 0, a pixel
   mostly blank) the typical error is the larger of the median and the mean, so a rare
   other value of that feature does not get an arbitrary, huge weight;
+* each member adds to its reconstruction score how unlikely its bottleneck code is: the
+  negative log-density of the code under a Gaussian mixture of 4 components fitted to the
+  codes of its own rows (the paper's split of a GMM's likelihood), over its typical value,
+  weighted as the L code units are among the F features (L / F). A row far out along the
+  directions the normal rows vary most is rebuilt well by the bottleneck, but its code is
+  rare; the mixture keeps tables whose normal rows form several groups from being scored
+  by their distance to the middle between the groups (``code_components``);
 * training takes about a fixed number of weight updates with large batches, so the fit
   time grows slowly with the number of rows.
 
@@ -125,6 +132,10 @@ class TabularDetector(TorchDetector):
         member draws its own random share of the training and of the validation rows, and
         its output bounds, error scales and kept epoch come from its own rows, so an
         outlier among the training rows is learnt by only some of the members.
+    code_components : int, default 4
+        Components of the Gaussian mixture of each member's bottleneck codes whose negative
+        log-density (over its typical value over the training rows, weighted L / F) is added
+        to the member's score (``"ensemble"`` only); 0 leaves the code term out.
     trim : float in [0, 0.5), default 0.0
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
