@@ -223,8 +223,9 @@ for _e in [
     ModelEntry("ensemble", "table", "reconstruction", _network("tabular", "build_tabular_ensemble"), "mse", "mse",
                ("mse", "l1"), _space(**_TABLE, members=("int", 2, 16, False)), True, True,
                "small dense autoencoders trained side by side as one batched network, each on its own "
-               "half of the rows, output bounded to the training range, median of their scores "
-               "(latent_dim, width, depth, members, bounded)"),
+               "half of the rows, output bounded to the training range, plus each member's code term "
+               "(negative log-density of its bottleneck code under a Gaussian mixture, code_components), "
+               "median of their scores (latent_dim, width, depth, members, bounded)"),
     ModelEntry("ae", "table", "reconstruction", _network("tabular", "build_tabular_ae"), "mse", "mse", ("mse", "l1"),
                _space(**_TABLE), True, True,
                "dense autoencoder, output bounded to the training range (latent_dim, width, depth, bounded)"),
