@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from reconad.models.dense import DenseAE
+from reconad.scoring.terms import gmm_terms
 
 
 class OutputBox(nn.Module):
@@ -140,12 +141,11 @@ def code_surprise(z: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
     """Every member's negative log-density of its codes ``z`` ``(m, N, L)`` under its Gaussian
     mixture (``means`` ``(m, C, L)``, Cholesky factors of the precisions ``(m, C, L, L)`` and
     log weights ``(m, C)``, as scikit-learn's ``GaussianMixture`` keeps them), less
-    ``offset`` ``(m,)`` (its lowest value over the member's own rows) and not below 0, ``(m, N)``."""
-    y = torch.einsum("mnl,mclk->mcnk", z, prec_chol) - torch.einsum("mcl,mclk->mck", means, prec_chol).unsqueeze(2)
-    log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
-    log_prob = (log_weights + log_det).unsqueeze(2) - 0.5 * y.square().sum(-1) \
-        - 0.5 * z.shape[-1] * math.log(2 * math.pi)
-    return (-torch.logsumexp(log_prob, dim=1) - offset.unsqueeze(1)).clamp_min(0)
+    ``offset`` ``(m,)`` (its lowest value over the member's own rows) and not below 0, ``(m, N)``;
+    the negative log-density is ``scoring.gmm_terms``' ``nll``, member by member."""
+    weights = log_weights.exp()
+    nll = torch.stack([gmm_terms(z[m], weights[m], means[m], prec_chol[m])["nll"] for m in range(z.shape[0])])
+    return (nll - offset.unsqueeze(1)).clamp_min(0)
 
 
 def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) -> torch.Tensor:

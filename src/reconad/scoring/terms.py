@@ -160,10 +160,10 @@ def gmm_terms(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
     y = torch.einsum("nkd,kde->nke", diff, precisions_cholesky)           # L_k^T (x - mu_k)
     M_all = 0.5 * y.square().sum(-1)                                      # (n, K)
     log_det_prec = torch.log(torch.diagonal(precisions_cholesky, dim1=1, dim2=2)).sum(-1)
-    A_all = (0.5 * d * _LOG_2PI - log_det_prec)[None].expand_as(M_all)   # 1/2 log (2pi)^d |S_k|
+    A_all = (0.5 * d * math.log(2 * math.pi) - log_det_prec)[None].expand_as(M_all)   # 1/2 log (2pi)^d |S_k|
     D_all = (-torch.log(weights))[None].expand_as(M_all)
     neg_joint = D_all + A_all + M_all                                     # -log w_k N(x|k)
     k = neg_joint.argmin(1)
-    pick = lambda t: t.gather(1, k[:, None])[:, 0]  # noqa: E731
-    return {"D": pick(D_all), "A": pick(A_all), "M": pick(M_all), "k": k,
-            "nll": -torch.logsumexp(-neg_joint, dim=1)}
+    best = k[:, None]  # the most probable component (TorchScript has no lambdas)
+    return {"D": D_all.gather(1, best)[:, 0], "A": A_all.gather(1, best)[:, 0], "M": M_all.gather(1, best)[:, 0],
+            "k": k, "nll": -torch.logsumexp(-neg_joint, dim=1)}
