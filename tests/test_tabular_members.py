@@ -86,7 +86,7 @@ def test_subsample_takes_at_least_two_rows_per_member():
 
 
 def test_the_code_term_is_the_negative_log_density_of_the_code_under_the_members_mixture(tmp_path):
-    """Each member adds -log p(code) under its Gaussian mixture (scikit-learn's, as fitted),
+    """Each member adds -log p(code) under its Gaussian mixture (as scikit-learn computes it),
     less its lowest value over its own rows, over its median, weighted L / F; it is saved."""
     from sklearn.mixture import GaussianMixture
 
@@ -97,8 +97,9 @@ def test_the_code_term_is_the_negative_log_density_of_the_code_under_the_members
     assert plain.code_density_ is None and det.code_density_["means"].shape[:2] == (8, 4)
     xb = torch.from_numpy(det._matrix(rows)).float()
     with torch.no_grad():
-        codes = det.model_.codes(xb.unsqueeze(0).expand(8, -1, -1)).double().numpy()
-        surprise = det._code_surprise(xb).numpy()
+        member_codes = det.model_.codes(xb.unsqueeze(0).expand(8, -1, -1))
+        surprise = det._code_surprise(member_codes).numpy()
+    codes = member_codes.double().numpy()
     d = det.code_density_
     gm = GaussianMixture(4, covariance_type="full")  # member 0's mixture, from the stored tensors
     gm.weights_, gm.means_ = d["log_weights"][0].exp().double().numpy(), d["means"][0].double().numpy()

@@ -47,6 +47,7 @@ from reconad.scoring import terms as scoring
 from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
+from reconad.models.mixtures import fit_mixtures
 from reconad.models.tabular import (EnsembleCodes, code_surprise, median_of_members, member_errors, member_losses,
                                     member_slots, slot_rows, trimmed_loss, vae_loss)
 
@@ -333,7 +334,8 @@ class TabularDetector(TorchDetector):
         self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
         if int(self.code_components) > 0:
             self.code_density_ = self._fit_code_density(own)
-            surprise = self._batched(rows, lambda xb: self._code_surprise(xb).T, batch_size=4096)
+            codes = EnsembleCodes(self.model_)
+            surprise = self._batched(rows, lambda xb: self._code_surprise(codes(xb)).T, batch_size=4096)
             # the larger of the median and the mean: where a mixture component sits on many
             # identical codes (a ReLU code is often exactly 0), most rows have a surprise of
             # about 0, and their median alone would give the term a huge weight
@@ -341,27 +343,22 @@ class TabularDetector(TorchDetector):
 
     def _fit_code_density(self, own: torch.Tensor) -> dict[str, torch.Tensor]:
         """A Gaussian mixture of every member's bottleneck codes over its own rows (at most
-        ``CODE_ROWS`` of them; ``_code_mixture``), as the tensors ``_code_surprise`` needs."""
+        ``CODE_ROWS`` of them), all fitted at once (``models.mixtures.fit_mixtures``), as the
+        tensors ``_code_surprise`` needs."""
         self.model_.eval()
         with torch.no_grad():
-            codes = self.model_.codes(own[:, :CODE_ROWS].to(self.device_)).double().cpu().numpy()
-        parts = {"means": [], "prec_chol": [], "log_weights": [], "offset": []}
-        for m, z in enumerate(codes):
-            k = min(int(self.code_components), len(z))
-            gm = _code_mixture(z, k, seed=m)
-            pad = int(self.code_components) - k  # components that cannot exist get weight 0
-            parts["means"].append(np.concatenate([gm.means_, np.zeros((pad, z.shape[1]))]))
-            parts["prec_chol"].append(np.concatenate([gm.precisions_cholesky_, np.tile(np.eye(z.shape[1]), (pad, 1, 1))]))
-            parts["log_weights"].append(np.concatenate([np.log(gm.weights_), np.full(pad, -np.inf)]))
-            parts["offset"].append(-gm.score_samples(z).max())
-        return {name: torch.as_tensor(np.stack(v), dtype=torch.float32) for name, v in parts.items()}
+            codes = self.model_.codes(own[:, :CODE_ROWS].to(self.device_)).double().cpu()
+        mix = fit_mixtures(codes, int(self.code_components), max_iter=CODE_ITERATIONS)
+        parts = {"means": mix.means, "prec_chol": mix.precisions_cholesky, "log_weights": mix.weights.log()}
+        parts["offset"] = scoring.gmm_nll(codes, mix.weights, mix.means, mix.precisions_cholesky).amin(1)
+        return {name: v.to(torch.float32).contiguous() for name, v in parts.items()}
 
-    def _code_surprise(self, xb: torch.Tensor) -> torch.Tensor:
-        """Every member's negative log-density of the row's bottleneck code under its mixture,
-        less its lowest value over the member's own rows (``code_surprise``), ``(members, N)``."""
-        d = {k: v.to(xb.device) for k, v in self.code_density_.items()}
-        return code_surprise(EnsembleCodes(self.model_)(xb), d["means"], d["prec_chol"], d["log_weights"],
-                             d["offset"])
+    def _code_surprise(self, codes: torch.Tensor) -> torch.Tensor:
+        """Every member's negative log-density of its bottleneck codes ``(members, N, L)``
+        under its mixture, less its lowest value over the member's own rows
+        (``code_surprise``), ``(members, N)``."""
+        d = {k: v.to(codes.device) for k, v in self.code_density_.items()}
+        return code_surprise(codes, d["means"], d["prec_chol"], d["log_weights"], d["offset"])
 
     def code_weight(self) -> float:
         """Weight of the code term: each of the L code units weighs as one of the F features."""
@@ -389,10 +386,16 @@ class TabularDetector(TorchDetector):
     # --- scoring ----------------------------------------------------------------------
     def _feature_errors(self, xb: torch.Tensor) -> torch.Tensor:
         """Per-feature errors of a batch, ``(members, N, F)`` (one member for ``ae``/``vae``)."""
-        out = self.model_(xb)
+        return self._errors_and_codes(xb)[0]
+
+    def _errors_and_codes(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``_feature_errors`` and, for the ensemble, its members' bottleneck codes
+        ``(members, N, L)`` from the same pass (None for ``ae``/``vae``)."""
+        power = 1 if self.score == "l1" else 2
         if self.model != "ensemble":
-            out = out.unsqueeze(0)
-        return member_errors(xb, out, 1 if self.score == "l1" else 2)
+            return member_errors(xb, self.model_(xb).unsqueeze(0), power), None
+        codes = self.model_.codes(xb.flatten(1).unsqueeze(0).expand(self.model_.members, -1, -1))
+        return member_errors(xb, self.model_.decode(codes), power), codes
 
     def _own_error_scale(self, own: torch.Tensor, piled: np.ndarray) -> np.ndarray:
         """Typical error (``_typical_error``) of every member on every feature over its own
@@ -420,7 +423,7 @@ class TabularDetector(TorchDetector):
 
     def _per_member(self, xb: torch.Tensor) -> torch.Tensor:
         """The members' scores of a batch ``(members, N)`` (see ``_member_scores``)."""
-        errors = self._feature_errors(xb)
+        errors, codes = self._errors_and_codes(xb)
         if self.error_scale_ is not None:
             errors = errors / torch.as_tensor(self.error_scale_, dtype=errors.dtype, device=errors.device).unsqueeze(1)
         per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
@@ -429,7 +432,7 @@ class TabularDetector(TorchDetector):
             per_member = per_member / torch.as_tensor(member, dtype=per_member.dtype,
                                                       device=per_member.device).unsqueeze(1)
         if getattr(self, "code_density_", None) is not None:
-            surprise = self._code_surprise(xb) / torch.as_tensor(self.code_scale_, dtype=per_member.dtype,
+            surprise = self._code_surprise(codes) / torch.as_tensor(self.code_scale_, dtype=per_member.dtype,
                                                                  device=per_member.device).unsqueeze(1)
             per_member = per_member + self.code_weight() * surprise
         return per_member
@@ -512,33 +515,6 @@ class TabularDetector(TorchDetector):
             plots.decision_contour(self.decision_function, values[keep], self.threshold_, path,
                                    labels=marks[keep], feature_names=tuple(enc.columns_),
                                    label_name=suffix)
-
-
-def _code_mixture(z: np.ndarray, k: int, seed: int):
-    """scikit-learn's Gaussian mixture of ``k`` full-covariance components on the codes ``z``
-    ``(K, L)``, with a ridge of a thousandth of their mean variance; where a component
-    collapses onto identical codes (a ReLU code is often exactly 0), the ridge is raised
-    tenfold, up to three times, then the mixture has one component fewer; codes that are all
-    alike (a member of a few rows) get one component with a unit ridge."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
-
-    if len(z) < 2:  # a member of one row
-        z = np.repeat(z, 2, axis=0)
-    ridge = 1e-3 * float(z.var(0).mean()) + 1e-9
-    for components in range(min(k, len(z)), 0, -1):
-        for step in range(4):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    return GaussianMixture(components, covariance_type="full", reg_covar=ridge * 10 ** step,
-                                           init_params="k-means++", max_iter=CODE_ITERATIONS,
-                                           random_state=seed).fit(z)
-            except ValueError:
-                continue
-    return GaussianMixture(1, covariance_type="full", reg_covar=1.0, random_state=seed).fit(z)
 
 
 def row_range(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

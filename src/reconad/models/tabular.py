@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from reconad.models.dense import DenseAE
-from reconad.scoring.terms import gmm_terms
+from reconad.scoring.terms import gmm_nll
 
 
 class OutputBox(nn.Module):
@@ -109,11 +109,15 @@ class TabularEnsemble(nn.Module):
 
     def _run(self, h: torch.Tensor) -> torch.Tensor:
         """The members' reconstructions of their inputs ``(members, N, F)``."""
-        return self.box(self._layers(h, 0, len(self.weights)))
+        return self.decode(self.codes(h))
 
     def codes(self, h: torch.Tensor) -> torch.Tensor:
         """The members' bottleneck codes of their inputs ``(members, N, F)``, ``(members, N, latent)``."""
         return self._layers(h, 0, len(self.weights) // 2)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """The members' reconstructions from their bottleneck codes ``(members, N, latent)``."""
+        return self.box(self._layers(codes, len(self.weights) // 2, len(self.weights)))
 
     def _layers(self, h: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         last = len(self.weights) - 1
@@ -142,10 +146,8 @@ def code_surprise(z: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
     mixture (``means`` ``(m, C, L)``, Cholesky factors of the precisions ``(m, C, L, L)`` and
     log weights ``(m, C)``, as scikit-learn's ``GaussianMixture`` keeps them), less
     ``offset`` ``(m,)`` (its lowest value over the member's own rows) and not below 0, ``(m, N)``;
-    the negative log-density is ``scoring.gmm_terms``' ``nll``, member by member."""
-    weights = log_weights.exp()
-    nll = torch.stack([gmm_terms(z[m], weights[m], means[m], prec_chol[m])["nll"] for m in range(z.shape[0])])
-    return (nll - offset.unsqueeze(1)).clamp_min(0)
+    the negative log-density is ``scoring.gmm_nll``'s, all members at once."""
+    return (gmm_nll(z, log_weights.exp(), means, prec_chol) - offset.unsqueeze(1)).clamp_min(0)
 
 
 def member_errors(x: torch.Tensor, members_out: torch.Tensor, power: int = 2) -> torch.Tensor:

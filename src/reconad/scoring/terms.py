@@ -147,6 +147,23 @@ def vae_pixel_map(x, mu_x, log_var_x, mu_z, log_var_z, name: str, beta: float = 
     return combine_gaussian(name, D, A, t["M"].sum(1), t["recon"].sum(1), beta).expand_as(A)
 
 
+def gmm_component_terms(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
+                        precisions_cholesky: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The terms ``D``, ``A``, ``M`` of every component of a full-covariance Gaussian mixture
+    for samples ``X (..., n, d)``, each ``(..., n, K)``: ``-log w_k``, ``1/2 log (2pi)^d |S_k|``
+    and ``1/2 (x - mu_k)^T P_k (x - mu_k)``; ``weights (..., K)``, ``means (..., K, d)`` and
+    ``precisions_cholesky (..., K, d, d)`` (scikit-learn's ``precisions_cholesky_``:
+    P_k = L_k L_k^T). Leading dimensions are mixtures side by side."""
+    d = X.shape[-1]
+    diff = X.unsqueeze(-3) - means.unsqueeze(-2)                          # (..., K, n, d)
+    y = torch.matmul(diff, precisions_cholesky)                           # L_k^T (x - mu_k)
+    M_all = 0.5 * y.square().sum(-1).transpose(-1, -2)                    # (..., n, K)
+    log_det_prec = torch.log(torch.diagonal(precisions_cholesky, dim1=-2, dim2=-1)).sum(-1)
+    A_all = (0.5 * d * math.log(2 * math.pi) - log_det_prec).unsqueeze(-2).expand_as(M_all)
+    D_all = (-torch.log(weights)).unsqueeze(-2).expand_as(M_all)
+    return D_all, A_all, M_all
+
+
 def gmm_terms(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
               precisions_cholesky: torch.Tensor) -> dict[str, torch.Tensor]:
     """Score terms of a full-covariance Gaussian mixture for samples ``X (n, d)``.
@@ -155,15 +172,17 @@ def gmm_terms(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
     (scikit-learn's ``precisions_cholesky_``: P_k = L_k L_k^T). Returns per sample ``D``,
     ``A``, ``M`` of the most probable component, its index ``k`` and ``nll``
     (-log sum_k w_k N(x | mu_k, S_k))."""
-    d = X.shape[1]
-    diff = X[:, None, :] - means[None]                                   # (n, K, d)
-    y = torch.einsum("nkd,kde->nke", diff, precisions_cholesky)           # L_k^T (x - mu_k)
-    M_all = 0.5 * y.square().sum(-1)                                      # (n, K)
-    log_det_prec = torch.log(torch.diagonal(precisions_cholesky, dim1=1, dim2=2)).sum(-1)
-    A_all = (0.5 * d * math.log(2 * math.pi) - log_det_prec)[None].expand_as(M_all)   # 1/2 log (2pi)^d |S_k|
-    D_all = (-torch.log(weights))[None].expand_as(M_all)
+    D_all, A_all, M_all = gmm_component_terms(X, weights, means, precisions_cholesky)
     neg_joint = D_all + A_all + M_all                                     # -log w_k N(x|k)
     k = neg_joint.argmin(1)
     best = k[:, None]  # the most probable component (TorchScript has no lambdas)
     return {"D": D_all.gather(1, best)[:, 0], "A": A_all.gather(1, best)[:, 0], "M": M_all.gather(1, best)[:, 0],
             "k": k, "nll": -torch.logsumexp(-neg_joint, dim=1)}
+
+
+def gmm_nll(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
+            precisions_cholesky: torch.Tensor) -> torch.Tensor:
+    """``-log sum_k w_k N(x | mu_k, S_k)`` of samples ``X (..., n, d)`` under mixtures side by
+    side (``gmm_component_terms``), ``(..., n)``."""
+    D_all, A_all, M_all = gmm_component_terms(X, weights, means, precisions_cholesky)
+    return -torch.logsumexp(-(D_all + A_all + M_all), dim=-1)
