@@ -22,7 +22,8 @@ some outliers among the training rows:
   other value of that feature does not get an arbitrary, huge weight;
 * each member adds to its reconstruction score how unlikely its bottleneck code is: the
   negative log-density of the code under a Gaussian mixture of 4 components fitted to the
-  codes of its own rows (the paper's split of a GMM's likelihood), over its typical value,
+  codes of its own rows (the paper's split of a GMM's likelihood; all members' mixtures
+  are fitted at once by one batched EM, ``models.mixtures``), over its typical value,
   weighted as the L code units are among the F features (L / F). A row far out along the
   directions the normal rows vary most is rebuilt well by the bottleneck, but its code is
   rare; the mixture keeps tables whose normal rows form several groups from being scored
