@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reconad import TabularDetector, load
-from reconad.detectors.tabular import MemberBest
+from reconad.detectors.tabular import CODE_WEIGHT, MemberBest
 from reconad.models.tabular import OutputBox, TabularEnsemble, member_errors, member_slots, slot_rows
 
 from test_tabular_robust import _bad_parts, _parts
@@ -87,7 +87,8 @@ def test_subsample_takes_at_least_two_rows_per_member():
 
 def test_the_code_term_is_the_negative_log_density_of_the_code_under_the_members_mixture(tmp_path):
     """Each member adds -log p(code) under its Gaussian mixture (as scikit-learn computes it),
-    less its lowest value over its own rows, over its median, weighted L / F; it is saved."""
+    less its lowest value over its own rows, over its typical value, at the code weight
+    (half the reconstruction score's); it is saved."""
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.RandomState(3)
@@ -108,8 +109,13 @@ def test_the_code_term_is_the_negative_log_density_of_the_code_under_the_members
     np.testing.assert_allclose(surprise[0], expected, rtol=1e-3, atol=1e-3)
     with torch.no_grad():
         total = det._per_member(xb).numpy()
-        recon = plain_part = total - (d["means"].shape[-1] / det.n_features_) * surprise / det.code_scale_[:, None]
-    assert (recon > 0).all() and (total >= plain_part).all()
+        errors = det._feature_errors(xb).numpy()
+    recon = (errors / det.error_scale_[:, None, :]).mean(2) / det.member_scale_[:, None]
+    assert det.code_weight() == CODE_WEIGHT == 0.5
+    np.testing.assert_allclose(total, recon + CODE_WEIGHT * surprise / det.code_scale_[:, None], rtol=1e-5)
+    det.code_weight_ = None  # a file written before the weight was kept: L code units among F features
+    assert det.code_weight() == d["means"].shape[-1] / det.n_features_
+    det.code_weight_ = CODE_WEIGHT
     # the planted rows score higher than the normal ones, and the term is saved with the model
     s = det.decision_function(rows)
     assert s[20:].mean() > s[:20].mean()

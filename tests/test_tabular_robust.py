@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from reconad import TabularDetector
+from reconad.detectors.tabular import CODE_WEIGHT
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -135,10 +136,10 @@ def test_median_combination_is_the_middle_member_score():
         errors = det._feature_errors(torch.from_numpy(det._matrix(rows))).numpy()
     per_member = (errors / det.error_scale_[:, None, :]).mean(2)         # (3, rows)
     per_member = per_member / det.member_scale_[:, None]                 # each member's training median
-    with torch.no_grad():                                                # and the code term, L / F weighted
+    with torch.no_grad():                                                # and the code term, at half weight
         xb = torch.from_numpy(det._matrix(rows)).float()
         surprise = det._code_surprise(det.model_.codes(xb.unsqueeze(0).expand(3, -1, -1))).numpy()
-    per_member = per_member + (det.code_density_["means"].shape[-1] / det.n_features_) * surprise / det.code_scale_[:, None]
+    per_member = per_member + CODE_WEIGHT * surprise / det.code_scale_[:, None]
     np.testing.assert_allclose(det.decision_function(rows), np.median(per_member, 0), rtol=1e-5)
     det.set_params(combine="mean")
     np.testing.assert_allclose(det.decision_function(rows), per_member.mean(0), rtol=1e-5)

@@ -24,7 +24,7 @@ some outliers among the training rows:
   negative log-density of the code under a Gaussian mixture of 4 components fitted to the
   codes of its own rows (the paper's split of a GMM's likelihood; all members' mixtures
   are fitted at once by one batched EM, ``models.mixtures``), over its typical value,
-  weighted as the L code units are among the F features (L / F). A row far out along the
+  at half the weight of the reconstruction score (``CODE_WEIGHT``). A row far out along the
   directions the normal rows vary most is rebuilt well by the bottleneck, but its code is
   rare; the mixture keeps tables whose normal rows form several groups from being scored
   by their distance to the middle between the groups (``code_components``);
@@ -72,6 +72,9 @@ SCALE_ROWS = 20000
 # EM iterations: they bound the time of that step
 CODE_ROWS = 1000
 CODE_ITERATIONS = 30
+# weight of the code term against the reconstruction score, each over its typical value on
+# the training rows: half (docs/odds.md, "The code term's weight")
+CODE_WEIGHT = 0.5
 
 
 def default_latent_dim(n_features: int) -> int:
@@ -136,8 +139,9 @@ class TabularDetector(TorchDetector):
         outlier among the training rows is learnt by only some of the members.
     code_components : int, default 4
         Components of the Gaussian mixture of each member's bottleneck codes whose negative
-        log-density (over its typical value over the training rows, weighted L / F) is added
-        to the member's score (``"ensemble"`` only); 0 leaves the code term out.
+        log-density (over its typical value over the training rows, at half the weight of
+        the reconstruction score) is added to the member's score (``"ensemble"`` only); 0
+        leaves the code term out.
     trim : float in [0, 0.5), default 0.0
         Share of the worst-rebuilt rows of each batch left out of the loss, in training
         and in the validation loss that picks the epoch (``"ensemble"`` only).
@@ -335,6 +339,7 @@ class TabularDetector(TorchDetector):
         self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
         if int(self.code_components) > 0:
             self.code_density_ = self._fit_code_density(own)
+            self.code_weight_ = CODE_WEIGHT
             codes = EnsembleCodes(self.model_)
             surprise = self._batched(rows, lambda xb: self._code_surprise(codes(xb)).T, batch_size=4096)
             # the larger of the median and the mean: where a mixture component sits on many
@@ -362,8 +367,11 @@ class TabularDetector(TorchDetector):
         return code_surprise(codes, d["means"], d["prec_chol"], d["log_weights"], d["offset"])
 
     def code_weight(self) -> float:
-        """Weight of the code term: each of the L code units weighs as one of the F features."""
-        return self.code_density_["means"].shape[-1] / self.n_features_
+        """Weight of the code term against the reconstruction score (``CODE_WEIGHT`` when
+        fitted; L / F, the L code units counted as features among the F, for files written
+        before it was kept)."""
+        weight = getattr(self, "code_weight_", None)
+        return self.code_density_["means"].shape[-1] / self.n_features_ if weight is None else float(weight)
 
     def _loss_fn(self):
         if entry("table", self.model).family == "vae":
@@ -471,6 +479,7 @@ class TabularDetector(TorchDetector):
         density = getattr(self, "code_density_", None)
         if density is not None:
             fitted["code_scale_"] = self.code_scale_.tolist()
+            fitted["code_weight_"] = self.code_weight()
             tensors.update({f"code_density.{k}": v.contiguous() for k, v in density.items()})
         return fitted, tensors
 
@@ -490,6 +499,7 @@ class TabularDetector(TorchDetector):
         self.code_density_ = density or None  # files written before the code term have none
         if density:
             self.code_scale_ = np.asarray(fitted["code_scale_"], dtype=np.float64)
+            self.code_weight_ = fitted.get("code_weight_")  # None: L / F, as such files were fitted
         self._restore_network(tensors)
 
     # --- pictures ---------------------------------------------------------------------

@@ -8,8 +8,8 @@ then the network and the per-row score (``mse``: mean squared error, ``l1``: sum
 absolute error; for a detector that standardises its errors, each feature's error is
 first divided by its training median, and an ensemble's members' scores are divided by
 their training medians, each member's code term is added (the negative log-density of its
-bottleneck code under its Gaussian mixture, over its training median, weighted L / F), and
-the members' scores are averaged, or their median taken, as the detector's ``combine``
+bottleneck code under its Gaussian mixture, over its typical training value, at the
+detector's code weight), and the members' scores are averaged, or their median taken, as the detector's ``combine``
 says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
 
 Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
