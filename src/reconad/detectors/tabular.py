@@ -49,7 +49,7 @@ from reconad.data.tables import TableEncoder, as_frame
 from reconad.detectors.torch_template import TorchDetector
 from reconad.models.catalogue import DEFAULT_MODELS, entry
 from reconad.models.mixtures import fit_mixtures
-from reconad.models.tabular import (EnsembleCodes, code_surprise, median_of_members, member_errors, member_losses,
+from reconad.models.tabular import (code_surprise, median_of_members, member_errors, member_losses,
                                     member_slots, slot_rows, trimmed_loss, vae_loss)
 
 #: a feature with at least this share of its training rows on its lowest or highest value
@@ -340,8 +340,9 @@ class TabularDetector(TorchDetector):
         if int(self.code_components) > 0:
             self.code_density_ = self._fit_code_density(own)
             self.code_weight_ = CODE_WEIGHT
-            codes = EnsembleCodes(self.model_)
-            surprise = self._batched(rows, lambda xb: self._code_surprise(codes(xb)).T, batch_size=4096)
+            net = self.model_
+            surprise = self._batched(rows, lambda xb: self._code_surprise(net.codes(net.member_inputs(xb))).T,
+                                     batch_size=4096)
             # the larger of the median and the mean: where a mixture component sits on many
             # identical codes (a ReLU code is often exactly 0), most rows have a surprise of
             # about 0, and their median alone would give the term a huge weight
@@ -403,8 +404,8 @@ class TabularDetector(TorchDetector):
         power = 1 if self.score == "l1" else 2
         if self.model != "ensemble":
             return member_errors(xb, self.model_(xb).unsqueeze(0), power), None
-        codes = self.model_.codes(xb.flatten(1).unsqueeze(0).expand(self.model_.members, -1, -1))
-        return member_errors(xb, self.model_.decode(codes), power), codes
+        out, codes = self.model_.rebuild_and_codes(xb)
+        return member_errors(xb, out, power), codes
 
     def _own_error_scale(self, own: torch.Tensor, piled: np.ndarray) -> np.ndarray:
         """Typical error (``_typical_error``) of every member on every feature over its own

@@ -8,9 +8,9 @@ then the network and the per-row score (``mse``: mean squared error, ``l1``: sum
 absolute error; for a detector that standardises its errors, each feature's error is
 first divided by its training median, and an ensemble's members' scores are divided by
 their training medians, each member's code term is added (the negative log-density of its
-bottleneck code under its Gaussian mixture, over its typical training value, at the
-detector's code weight), and the members' scores are averaged, or their median taken, as the detector's ``combine``
-says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
+bottleneck code, taken from the same pass as the reconstruction, under its Gaussian
+mixture, over its typical training value, at the detector's code weight), and the members'
+scores are averaged, or their median taken, as the detector's ``combine`` says). It returns ``score`` (float32 ``(N,)``) and ``label`` (int64 ``(N,)``).
 
 Not in the graph: reading CSV or DataFrames and matching columns by name. Tables with
 categorical columns cannot be exported (their one-hot encoding works on strings, which
@@ -25,26 +25,40 @@ import torch
 from torch import nn
 
 from reconad.detectors.tabular import TabularDetector
-from reconad.models.tabular import EnsembleCodes, code_surprise, median_of_members
+from reconad.models.tabular import code_surprise, median_of_members
 from reconad.export.graph import ExportError, ScoringGraph, check_input_dtype, frozen_copy, register_exporter, script, \
     trace_network
 
 
+class RebuildAndCodes(nn.Module):
+    """A fitted table network's reconstruction of rows ``(N, F)`` and, for an ensemble with a
+    code term, its members' bottleneck codes from the same pass (``rebuild_and_codes``);
+    otherwise an empty tensor in their place, so that the traced network has one form."""
+
+    def __init__(self, network: nn.Module, with_codes: bool):
+        super().__init__()
+        self.network, self.with_codes = network, with_codes
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.with_codes:
+            return self.network.rebuild_and_codes(x)
+        return self.network(x), x[:0]
+
+
 class TableScorer(nn.Module):
-    """Raw numeric rows ``(N, F)`` to ``(score, label)``; see the module docstring."""
+    """Raw numeric rows ``(N, F)`` to ``(score, label)``; see the module docstring.
+    ``network`` is a ``RebuildAndCodes`` (or its trace)."""
 
     def __init__(self, network: nn.Module, median: np.ndarray, offset: np.ndarray, scale: np.ndarray,
                  impute: bool, absolute: bool, threshold: float, members: bool = False,
                  error_scale: np.ndarray | None = None, median_of_members: bool = False,
-                 member_scale: np.ndarray | None = None, codes: nn.Module | None = None,
-                 code_density: dict | None = None, code_scale: np.ndarray | None = None,
-                 code_weight: float = 0.0):
+                 member_scale: np.ndarray | None = None, code_density: dict | None = None,
+                 code_scale: np.ndarray | None = None, code_weight: float = 0.0):
         super().__init__()
         self.network = network
-        # the ensemble's code term (``TabularDetector.code_components``); without it a
-        # placeholder module and empty tensors, so that the graph has one form
-        self.with_codes = codes is not None
-        self.codes = codes if codes is not None else nn.Identity()
+        # the ensemble's code term (``TabularDetector.code_components``); without it
+        # placeholder tensors, so that the graph has one form
+        self.with_codes = code_density is not None
         density = code_density or {"means": torch.zeros(1, 1, 1), "prec_chol": torch.ones(1, 1, 1, 1),
                                    "log_weights": torch.zeros(1, 1), "offset": torch.zeros(1)}
         for name in ("means", "prec_chol", "log_weights", "offset"):
@@ -76,7 +90,7 @@ class TableScorer(nn.Module):
         if self.impute:
             x = torch.where(torch.isnan(x), self.median, x)
         x = ((x - self.offset) / self.scale).to(torch.float32)
-        out = self.network(x)
+        out, codes = self.network(x)
         if not self.members:
             out = out.unsqueeze(0)
         error = (x.unsqueeze(0) - out).abs()
@@ -85,7 +99,7 @@ class TableScorer(nn.Module):
         error = error / self.error_scale.unsqueeze(1)
         per_member = (error.sum(2) if self.absolute else error.mean(2)) / self.member_scale.unsqueeze(1)
         if self.with_codes:
-            surprise = code_surprise(self.codes(x), self.code_means, self.code_prec_chol, self.code_log_weights,
+            surprise = code_surprise(codes, self.code_means, self.code_prec_chol, self.code_log_weights,
                                      self.code_offset)
             per_member = per_member + surprise * self.code_factor
         score = median_of_members(per_member) if self.median_of_members else per_member.mean(0)
@@ -105,21 +119,19 @@ def _table_graph(det: TabularDetector, input_dtype: str | None, score: str | Non
     if score is not None and score != det.score:
         raise ExportError(f"a table model is exported with its own score ({det.score!r}); refit with "
                           f"score={score!r} to export another")
-    network = frozen_copy(det.model_)
+    density = getattr(det, "code_density_", None)
+    network = RebuildAndCodes(frozen_copy(det.model_), density is not None)
     n = len(enc.columns_)
     rng = np.random.default_rng(0)
     example = torch.from_numpy(rng.normal(size=(3, n)).astype(input_dtype))
     args = (enc.median_, enc.offset_, enc.scale_, enc.missing == "impute", det.score == "l1", threshold,
             det.model == "ensemble", det.error_scale_, det.model == "ensemble" and det.combine == "median",
             getattr(det, "member_scale_", None))
-    density = getattr(det, "code_density_", None)
-    codes = None if density is None else EnsembleCodes(frozen_copy(det.model_))  # its own copy: one module in two places of a graph exports wrongly
     code_args = {} if density is None else {"code_density": density, "code_scale": det.code_scale_,
                                             "code_weight": det.code_weight()}
-    module = TableScorer(network, *args, codes=codes, **code_args).eval()
+    module = TableScorer(network, *args, **code_args).eval()
     net_example = torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32))
-    traced_codes = None if codes is None else trace_network(codes, net_example)
-    script_module = script(TableScorer(trace_network(network, net_example), *args, codes=traced_codes, **code_args),
+    script_module = script(TableScorer(trace_network(network, net_example), *args, **code_args),
                            f"table model {det.model!r}")
     meta = {"model": det.model, "score": det.score, "columns": list(enc.columns_), "input_shape": [n],
             "missing": enc.missing}

@@ -105,7 +105,17 @@ class TabularEnsemble(nn.Module):
         return self._run(x), x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x.flatten(1).unsqueeze(0).expand(self.members, -1, -1))
+        return self._run(self.member_inputs(x))
+
+    def member_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows ``(N, F)`` given to every member, ``(members, N, F)``."""
+        return x.flatten(1).unsqueeze(0).expand(self.members, -1, -1)
+
+    def rebuild_and_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's reconstruction of the rows ``(N, F)`` and its bottleneck codes,
+        ``(members, N, F)`` and ``(members, N, latent)``, from one pass."""
+        z = self.codes(self.member_inputs(x))
+        return self.decode(z), z
 
     def _run(self, h: torch.Tensor) -> torch.Tensor:
         """The members' reconstructions of their inputs ``(members, N, F)``."""
@@ -126,18 +136,6 @@ class TabularEnsemble(nn.Module):
             if i < last:
                 h = torch.relu(h)
         return h
-
-
-class EnsembleCodes(nn.Module):
-    """The bottleneck codes of every member of a ``TabularEnsemble`` for rows ``(N, F)``,
-    ``(members, N, latent)`` (a module of its own, so that it can be traced for export)."""
-
-    def __init__(self, ensemble: TabularEnsemble):
-        super().__init__()
-        self.ensemble = ensemble
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ensemble.codes(x.flatten(1).unsqueeze(0).expand(self.ensemble.members, -1, -1))
 
 
 def code_surprise(z: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, log_weights: torch.Tensor,

@@ -159,6 +159,7 @@ def gmm_component_terms(X: torch.Tensor, weights: torch.Tensor, means: torch.Ten
     y = torch.matmul(diff, precisions_cholesky)                           # L_k^T (x - mu_k)
     M_all = 0.5 * y.square().sum(-1).transpose(-1, -2)                    # (..., n, K)
     log_det_prec = torch.log(torch.diagonal(precisions_cholesky, dim1=-2, dim2=-1)).sum(-1)
+    # log 2 pi written out, not ``_LOG_2PI``: TorchScript (the exported table graph) takes no globals
     A_all = (0.5 * d * math.log(2 * math.pi) - log_det_prec).unsqueeze(-2).expand_as(M_all)
     D_all = (-torch.log(weights)).unsqueeze(-2).expand_as(M_all)
     return D_all, A_all, M_all
