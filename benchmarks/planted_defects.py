@@ -54,8 +54,6 @@ CONFIGS = {
     "feature_vae, 20 epochs, the earlier head (256 / 32)": ("feature_vae", {}, {"epochs": 20, "latent_dim": 32,
                                                                                  "width": 256}),
     "feature_knn, bank_scale none": ("feature_knn", {"bank_scale": "none"}, {}),
-    "feature_vae, 20 epochs, score M alone (unregularised)": ("feature_vae", {}, {"epochs": 20,
-                                                                                 "score": "unregularised"}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")

@@ -380,29 +380,3 @@ def test_evaluate_and_report_take_feature_models(fitted, bricks, tmp_path):
     with_maps = evaluate_with_maps(det, files, labels, mask_files, tmp_path / "maps")
     assert with_maps["pixel_roc_auc"] > 0.75
     assert "feature_knn" in build_report(det, files, labels)
-
-
-def test_feature_vae_local_score_is_m_over_the_m_of_the_nearest_training_code(fitted, bricks):
-    det = fitted["feature_vae"]
-    assert det._score_name() == "local"  # the default score
-    n = len(det.code_bank_)
-    assert det.code_bank_.shape == (n, 16) and det.code_bank_score_.shape == (n,)
-    assert (det.code_bank_score_ > 0).all()
-    feats, _ = fd.extract_features(det, bricks[2][:2])
-    local, m = fd.score_maps(det, feats), fd.score_maps(det, feats, "unregularised")
-    for f, lo, mm in zip(feats, local, m):
-        z = ((f - det.feature_mean_.view(-1, 1, 1)) / det.feature_std_.view(-1, 1, 1))[None]
-        with torch.no_grad():
-            codes = det.model_(z)[2][0].flatten(1).T
-        nearest = torch.cdist(codes, det.code_bank_).argmin(1)
-        expected = mm.flatten() / det.code_bank_score_[nearest]
-        torch.testing.assert_close(lo.flatten(), expected, rtol=1e-4, atol=1e-6)
-    # a file saved before the code bank scores by M, the score it was fitted for
-    old = clone(det)
-    old.__dict__.update({k: v for k, v in det.__dict__.items() if k.endswith("_")})
-    fitted_state, tensors = fd.Features().fitted_state(det)
-    del tensors["state.code_bank_"], tensors["state.code_bank_score_"]
-    fd.Features().restore_state(old, fitted_state, tensors)
-    assert old._score_name() == "unregularised"
-    np.testing.assert_allclose(old.decision_function(bricks[2][:2]),
-                               det.decision_function(bricks[2][:2], score="unregularised"), rtol=1e-5)

@@ -98,10 +98,6 @@ HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
 # feature_vae: a wider head; its score M gains most from capacity (magnetic tile image ROC-AUC
 # 0.94 at width 256 / latent 32, 0.96 at 512 / 64, same training; docs/magnetic_tile_features.md)
 VAE_DEFAULTS = {"latent_dim": 64, "width": 512}
-# feature_vae's "local" score divides M by the M of the training vector whose code is nearest;
-# a training vector rebuilt (almost) exactly would give any location near it a huge score, so
-# the training M are floored here (M is a sum of ½ (x - mu)² / sigma² over the channels)
-LOCAL_SCORE_FLOOR = 1e-3
 # feature_rd: latent_dim = channels of the bottleneck, width = channels of each stage's encoder
 RD_DEFAULTS = {"latent_dim": 256, "width": 64}
 
@@ -342,30 +338,13 @@ def bank_scale(setting: str, bank: int, pool: int) -> str:
     return "local" if bank <= LOCAL_SCALE_SHARE * pool else "none"
 
 
-def _neighbours(det, name: str = "memory_bank_") -> NearestNeighbours:
-    """The nearest-neighbour index of ``det.<name>`` (the memory bank, or ``feature_vae``'s
-    code bank), built once per bank."""
-    bank = getattr(det, name)
-    cache = det.__dict__.setdefault("_neighbours", {})
-    index = cache.get(name)
-    if index is None or index.bank.data_ptr() != bank.data_ptr():
-        index = cache[name] = NearestNeighbours(bank)
+def _neighbours(det) -> NearestNeighbours:
+    """The nearest-neighbour index of ``det.memory_bank_``, built once per bank."""
+    index = getattr(det, "_neighbours", None)
+    if index is None or index.bank.data_ptr() != det.memory_bank_.data_ptr():
+        index = NearestNeighbours(det.memory_bank_)
+        det._neighbours = index
     return index
-
-
-def _fit_code_bank(det, rows: torch.Tensor, batch: int = 8192) -> None:
-    """``feature_vae``'s code bank: the code (posterior mean) of every training vector and
-    that vector's unregularised score M, for the ``"local"`` score."""
-    det.model_.eval()
-    codes, scores = [], []
-    with torch.no_grad():
-        for start in range(0, len(rows), batch):
-            x = rows[start:start + batch]
-            mu_x, logvar_x, mu_z, _ = det.model_(x)
-            scores.append(feature_scoring.unregularised_score(x, mu_x, logvar_x).flatten().cpu())
-            codes.append(mu_z.flatten(1).cpu())
-    det.code_bank_ = torch.cat(codes).contiguous()
-    det.code_bank_score_ = torch.cat(scores).clamp_min(LOCAL_SCORE_FLOOR)
 
 
 def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
@@ -387,12 +366,6 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
     if det.model == "feature_ae":
         return (out - z).square().sum(1) if score == "mse" else (out - z).abs().sum(1)
     mu_x, logvar_x = out[0], out[1]
-    if score == "local":
-        n, _, h, w = z.shape
-        m = feature_scoring.unregularised_score(z, mu_x, logvar_x)
-        codes = out[2].permute(0, 2, 3, 1).reshape(n * h * w, -1)
-        _, idx = _neighbours(det, "code_bank_").search(codes.cpu())
-        return m / det.code_bank_score_[idx[:, 0]].view(n, h, w).to(m.device)
     if score == "unregularised":
         return feature_scoring.unregularised_score(z, mu_x, logvar_x)
     if score == "nll":
@@ -562,8 +535,6 @@ class Features:
             return
         if det.model != "feature_knn":
             det._fit_network(train, val, batch_size=int(opts["batch_vectors"]))
-            if det.model == "feature_vae":
-                _fit_code_bank(det, train)
             return
         size = min(int(opts["memory_size"]), len(train))
         with _progress(det, f"memory bank: {size} of {len(train)} vectors", size) as advance:
@@ -614,9 +585,6 @@ class Features:
             return fitted, tensors
         tensors["state.feature_mean_"] = det.feature_mean_
         tensors["state.feature_std_"] = det.feature_std_
-        if getattr(det, "code_bank_", None) is not None:
-            tensors["state.code_bank_"] = det.code_bank_
-            tensors["state.code_bank_score_"] = det.code_bank_score_
         return fitted, tensors
 
     def restore_state(self, det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -645,8 +613,4 @@ class Features:
         else:
             det.feature_mean_ = tensors["state.feature_mean_"]
             det.feature_std_ = tensors["state.feature_std_"]
-            det.code_bank_ = tensors.get("state.code_bank_")
-            det.code_bank_score_ = tensors.get("state.code_bank_score_")
-            if det.model == "feature_vae" and det.code_bank_ is None and det.score is None:
-                det.score = "unregularised"  # saved before the code bank: the score it was fitted for
         det._restore_network(tensors)
