@@ -1,9 +1,9 @@
-import os, sys, argparse
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import *
 """Per-location feature VAE scored by M, then M over its typical value among the training
 vectors whose codes lie nearest (the local normalisation the memory bank gets from its
 spacing). Trains the default head (512 / 64, 20 epochs) on the cached s16+s32 vectors."""
+import os, sys, argparse
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import *
 from reconad.models.feature_heads import FeatureVAE
 from reconad.scoring.features import unregularised_score, gaussian_nll, kl_standard_normal
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
@@ -50,13 +50,13 @@ with torch.no_grad():
         z = ((f.flatten(1).T - mean) / std).T.reshape(1, c, h, w)
         mu, lv, mz, _ = model(z)
         Ms.append(unregularised_score(z, mu, lv)[0]); Zs.append(mz[0].flatten(1).T.contiguous())
-import faiss
-index = faiss.IndexFlatL2(codes.shape[1]); index.add(codes.numpy())
+from reconad.models.memory_bank import NearestNeighbours
+index = NearestNeighbours(codes)
 K = 10
-found = [index.search(Z.numpy(), K) for Z in Zs]
+found = [index.search(Z, K) for Z in Zs]
 r = image_aucs(Ms, y); print("M", r["max"], r["top10"], r["top30"], "px", round(pixel_auc(Ms, masks), 4), flush=True)
 for k in (1, 3, 10):
-    maps = [M / trainM[torch.from_numpy(I[:, :k])].mean(1).reshape(M.shape) for M, (_, I) in zip(Ms, found)]
+    maps = [M / trainM[I[:, :k]].mean(1).reshape(M.shape) for M, (_, I) in zip(Ms, found)]
     r = image_aucs(maps, y); print(f"M/typical k={k}", r["max"], r["top10"], r["top30"], "px", round(pixel_auc(maps, masks), 4), flush=True)
-    maps = [torch.from_numpy(D[:, :k]).mean(1).clamp_min(0).sqrt().reshape(M.shape) for M, (D, _) in zip(Ms, found)]
+    maps = [D[:, :k].mean(1).reshape(M.shape) for M, (D, _) in zip(Ms, found)]
     r = image_aucs(maps, y); print(f"code distance k={k}", r["max"], r["top10"], r["top30"], "px", round(pixel_auc(maps, masks), 4), flush=True)
