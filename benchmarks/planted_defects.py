@@ -54,6 +54,8 @@ CONFIGS = {
     "feature_vae, 20 epochs, the earlier head (256 / 32)": ("feature_vae", {}, {"epochs": 20, "latent_dim": 32,
                                                                                  "width": 256}),
     "feature_knn, bank_scale none": ("feature_knn", {"bank_scale": "none"}, {}),
+    "feature_vae, 20 epochs, score code (M + distance to the nearest training code)": (
+        "feature_vae", {}, {"epochs": 20, "score": "code"}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")

@@ -331,6 +331,33 @@ def test_auto_bank_scale_is_local_only_for_a_coreset_of_at_most_a_quarter(fitted
     assert fd.bank_scale("none", 1, 100) == "none" and fd.bank_scale("local", 100, 100) == "local"
 
 
+def test_vae_code_score_adds_the_distance_to_the_nearest_training_code(fitted, bricks, tmp_path):
+    """``score="code"``: M over its held-out median plus the distance of the location's code to
+    the nearest code of the bank (a greedy coreset of the training codes) over its held-out
+    median; the bank and the two medians are saved with the model."""
+    det = fitted["feature_vae"]
+    _, good, bad, masks = bricks
+    assert det.code_bank_.shape == (min(fd.CODE_BANK_SIZE, 24 * 99), 16)  # latent_dim 16
+    assert det.code_scale_.shape == (2,) and bool((det.code_scale_ > 0).all())
+    feats = fd.extract_features(det, bad[:1])[0]
+    z = ((feats[0] - det.feature_mean_.view(-1, 1, 1)) / det.feature_std_.view(-1, 1, 1))[None]
+    with torch.no_grad():
+        mu_x, logvar_x, mu_z, _ = det.model_(z)
+    m = 0.5 * ((z - mu_x).square() / logvar_x.exp()).sum(1)[0]
+    d = torch.cdist(mu_z[0].flatten(1).T, det.code_bank_).min(1).values.view(m.shape)
+    expected = m / det.code_scale_[0] + d / det.code_scale_[1]
+    torch.testing.assert_close(fd.score_maps(det, feats, "code")[0], expected, rtol=1e-3, atol=1e-3)
+    s_good, s_bad = det.decision_function(good, score="code"), det.decision_function(bad, score="code")
+    assert (s_bad > np.median(s_good)).mean() >= 0.75
+    maps = det.anomaly_map(bad, score="code")
+    assert (np.array([mp[k].mean() > mp[~k].mean() for mp, k in zip(maps, masks)])).mean() >= 0.75
+    back = load(det.save(tmp_path / "code"))
+    np.testing.assert_allclose(back.decision_function(bad, score="code"), s_bad, rtol=1e-5)
+    back.code_bank_ = None  # as in a file saved without the bank
+    with pytest.raises(ValueError, match="code bank"):
+        back.decision_function(bad, score="code")
+
+
 def test_reverse_distillation_shapes_and_context():
     torch.manual_seed(0)
     model = FeatureReverseDistillation([40, 112, 320], width=16, bottleneck=32).eval()

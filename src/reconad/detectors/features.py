@@ -98,6 +98,9 @@ HEAD_DEFAULTS = {"latent_dim": 32, "width": 256}
 # feature_vae: a wider head; its score M gains most from capacity (magnetic tile image ROC-AUC
 # 0.94 at width 256 / latent 32, 0.96 at 512 / 64, same training; docs/magnetic_tile_features.md)
 VAE_DEFAULTS = {"latent_dim": 64, "width": 512}
+# feature_vae's "code" score adds to M the distance of the location's code (posterior mean) to
+# the nearest of this many training codes, chosen by greedy coreset
+CODE_BANK_SIZE = 10000
 # feature_rd: latent_dim = channels of the bottleneck, width = channels of each stage's encoder
 RD_DEFAULTS = {"latent_dim": 256, "width": 64}
 
@@ -338,13 +341,41 @@ def bank_scale(setting: str, bank: int, pool: int) -> str:
     return "local" if bank <= LOCAL_SCALE_SHARE * pool else "none"
 
 
-def _neighbours(det) -> NearestNeighbours:
-    """The nearest-neighbour index of ``det.memory_bank_``, built once per bank."""
-    index = getattr(det, "_neighbours", None)
-    if index is None or index.bank.data_ptr() != det.memory_bank_.data_ptr():
-        index = NearestNeighbours(det.memory_bank_)
-        det._neighbours = index
+def _neighbours(det, name: str = "memory_bank_") -> NearestNeighbours:
+    """The nearest-neighbour index of ``det.<name>`` (the memory bank, or ``feature_vae``'s
+    code bank), built once per bank."""
+    bank = getattr(det, name)
+    cache = det.__dict__.setdefault("_neighbours", {})
+    index = cache.get(name)
+    if index is None or index.bank.data_ptr() != bank.data_ptr():
+        index = cache[name] = NearestNeighbours(bank)
     return index
+
+
+def _vae_terms(det, z: torch.Tensor, batch: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """M and the code (posterior mean) of standardised 1x1 rows ``(N, C, 1, 1)``."""
+    ms, codes = [], []
+    with torch.no_grad():
+        for start in range(0, len(z), batch):
+            x = z[start:start + batch]
+            mu_x, logvar_x, mu_z, _ = det.model_(x)
+            ms.append(feature_scoring.unregularised_score(x, mu_x, logvar_x).flatten())
+            codes.append(mu_z.flatten(1))
+    return torch.cat(ms), torch.cat(codes)
+
+
+def _fit_code_bank(det, train: torch.Tensor, val: torch.Tensor, opts: dict) -> None:
+    """``feature_vae``'s code bank for the ``"code"`` score: ``CODE_BANK_SIZE`` training codes
+    chosen by greedy coreset, and the medians of M and of the code distance over the held-out
+    rows, which put the two terms on one scale."""
+    det.model_.eval()
+    _, codes = _vae_terms(det, train)
+    keep = greedy_coreset(codes, min(CODE_BANK_SIZE, len(codes)), projection_dim=int(opts["coreset_dim"]),
+                          seed=det.random_state)
+    det.code_bank_ = codes[keep.to(codes.device)].contiguous()
+    m, held_codes = _vae_terms(det, val)
+    d = _neighbours(det, "code_bank_").search(held_codes)[0][:, 0].to(m.device)
+    det.code_scale_ = torch.stack([m.median(), d.median()]).clamp_min(1e-6).cpu()
 
 
 def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
@@ -366,6 +397,15 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
     if det.model == "feature_ae":
         return (out - z).square().sum(1) if score == "mse" else (out - z).abs().sum(1)
     mu_x, logvar_x = out[0], out[1]
+    if score == "code":
+        if getattr(det, "code_bank_", None) is None:
+            raise ValueError("score 'code' needs the code bank, which this feature_vae was saved "
+                             "without (fitted by an earlier version); fit it again")
+        n, _, h, w = z.shape
+        m = feature_scoring.unregularised_score(z, mu_x, logvar_x)
+        d = _neighbours(det, "code_bank_").search(out[2].permute(0, 2, 3, 1).reshape(n * h * w, -1))[0][:, 0]
+        scale = det.code_scale_.to(m.device)
+        return m / scale[0] + d.view(n, h, w).to(m.device) / scale[1]
     if score == "unregularised":
         return feature_scoring.unregularised_score(z, mu_x, logvar_x)
     if score == "nll":
@@ -535,6 +575,8 @@ class Features:
             return
         if det.model != "feature_knn":
             det._fit_network(train, val, batch_size=int(opts["batch_vectors"]))
+            if det.model == "feature_vae":
+                _fit_code_bank(det, train, val, opts)
             return
         size = min(int(opts["memory_size"]), len(train))
         with _progress(det, f"memory bank: {size} of {len(train)} vectors", size) as advance:
@@ -585,6 +627,9 @@ class Features:
             return fitted, tensors
         tensors["state.feature_mean_"] = det.feature_mean_
         tensors["state.feature_std_"] = det.feature_std_
+        if getattr(det, "code_bank_", None) is not None:
+            tensors["state.code_bank_"] = det.code_bank_
+            tensors["state.code_scale_"] = det.code_scale_
         return fitted, tensors
 
     def restore_state(self, det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -613,4 +658,6 @@ class Features:
         else:
             det.feature_mean_ = tensors["state.feature_mean_"]
             det.feature_std_ = tensors["state.feature_std_"]
+            det.code_bank_ = tensors.get("state.code_bank_")
+            det.code_scale_ = tensors.get("state.code_scale_")
         det._restore_network(tensors)

@@ -192,7 +192,7 @@ for _e in [
                "autoencoder of 1x1 convolutions on the features of a frozen pretrained backbone; "
                "score: squared error per location (latent_dim, width)"),
     ModelEntry("feature_vae", "image", "features", _network("feature_heads", "build_feature_vae"), "elbo", "unregularised",
-               ("unregularised", "nll", "mse"), SearchSpace(_HEAD), False, True,
+               ("unregularised", "code", "nll", "mse"), SearchSpace(_HEAD), False, True,
                "VAE with a Gaussian decoder on backbone features; score: the unregularised term "
                "per location (latent_dim, width)"),
     ModelEntry("feature_knn", "image", "features", None, "coreset", "distance", ("distance",),
