@@ -191,10 +191,10 @@ for _e in [
                SearchSpace(_HEAD), False, True,
                "autoencoder of 1x1 convolutions on the features of a frozen pretrained backbone; "
                "score: squared error per location (latent_dim, width)"),
-    ModelEntry("feature_vae", "image", "features", _network("feature_heads", "build_feature_vae"), "elbo", "unregularised",
-               ("unregularised", "code", "nll", "mse"), SearchSpace(_HEAD), False, True,
-               "VAE with a Gaussian decoder on backbone features; score: the unregularised term "
-               "per location (latent_dim, width)"),
+    ModelEntry("feature_vae", "image", "features", _network("feature_heads", "build_feature_vae"), "elbo", "code",
+               ("code", "unregularised", "nll", "mse"), SearchSpace(_HEAD), False, True,
+               "VAE with a Gaussian decoder on backbone features; score: the unregularised term M "
+               "plus the code's distance to the nearest training code, per location (latent_dim, width)"),
     ModelEntry("feature_knn", "image", "features", None, "coreset", "distance", ("distance",),
                SearchSpace({"pool": ("categorical", [1, 3, 5])}), False, False,
                "memory bank of backbone feature vectors (greedy coreset); score: distance to the "
