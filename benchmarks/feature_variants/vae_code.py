@@ -1,0 +1,61 @@
+"""Per-location feature VAE scored by M plus the distance of the location's code to the nearest
+training code (the detector's ``score="code"``): the bank is a greedy coreset of 10,000 of the
+training codes, and each term is divided by its median over 10,000 training vectors outside the
+pool. Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) or loads it.
+
+    python vae_code.py [--width 512] [--model /tmp/features/vae_s0_model.pt]
+"""
+import os, sys, argparse
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import *
+from reconad.models.feature_heads import FeatureVAE
+from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
+from reconad.scoring.features import unregularised_score, gaussian_nll, kl_standard_normal
+ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
+ap.add_argument("--width", type=int, default=512); ap.add_argument("--model", default=None)
+a = ap.parse_args()
+path = a.model or ("/tmp/features/vae_s0_model.pt" if a.width == 512 else f"/tmp/features/vae_w{a.width}_model.pt")
+stages = ("s16", "s32")
+vec = torch.cat([pyramid(m, stages).flatten(1).T for m in load("train")])
+g = torch.Generator().manual_seed(0)
+order = torch.randperm(len(vec), generator=g)
+pool, held = vec[order[:100000]].contiguous(), vec[order[100000:110000]].contiguous()
+mean, std = pool.mean(0), pool.std(0).clamp_min(1e-6)
+X, H = [((v - mean) / std)[:, :, None, None] for v in (pool, held)]
+torch.manual_seed(0)
+model = FeatureVAE(X.shape[1], 64, a.width)
+if os.path.exists(path):
+    model.load_state_dict(torch.load(path))
+else:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    B = 1024
+    for ep in range(a.epochs):
+        model.train(); perm = torch.randperm(len(X), generator=g)
+        for b in range(0, len(X) - B + 1, B):
+            x = X[perm[b:b + B]]
+            mu, lv, mz, lz = model(x)
+            loss = (gaussian_nll(x, mu, lv) + kl_standard_normal(mz, lz)).mean() / x.shape[1]
+            opt.zero_grad(); loss.backward(); opt.step()
+    torch.save(model.state_dict(), path)
+model.eval()
+def terms(z):
+    with torch.no_grad():
+        mu, lv, mz, _ = model(z)
+    return unregularised_score(z, mu, lv), mz
+_, codes = terms(X)
+codes = codes.flatten(1).contiguous()
+bank = codes[greedy_coreset(codes, 10000, projection_dim=32)].contiguous()
+index = NearestNeighbours(bank)
+mh, zh = terms(H)
+scale_m, scale_d = float(mh.median()), float(index.search(zh.flatten(1).contiguous(), 1)[0][:, 0].median())
+y, types, masks = split_info()
+Ms, Ds = [], []
+for m in load("test"):
+    f = pyramid(m, stages); c, h, w = f.shape
+    M, mz = terms(((f.flatten(1).T - mean) / std).T.reshape(1, c, h, w))
+    Ms.append(M[0] / scale_m)
+    Ds.append(index.search(mz[0].flatten(1).T.contiguous(), 1)[0][:, 0].reshape(h, w) / scale_d)
+for name, maps in [("M", Ms), ("code distance", Ds), ("M + code distance", [p + q for p, q in zip(Ms, Ds)])]:
+    r = image_aucs(maps, y)
+    print(f"width {a.width}, {name}: image {r['max']} / {r['top10']} / {r['top30']} (max / top-10 / top-30), "
+          f"pixel {pixel_auc(maps, masks):.4f}", flush=True)
