@@ -50,12 +50,14 @@ CONFIGS = {
     "feature_knn, bank_scale local": ("feature_knn", {"bank_scale": "local"}, {}),
     "feature_knn, without s8, bank_scale local": ("feature_knn", {"stages": ("s16", "s32"), "grid": None,
                                                                   "bank_scale": "local"}, {}),
-    "feature_vae, 20 epochs": ("feature_vae", {}, {"epochs": 20}),
-    "feature_vae, 20 epochs, the earlier head (256 / 32)": ("feature_vae", {}, {"epochs": 20, "latent_dim": 32,
-                                                                                 "width": 256}),
+    "feature_vae, 20 epochs, score M": ("feature_vae", {}, {"epochs": 20, "score": "unregularised"}),
+    "feature_vae, 20 epochs, score M, the earlier head (256 / 32)": (
+        "feature_vae", {}, {"epochs": 20, "latent_dim": 32, "width": 256, "score": "unregularised"}),
     "feature_knn, bank_scale none": ("feature_knn", {"bank_scale": "none"}, {}),
     "feature_vae, 20 epochs, score code (M + distance to the nearest training code)": (
         "feature_vae", {}, {"epochs": 20, "score": "code"}),
+    "feature_vae, 20 epochs, score code, head of width 1024": ("feature_vae", {}, {"epochs": 20, "width": 1024,
+                                                                                   "score": "code"}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")

@@ -60,3 +60,26 @@ def pool_and_bank(train, stages=("s16", "s32")):
     keep = greedy_coreset(pool, 10000, projection_dim=dim)
     torch.save(keep, path)
     return pool, keep
+def feature_vae(X, width, path, gen, epochs=20, latent=64, seed=0):
+    """The feature VAE head (Gaussian decoder) trained on the standardised 1x1 rows ``X`` for
+    ``epochs`` in batches of 1024 (Adam, 1e-3; batch order from the generator ``gen``), or
+    loaded from ``path`` if it exists there."""
+    from reconad.models.feature_heads import FeatureVAE
+    from reconad.scoring.features import gaussian_nll, kl_standard_normal
+    torch.manual_seed(seed)
+    model = FeatureVAE(X.shape[1], latent, width)
+    if os.path.exists(path):
+        model.load_state_dict(torch.load(path))
+        return model.eval()
+    g = gen
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    B = 1024
+    for ep in range(epochs):
+        model.train(); perm = torch.randperm(len(X), generator=g)
+        for b in range(0, len(X) - B + 1, B):
+            x = X[perm[b:b + B]]
+            mu, lv, mz, lz = model(x)
+            loss = (gaussian_nll(x, mu, lv) + kl_standard_normal(mz, lz)).mean() / x.shape[1]
+            opt.zero_grad(); loss.backward(); opt.step()
+    torch.save(model.state_dict(), path)
+    return model.eval()

@@ -8,9 +8,8 @@ pool. Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) o
 import os, sys, argparse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import *
-from reconad.models.feature_heads import FeatureVAE
 from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
-from reconad.scoring.features import unregularised_score, gaussian_nll, kl_standard_normal
+from reconad.scoring.features import unregularised_score
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
 ap.add_argument("--width", type=int, default=512); ap.add_argument("--model", default=None)
 a = ap.parse_args()
@@ -22,22 +21,7 @@ order = torch.randperm(len(vec), generator=g)
 pool, held = vec[order[:100000]].contiguous(), vec[order[100000:110000]].contiguous()
 mean, std = pool.mean(0), pool.std(0).clamp_min(1e-6)
 X, H = [((v - mean) / std)[:, :, None, None] for v in (pool, held)]
-torch.manual_seed(0)
-model = FeatureVAE(X.shape[1], 64, a.width)
-if os.path.exists(path):
-    model.load_state_dict(torch.load(path))
-else:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    B = 1024
-    for ep in range(a.epochs):
-        model.train(); perm = torch.randperm(len(X), generator=g)
-        for b in range(0, len(X) - B + 1, B):
-            x = X[perm[b:b + B]]
-            mu, lv, mz, lz = model(x)
-            loss = (gaussian_nll(x, mu, lv) + kl_standard_normal(mz, lz)).mean() / x.shape[1]
-            opt.zero_grad(); loss.backward(); opt.step()
-    torch.save(model.state_dict(), path)
-model.eval()
+model = feature_vae(X, a.width, path, g, a.epochs)
 def terms(z):
     with torch.no_grad():
         mu, lv, mz, _ = model(z)

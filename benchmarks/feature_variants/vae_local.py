@@ -4,8 +4,7 @@ spacing). Trains the default head (512 / 64, 20 epochs) on the cached s16+s32 ve
 import os, sys, argparse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import *
-from reconad.models.feature_heads import FeatureVAE
-from reconad.scoring.features import unregularised_score, gaussian_nll, kl_standard_normal
+from reconad.scoring.features import unregularised_score
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
 ap.add_argument("--model", default="/tmp/features/vae_s0_model.pt"); ap.add_argument("--width", type=int, default=512)
 ap.add_argument("--refs", default="all", help="reference codes: all, random, coreset (10000 of them)")
@@ -17,22 +16,7 @@ g = torch.Generator().manual_seed(0)
 pool = vec[torch.randperm(len(vec), generator=g)[:100000]].contiguous()
 mean, std = pool.mean(0), pool.std(0).clamp_min(1e-6)
 X = ((pool - mean) / std)[:, :, None, None]
-torch.manual_seed(0)
-model = FeatureVAE(X.shape[1], 64, a.width)
-if os.path.exists(a.model):
-    model.load_state_dict(torch.load(a.model))
-else:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    B = 1024
-    for ep in range(a.epochs):
-        model.train(); perm = torch.randperm(len(X), generator=g)
-        for b in range(0, len(X) - B + 1, B):
-            x = X[perm[b:b + B]]
-            mu, lv, mz, lz = model(x)
-            loss = (gaussian_nll(x, mu, lv) + kl_standard_normal(mz, lz)).mean() / x.shape[1]
-            opt.zero_grad(); loss.backward(); opt.step()
-    torch.save(model.state_dict(), a.model)
-model.eval()
+model = feature_vae(X, a.width, a.model, g, a.epochs)
 with torch.no_grad():
     mu, lv, mz, _ = model(X)
     trainM = unregularised_score(X, mu, lv).flatten()
