@@ -171,7 +171,9 @@ levels of each image standardised (`contrast="{ko['contrast']}"`). The detectors
   bank keeps at most {fd.LOCAL_SCALE_SHARE:.0%} of the vectors it is chosen from, as here).
 - `feature_ae` / `feature_vae`: 1×1 heads (width / latent {fd.HEAD_DEFAULTS["width"]} / {fd.HEAD_DEFAULTS["latent_dim"]} and
   {fd.VAE_DEFAULTS["width"]} / {fd.VAE_DEFAULTS["latent_dim"]}) on stages {" + ".join(fd.OPTIONS["stages"])}, trained on {fd.OPTIONS["max_vectors"]} random training
-  vectors in batches of {fd.OPTIONS["batch_vectors"]}; scores: squared error and the unregularised M.
+  vectors in batches of {fd.OPTIONS["batch_vectors"]}; scores: squared error, and for `feature_vae` the unregularised M
+  plus the distance of the location's code to the nearest of {fd.CODE_BANK_SIZE} training codes (greedy coreset),
+  each over its median on the held-out vectors (`score="code"`).
 - `feature_rd` (reverse distillation): stages {" + ".join(ro["stages"])} as they are (pool {ro["pool"]}), each on its own grid; a
   one-class bottleneck of {fd.RD_DEFAULTS["latent_dim"]} channels on a grid twice as coarse as {ro["stages"][-1]}; the decoder rebuilds
   every stage from it; trained on random crops of {ro["crop"]}×{ro["crop"]} {ro["stages"][-1]} locations; score: `1 - cos` per location,
