@@ -157,6 +157,7 @@ def main() -> None:
     knn = ImageDetector(model="feature_knn")
     rd = ImageDetector(model="feature_rd")
     ko, ro = fd.options(knn), fd.options(rd)
+    ao, vo = fd.options(ImageDetector(model="feature_ae")), fd.options(ImageDetector(model="feature_vae"))
     score_rows = [[n] + [r["image_auc_by_image_score"][k] for k in IMAGE_SCORES] for n, r in results.items()]
     md = f"""# Magnetic tile: feature models on a frozen {Path(args.backbone).stem if args.backbone else "EfficientNet-Lite0"}
 
@@ -170,7 +171,7 @@ levels of each image standardised (`contrast="{ko['contrast']}"`). The detectors
   vector's spacing, its mean distance to its 3 nearest bank vectors, over the median spacing, where the
   bank keeps at most {fd.LOCAL_SCALE_SHARE:.0%} of the vectors it is chosen from, as here).
 - `feature_ae` / `feature_vae`: 1×1 heads (width / latent {fd.HEAD_DEFAULTS["width"]} / {fd.HEAD_DEFAULTS["latent_dim"]} and
-  {fd.VAE_DEFAULTS["width"]} / {fd.VAE_DEFAULTS["latent_dim"]}) on stages {" + ".join(fd.OPTIONS["stages"])}, trained on {fd.OPTIONS["max_vectors"]} random training
+  {fd.VAE_DEFAULTS["width"]} / {fd.VAE_DEFAULTS["latent_dim"]}) on stages {" + ".join(ao["stages"])} and {" + ".join(vo["stages"])} (on the {vo["grid"] or vo["stages"][0]} grid), trained on {fd.OPTIONS["max_vectors"]} random training
   vectors in batches of {fd.OPTIONS["batch_vectors"]}; scores: squared error, and for `feature_vae` the unregularised M
   plus the distance of the location's code to the nearest of {fd.CODE_BANK_SIZE} training codes (greedy coreset),
   each over its median on the held-out vectors (`score="code"`).

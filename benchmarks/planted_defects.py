@@ -58,6 +58,8 @@ CONFIGS = {
         "feature_vae", {}, {"epochs": 20, "score": "code"}),
     "feature_vae, 20 epochs, score code, head of width 1024": ("feature_vae", {}, {"epochs": 20, "width": 1024,
                                                                                    "score": "code"}),
+    "feature_vae, 20 epochs, score code, s8 + s16 + s32 on the s16 grid": (
+        "feature_vae", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {"epochs": 20, "score": "code"}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")

@@ -1,16 +1,19 @@
 """feature_vae (20 epochs, default head) on the synthetic bricks of tests/test_features.py
 (24 training images; 8 clean and 8 scratched test images), scored by M and by the code score:
-image and pixel ROC-AUC of one fit.
+image and pixel ROC-AUC of one fit. With ``s8``: stages s8 + s16 + s32 on the s16 grid.
 
-    python bricks_vae_score.py
+    python bricks_vae_score.py [s8]
 """
+import sys
+
 import sys
 
 from bricks import aucs, train
 
 from reconad import ImageDetector
 
-det = ImageDetector(model="feature_vae", image_size=144, verbose=0, epochs=20).fit(train)
+layout = {"stages": ("s8", "s16", "s32"), "grid": "s16"} if sys.argv[1:] == ["s8"] else None
+det = ImageDetector(model="feature_vae", image_size=144, verbose=0, epochs=20, model_kwargs=layout).fit(train)
 print("| score | image / pixel ROC-AUC |\n|---|---|")
 for score in ("unregularised", "code"):
     print(f"| {score} | {aucs(det, score)} |", flush=True)

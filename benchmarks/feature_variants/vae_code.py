@@ -3,7 +3,7 @@ training code (the detector's ``score="code"``): the bank is a greedy coreset of
 training codes, and each term is divided by its median over 10,000 training vectors outside the
 pool. Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) or loads it.
 
-    python vae_code.py [--width 512] [--model /tmp/features/vae_s0_model.pt]
+    python vae_code.py [--width 512] [--model /tmp/features/vae_s0_model.pt] [--stages s8,s16,s32 --grid s16]
 """
 import os, sys, argparse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -12,10 +12,13 @@ from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
 from reconad.scoring.features import unregularised_score
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
 ap.add_argument("--width", type=int, default=512); ap.add_argument("--model", default=None)
+ap.add_argument("--stages", default="s16,s32"); ap.add_argument("--grid", default=None, help="stage whose grid the others are put on (default: the finest)")
 a = ap.parse_args()
-path = a.model or ("/tmp/features/vae_s0_model.pt" if a.width == 512 else f"/tmp/features/vae_w{a.width}_model.pt")
-stages = ("s16", "s32")
-vec = torch.cat([pyramid(m, stages).flatten(1).T for m in load("train")])
+stages = tuple(a.stages.split(","))
+feat = (lambda m: pyr_grid(m, stages, a.grid)) if a.grid else (lambda m: pyramid(m, stages))
+tag = "" if stages == ("s16", "s32") else "_" + "_".join(stages) + (f"_grid{a.grid}" if a.grid else "")
+path = a.model or ("/tmp/features/vae_s0_model.pt" if a.width == 512 and not tag else f"/tmp/features/vae_w{a.width}{tag}_model.pt")
+vec = torch.cat([feat(m).flatten(1).T for m in load("train")])
 g = torch.Generator().manual_seed(0)
 order = torch.randperm(len(vec), generator=g)
 pool, held = vec[order[:100000]].contiguous(), vec[order[100000:110000]].contiguous()
@@ -35,7 +38,7 @@ scale_m, scale_d = float(mh.median()), float(index.search(zh.flatten(1).contiguo
 y, types, masks = split_info()
 Ms, Ds = [], []
 for m in load("test"):
-    f = pyramid(m, stages); c, h, w = f.shape
+    f = feat(m); c, h, w = f.shape
     M, mz = terms(((f.flatten(1).T - mean) / std).T.reshape(1, c, h, w))
     Ms.append(M[0] / scale_m)
     Ds.append(index.search(mz[0].flatten(1).T.contiguous(), 1)[0][:, 0].reshape(h, w) / scale_d)
