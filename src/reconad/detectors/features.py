@@ -78,8 +78,8 @@ OPTIONS = {
 # Settings in which one model's defaults differ from ``OPTIONS``. feature_knn adds the finer
 # stage s8, averaged onto the s16 grid: over the magnetic tiles' real defects and spots and
 # scratches planted on the tiles and on three textures, it raises the mean image and pixel
-# ROC-AUC and costs at most 0.01 on any one (docs/magnetic_tile_features.md). The heads keep
-# s16 + s32, where s8 lowered reverse distillation's figures.
+# ROC-AUC and costs at most 0.01 on any one (docs/magnetic_tile_features.md). feature_ae and
+# feature_rd keep s16 + s32, where s8 lowered reverse distillation's figures.
 MODEL_OPTIONS = {"feature_knn": {"stages": ("s8", "s16", "s32"), "grid": "s16"},
                  # feature_vae with its code score: the finer stage s8 helps as it helps the memory
                  # bank (magnetic tile 0.973 / 0.837 -> 0.977 / 0.833 on cached features; planted
@@ -105,7 +105,7 @@ VAE_DEFAULTS = {"latent_dim": 64, "width": 512}
 # feature_vae's "code" score (the default) adds to M the distance of the location's code
 # (posterior mean) to the nearest of this many training codes, chosen by greedy coreset; each
 # term over its median on the held-out vectors (magnetic tile image / pixel ROC-AUC 0.963 / 0.808
-# with M alone, 0.974 / 0.836 with the code term; planted spots and scratches 0.788 / 0.824 and
+# with M alone, 0.973 / 0.837 with the code term; planted spots and scratches 0.788 / 0.824 and
 # 0.813 / 0.848; docs/magnetic_tile_features.md)
 CODE_BANK_SIZE = 10000
 # feature_rd: latent_dim = channels of the bottleneck, width = channels of each stage's encoder
