@@ -353,9 +353,19 @@ def test_vae_code_score_adds_the_distance_to_the_nearest_training_code(fitted, b
     assert (np.array([mp[k].mean() > mp[~k].mean() for mp, k in zip(maps, masks)])).mean() >= 0.75
     back = load(det.save(tmp_path / "code"))
     np.testing.assert_allclose(back.decision_function(bad, score="code"), s_bad, rtol=1e-5)
-    back.code_bank_ = None  # as in a file saved without the bank
+    # a file saved before the code bank: scored by M, the score it was fitted for
+    from reconad.persistence import load_folder, save_folder
+    config, tensors = load_folder(tmp_path / "code")
+    written = ("format", "format_version", "reconad_version", "torch_version", "numpy_version",
+               "weights_sha256", "config_sha256")
+    save_folder(tmp_path / "old", {k: v for k, v in config.items() if k not in written},
+                {k: v for k, v in tensors.items() if "code_" not in k})
+    old = load(tmp_path / "old")
+    assert old.code_bank_ is None
+    np.testing.assert_allclose(old.decision_function(bad), det.decision_function(bad, score="unregularised"),
+                               rtol=1e-5)
     with pytest.raises(ValueError, match="code bank"):
-        back.decision_function(bad, score="code")
+        old.decision_function(bad, score="code")
 
 
 def test_reverse_distillation_shapes_and_context():
