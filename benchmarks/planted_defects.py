@@ -42,6 +42,9 @@ SPOT_RADIUS = {"small": 0.02, "large": 0.06}
 SCRATCH = {"small": (1, 0.15), "large": (3, 0.4)}
 
 # The rows of the ablation: name -> (model, model_kwargs, other ImageDetector settings).
+# feature_vae's rows before the last one keep the stages they were measured with (s16 + s32,
+# feature_vae's default then), so that their pages are reproduced as they were.
+S16_S32 = {"stages": ("s16", "s32"), "grid": None}
 CONFIGS = {
     "feature_knn": ("feature_knn", {}, {}),
     "feature_knn, without s8 (s16 + s32 on the s16 grid), bank_scale none": (
@@ -50,14 +53,14 @@ CONFIGS = {
     "feature_knn, bank_scale local": ("feature_knn", {"bank_scale": "local"}, {}),
     "feature_knn, without s8, bank_scale local": ("feature_knn", {"stages": ("s16", "s32"), "grid": None,
                                                                   "bank_scale": "local"}, {}),
-    "feature_vae, 20 epochs, score M": ("feature_vae", {}, {"epochs": 20, "score": "unregularised"}),
+    "feature_vae, 20 epochs, score M": ("feature_vae", S16_S32, {"epochs": 20, "score": "unregularised"}),
     "feature_vae, 20 epochs, score M, the earlier head (256 / 32)": (
-        "feature_vae", {}, {"epochs": 20, "latent_dim": 32, "width": 256, "score": "unregularised"}),
+        "feature_vae", S16_S32, {"epochs": 20, "latent_dim": 32, "width": 256, "score": "unregularised"}),
     "feature_knn, bank_scale none": ("feature_knn", {"bank_scale": "none"}, {}),
     "feature_vae, 20 epochs, score code (M + distance to the nearest training code)": (
-        "feature_vae", {}, {"epochs": 20, "score": "code"}),
-    "feature_vae, 20 epochs, score code, head of width 1024": ("feature_vae", {}, {"epochs": 20, "width": 1024,
-                                                                                   "score": "code"}),
+        "feature_vae", S16_S32, {"epochs": 20, "score": "code"}),
+    "feature_vae, 20 epochs, score code, head of width 1024": ("feature_vae", S16_S32, {"epochs": 20, "width": 1024,
+                                                                                        "score": "code"}),
     "feature_vae, 20 epochs, score code, s8 + s16 + s32 on the s16 grid": (
         "feature_vae", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {"epochs": 20, "score": "code"}),
 }
