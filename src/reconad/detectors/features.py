@@ -5,9 +5,7 @@ model              what it learns from the normal images' feature vectors
 =================  ==========================================================================
 ``feature_ae``     an autoencoder of 1x1 convolutions; score: squared error per location
 ``feature_vae``    a VAE with a Gaussian decoder; score: the unregularised term
-                   ``M = sum 1/2 (mu - x)^2 / sigma^2`` per location plus the distance of
-                   the location's code to the nearest training code (``score="code"``),
-                   weighted by ``bank_scale`` as the memory bank is
+                   ``M = sum 1/2 (mu - x)^2 / sigma^2`` per location
 ``feature_knn``    a memory bank (greedy coreset); score: distance to the nearest vector
                    divided by how far apart the normal vectors lie there, where the bank
                    is a coreset of at most a quarter of the vectors (``bank_scale``)
@@ -65,8 +63,7 @@ OPTIONS = {
     "memory_size": 10000,      # feature_knn: vectors kept in the memory bank
     "coreset_pool": 100000,    # feature_knn: random vectors the coreset is chosen from
     "coreset_dim": PROJECTION_DIM,  # feature_knn: projected dimensions of the coreset's distances
-    "bank_scale": "auto",      # feature_knn's memory bank and feature_vae's code bank: "none": the
-                               # plain distance; "local": the distance to the
+    "bank_scale": "auto",      # feature_knn: "none": the plain distance; "local": the distance to the
                                # nearest bank vector divided by that vector's spacing (mean distance
                                # to its 3 nearest bank vectors) over the median spacing; "auto":
                                # "local" where the coreset keeps at most LOCAL_SCALE_SHARE of the
@@ -351,25 +348,6 @@ def bank_scale(setting: str, bank: int, pool: int) -> str:
     return "local" if bank <= LOCAL_SCALE_SHARE * pool else "none"
 
 
-def _bank_weight(det, name: str, setting: str, pool: int) -> torch.Tensor | None:
-    """The weights of the bank ``det.<name>`` chosen from ``pool`` vectors: the median spacing
-    over each bank vector's spacing where ``bank_scale`` (``setting``) is ``"local"`` for it,
-    else None."""
-    bank = getattr(det, name)
-    if bank_scale(setting, len(bank), pool) != "local":
-        return None
-    spacing = _neighbours(det, name).spacing()
-    return (spacing.median() / spacing).cpu()
-
-
-def _bank_distance(det, name: str, weight: torch.Tensor | None, queries: torch.Tensor) -> torch.Tensor:
-    """Distance of each row of ``queries`` to its nearest row of the bank ``det.<name>``, times
-    that row's ``weight`` where there are weights (``_bank_weight``)."""
-    d, idx = _neighbours(det, name).search(queries)
-    d, idx = d[:, 0], idx[:, 0]
-    return d if weight is None else d * weight.to(d.device)[idx.to(d.device)]
-
-
 def _neighbours(det, name: str = "memory_bank_") -> NearestNeighbours:
     """The nearest-neighbour index of ``det.<name>`` (the memory bank, or ``feature_vae``'s
     code bank), built once per bank."""
@@ -395,17 +373,15 @@ def _vae_terms(det, z: torch.Tensor, batch: int = 8192) -> tuple[torch.Tensor, t
 
 def _fit_code_bank(det, train: torch.Tensor, val: torch.Tensor, opts: dict) -> None:
     """``feature_vae``'s code bank for the ``"code"`` score: ``CODE_BANK_SIZE`` training codes
-    chosen by greedy coreset, their spacing weights where ``bank_scale`` is ``"local"`` for them
-    (as for the memory bank), and the medians of M and of the code distance over the held-out
+    chosen by greedy coreset, and the medians of M and of the code distance over the held-out
     rows, which put the two terms on one scale."""
     det.model_.eval()
     _, codes = _vae_terms(det, train)
     keep = greedy_coreset(codes, min(CODE_BANK_SIZE, len(codes)), projection_dim=int(opts["coreset_dim"]),
                           seed=det.random_state)
     det.code_bank_ = codes[keep.to(codes.device)].contiguous()
-    det.code_weight_ = _bank_weight(det, "code_bank_", opts["bank_scale"], len(codes))
     m, held_codes = _vae_terms(det, val)
-    d = _bank_distance(det, "code_bank_", det.code_weight_, held_codes).to(m.device)
+    d = _neighbours(det, "code_bank_").search(held_codes)[0][:, 0].to(m.device)
     det.code_scale_ = torch.stack([m.median(), d.median()]).clamp_min(1e-6).cpu()
 
 
@@ -415,8 +391,11 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
         return cosine_distance_map(f, det.model_(f))
     if det.model == "feature_knn":
         n, c, h, w = f.shape
-        d = _bank_distance(det, "memory_bank_", getattr(det, "bank_weight_", None),
-                           f.permute(0, 2, 3, 1).reshape(-1, c))
+        d, idx = _neighbours(det).search(f.permute(0, 2, 3, 1).reshape(-1, c))
+        d, idx = d[:, 0], idx[:, 0]
+        weight = getattr(det, "bank_weight_", None)
+        if weight is not None:
+            d = d * weight.to(d.device)[idx.to(d.device)]
         return d.view(n, h, w).to(f.device)
     mean = det.feature_mean_.to(f.device).view(1, -1, 1, 1)
     std = det.feature_std_.to(f.device).view(1, -1, 1, 1)
@@ -431,8 +410,7 @@ def _map_of(det, f: torch.Tensor, score: str) -> torch.Tensor:
                              "without (fitted by an earlier version); fit it again")
         n, _, h, w = z.shape
         m = feature_scoring.unregularised_score(z, mu_x, logvar_x)
-        d = _bank_distance(det, "code_bank_", getattr(det, "code_weight_", None),
-                           out[2].permute(0, 2, 3, 1).reshape(n * h * w, -1))
+        d = _neighbours(det, "code_bank_").search(out[2].permute(0, 2, 3, 1).reshape(n * h * w, -1))[0][:, 0]
         scale = det.code_scale_.to(m.device)
         return m / scale[0] + d.view(n, h, w).to(m.device) / scale[1]
     if score == "unregularised":
@@ -612,7 +590,10 @@ class Features:
             keep = greedy_coreset(train, size, projection_dim=int(opts["coreset_dim"]), seed=det.random_state,
                                   on_progress=advance)
         det.memory_bank_ = train[keep.to(train.device)].contiguous()
-        det.bank_weight_ = _bank_weight(det, "memory_bank_", opts["bank_scale"], len(train))
+        det.bank_weight_ = None
+        if bank_scale(opts["bank_scale"], size, len(train)) == "local":
+            spacing = _neighbours(det).spacing()
+            det.bank_weight_ = (spacing.median() / spacing).cpu()
 
     def loss_fn(self, det):
         return _loss_fn(det.model)
@@ -656,8 +637,6 @@ class Features:
         if getattr(det, "code_bank_", None) is not None:
             tensors["state.code_bank_"] = det.code_bank_
             tensors["state.code_scale_"] = det.code_scale_
-            if getattr(det, "code_weight_", None) is not None:
-                tensors["state.code_weight_"] = det.code_weight_
         return fitted, tensors
 
     def restore_state(self, det, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -688,7 +667,6 @@ class Features:
             det.feature_std_ = tensors["state.feature_std_"]
             det.code_bank_ = tensors.get("state.code_bank_")
             det.code_scale_ = tensors.get("state.code_scale_")
-            det.code_weight_ = tensors.get("state.code_weight_")
             if det.model == "feature_vae" and det.code_bank_ is None and det.score is None:
                 det.score = "unregularised"  # saved before the code bank: the score it was fitted for
         det._restore_network(tensors)
