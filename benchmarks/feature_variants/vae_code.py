@@ -12,7 +12,7 @@ from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
 from reconad.scoring.features import unregularised_score
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
 ap.add_argument("--width", type=int, default=512); ap.add_argument("--model", default=None)
-ap.add_argument("--stages", default="s16,s32"); ap.add_argument("--bank", type=int, default=10000)
+ap.add_argument("--stages", default="s16,s32"); ap.add_argument("--bank", type=int, default=10000); ap.add_argument("--neighbours", type=int, default=1, help="mean distance to this many nearest bank codes")
 ap.add_argument("--bank-scale", default="none", choices=["none", "local"], help="'local': each code's distance over its nearest bank code's spacing, as feature_knn's bank_scale"); ap.add_argument("--grid", default=None, help="stage whose grid the others are put on (default: the finest)")
 a = ap.parse_args()
 stages = tuple(a.stages.split(","))
@@ -32,15 +32,15 @@ def terms(z):
     return unregularised_score(z, mu, lv), mz
 _, codes = terms(X)
 codes = codes.flatten(1).contiguous()
-bank = codes[greedy_coreset(codes, a.bank, projection_dim=32)].contiguous()
+bank = (codes if a.bank >= len(codes) else codes[greedy_coreset(codes, a.bank, projection_dim=32)]).contiguous()
 index = NearestNeighbours(bank)
 weight = None
 if a.bank_scale == "local":
     spacing = index.spacing()
     weight = spacing.median() / spacing
 def code_distance(q):
-    d, idx = index.search(q, 1)
-    return d[:, 0] if weight is None else d[:, 0] * weight[idx[:, 0]]
+    d, idx = index.search(q, a.neighbours)
+    return d.mean(1) if weight is None else d[:, 0] * weight[idx[:, 0]]
 mh, zh = terms(H)
 scale_m, scale_d = float(mh.median()), float(code_distance(zh.flatten(1).contiguous()).median())
 y, types, masks = split_info()
@@ -52,5 +52,5 @@ for m in load("test"):
     Ds.append(code_distance(mz[0].flatten(1).T.contiguous()).reshape(h, w) / scale_d)
 for name, maps in [("M", Ms), ("code distance", Ds), ("M + code distance", [p + q for p, q in zip(Ms, Ds)])]:
     r = image_aucs(maps, y)
-    print(f"width {a.width}, bank {a.bank} {a.bank_scale}, {name}: image {r['max']} / {r['top10']} / {r['top30']} (max / top-10 / top-30), "
+    print(f"width {a.width}, bank {a.bank} {a.bank_scale}, {a.neighbours} neighbours, {name}: image {r['max']} / {r['top10']} / {r['top30']} (max / top-10 / top-30), "
           f"pixel {pixel_auc(maps, masks):.4f}", flush=True)

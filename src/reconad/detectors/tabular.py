@@ -336,13 +336,15 @@ class TabularDetector(TorchDetector):
         self.error_scale_ = self._own_error_scale(own, piled) if self._standardizes() else None
         rows = (train if val is None else torch.cat([train, val])).numpy()
         self.code_density_ = None
-        self.member_scale_ = np.maximum(np.median(self._member_scores(rows), axis=0), 1e-12)
         if int(self.code_components) > 0:
             self.code_density_ = self._fit_code_density(own)
             self.code_weight_ = CODE_WEIGHT
-            net = self.model_
-            surprise = self._batched(rows, lambda xb: self._code_surprise(net.codes(net.member_inputs(xb))).T,
-                                     batch_size=4096)
+        # both terms of every member over all training rows, from one pass: (N, members, terms)
+        terms = self._batched(rows, lambda xb: torch.stack(
+            [t for t in self._member_terms(xb) if t is not None], -1).transpose(0, 1), batch_size=4096)
+        self.member_scale_ = np.maximum(np.median(terms[..., 0], axis=0), 1e-12)
+        if self.code_density_ is not None:
+            surprise = terms[..., 1]
             # the larger of the median and the mean: where a mixture component sits on many
             # identical codes (a ReLU code is often exactly 0), most rows have a surprise of
             # about 0, and their median alone would give the term a huge weight
@@ -431,19 +433,28 @@ class TabularDetector(TorchDetector):
         self.model_.eval()
         return self._batched(data, lambda xb: self._per_member(xb).T, batch_size=batch_size)
 
-    def _per_member(self, xb: torch.Tensor) -> torch.Tensor:
-        """The members' scores of a batch ``(members, N)`` (see ``_member_scores``)."""
+    def _member_terms(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The two terms of every member's score of a batch, ``(members, N)`` each, before
+        they are scaled: its per-feature errors (divided by ``error_scale_`` when standardised)
+        averaged (``mse``) or summed (``l1``), and its code's surprise (``_code_surprise``;
+        None without the code term)."""
         errors, codes = self._errors_and_codes(xb)
         if self.error_scale_ is not None:
             errors = errors / torch.as_tensor(self.error_scale_, dtype=errors.dtype, device=errors.device).unsqueeze(1)
-        per_member = errors.mean(2) if self.score == "mse" else errors.sum(2)
+        recon = errors.mean(2) if self.score == "mse" else errors.sum(2)
+        surprise = None if getattr(self, "code_density_", None) is None else self._code_surprise(codes)
+        return recon, surprise
+
+    def _per_member(self, xb: torch.Tensor) -> torch.Tensor:
+        """The members' scores of a batch ``(members, N)`` (see ``_member_scores``)."""
+        per_member, surprise = self._member_terms(xb)
         member = getattr(self, "member_scale_", None)
         if member is not None:
             per_member = per_member / torch.as_tensor(member, dtype=per_member.dtype,
                                                       device=per_member.device).unsqueeze(1)
-        if getattr(self, "code_density_", None) is not None:
-            surprise = self._code_surprise(codes) / torch.as_tensor(self.code_scale_, dtype=per_member.dtype,
-                                                                 device=per_member.device).unsqueeze(1)
+        if surprise is not None:
+            surprise = surprise / torch.as_tensor(self.code_scale_, dtype=per_member.dtype,
+                                                  device=per_member.device).unsqueeze(1)
             per_member = per_member + self.code_weight() * surprise
         return per_member
 
