@@ -35,3 +35,20 @@ def test_best_epoch_is_restored_or_left_to_the_caller():
     assert all(torch.equal(p, b) for p, b in zip(kept.parameters(), best))
     assert all(torch.equal(p, b) for p, b in zip(left.parameters(), seen_left[-1]))
     assert not all(torch.equal(p, b) for p, b in zip(left.parameters(), best))
+
+
+def test_progress_shows_a_validation_loss_only_where_there_is_one(capsys):
+    """Without validation rows the progress shows the training loss alone, not the training
+    loss again as "val"; a number ``on_epoch`` returns (the ensemble's members' own validation
+    loss) is shown as the validation loss."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+
+    def fit(on_epoch):
+        fit_model(nn.Linear(4, 4), lambda out, xb: ((out - xb) ** 2).mean(), x, None, epochs=2, batch_size=8,
+                  lr=1e-2, device=torch.device("cpu"), seed=0, verbose=1, on_epoch=on_epoch)
+        return capsys.readouterr().out
+
+    plain = fit(None)
+    assert "loss " in plain and "val" not in plain
+    assert "val 1.23450" in fit(lambda epoch: 1.2345)

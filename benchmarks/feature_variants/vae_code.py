@@ -3,7 +3,8 @@ training code (the detector's ``score="code"``): the bank is a greedy coreset of
 training codes, and each term is divided by its median over 10,000 training vectors outside the
 pool. Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) or loads it.
 
-    python vae_code.py [--width 512] [--model /tmp/features/vae_s0_model.pt] [--stages s8,s16,s32 --grid s16]
+    python vae_code.py [--width 512] [--latent 64] [--model /tmp/features/vae_s0_model.pt] [--stages s8,s16,s32 --grid s16]
+                       [--bank 10000] [--neighbours 1] [--bank-scale none|local]
 """
 import os, sys, argparse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -11,13 +12,14 @@ from common import *
 from reconad.models.memory_bank import NearestNeighbours, greedy_coreset
 from reconad.scoring.features import unregularised_score
 ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20)
-ap.add_argument("--width", type=int, default=512); ap.add_argument("--model", default=None)
+ap.add_argument("--width", type=int, default=512); ap.add_argument("--latent", type=int, default=64); ap.add_argument("--model", default=None)
 ap.add_argument("--stages", default="s16,s32"); ap.add_argument("--bank", type=int, default=10000); ap.add_argument("--neighbours", type=int, default=1, help="mean distance to this many nearest bank codes")
 ap.add_argument("--bank-scale", default="none", choices=["none", "local"], help="'local': each code's distance over its nearest bank code's spacing, as feature_knn's bank_scale"); ap.add_argument("--grid", default=None, help="stage whose grid the others are put on (default: the finest)")
 a = ap.parse_args()
 stages = tuple(a.stages.split(","))
 feat = (lambda m: pyr_grid(m, stages, a.grid)) if a.grid else (lambda m: pyramid(m, stages))
 tag = "" if stages == ("s16", "s32") else "_" + "_".join(stages) + (f"_grid{a.grid}" if a.grid else "")
+tag += "" if a.latent == 64 else f"_latent{a.latent}"
 path = a.model or ("/tmp/features/vae_s0_model.pt" if a.width == 512 and not tag else f"/tmp/features/vae_w{a.width}{tag}_model.pt")
 vec = torch.cat([feat(m).flatten(1).T for m in load("train")])
 g = torch.Generator().manual_seed(0)
@@ -25,7 +27,7 @@ order = torch.randperm(len(vec), generator=g)
 pool, held = vec[order[:100000]].contiguous(), vec[order[100000:110000]].contiguous()
 mean, std = pool.mean(0), pool.std(0).clamp_min(1e-6)
 X, H = [((v - mean) / std)[:, :, None, None] for v in (pool, held)]
-model = feature_vae(X, a.width, path, g, a.epochs)
+model = feature_vae(X, a.width, path, g, a.epochs, latent=a.latent)
 def terms(z):
     with torch.no_grad():
         mu, lv, mz, _ = model(z)
@@ -52,5 +54,5 @@ for m in load("test"):
     Ds.append(code_distance(mz[0].flatten(1).T.contiguous()).reshape(h, w) / scale_d)
 for name, maps in [("M", Ms), ("code distance", Ds), ("M + code distance", [p + q for p, q in zip(Ms, Ds)])]:
     r = image_aucs(maps, y)
-    print(f"width {a.width}, bank {a.bank} {a.bank_scale}, {a.neighbours} neighbours, {name}: image {r['max']} / {r['top10']} / {r['top30']} (max / top-10 / top-30), "
+    print(f"width {a.width}, latent {a.latent}, bank {a.bank} {a.bank_scale}, {a.neighbours} neighbours, {name}: image {r['max']} / {r['top10']} / {r['top30']} (max / top-10 / top-30), "
           f"pixel {pixel_auc(maps, masks):.4f}", flush=True)

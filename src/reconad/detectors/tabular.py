@@ -600,7 +600,8 @@ class MemberBest:
         with torch.no_grad():
             return member_losses(member_errors(self.x, self.model._run(self.x)), self.trim).cpu()
 
-    def __call__(self, epoch: int) -> None:
+    def __call__(self, epoch: int) -> float:
+        """Keep the members that improved; returns their mean validation loss."""
         loss = self.losses()
         self.history.append(float(loss.mean()))
         better = loss < self.best
@@ -610,6 +611,7 @@ class MemberBest:
             with torch.no_grad():
                 for kept, p in zip(self.state, self.model.parameters()):
                     kept.copy_(torch.where(better.view(-1, *[1] * (p.dim() - 1)).to(p.device), p, kept))
+        return self.history[-1]
 
     def restore(self) -> None:
         with torch.no_grad():

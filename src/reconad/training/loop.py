@@ -176,7 +176,7 @@ def fit_model(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     distributed: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int], float | None] | None = None,
     keep_best: bool = True,
 ) -> FitResult:
     """Train ``model`` with Adam on ``loss_fn(output, batch)``; keep the weights with the best
@@ -200,7 +200,8 @@ def fit_model(
     a model that keeps more than one best state, e.g. one per ensemble member); such a
     caller passes ``keep_best=False``, and the weights of the last epoch are left for it
     instead of a copy of the best epoch's (the best epoch and early stopping are still
-    tracked)."""
+    tracked); a number it returns is shown as the validation loss where ``val`` is None.
+    Without either, the progress shows the training loss alone."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
@@ -297,10 +298,11 @@ def fit_model(
                     best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
-            if on_epoch is not None:
-                on_epoch(epoch)
+            watched = on_epoch(epoch) if on_epoch is not None else None
             if progress:
-                progress.update(task, advance=1, info=f"loss {train_loss:.5f}  val {val_loss:.5f}")
+                shown = val_loss if val is not None and len(val) else watched
+                progress.update(task, advance=1,
+                                info=f"loss {train_loss:.5f}" + ("" if shown is None else f"  val {shown:.5f}"))
             stop = group.any(patience is not None and waited >= patience)
             if stop:
                 result.stopped_early = True
