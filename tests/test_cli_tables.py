@@ -175,3 +175,21 @@ def test_wrong_model_or_option_for_the_kind(files, tmp_path, args, message):
     r = runner.invoke(app, ["train", "--normal", str(files / "normal.csv"), "--out", str(tmp_path / "m"), *args])
     assert isinstance(r.exception, ValueError) and message in str(r.exception)
     assert not (tmp_path / "m").exists()
+
+
+def test_train_uses_the_table_detectors_own_defaults(files, tmp_path):
+    """Without --epochs, --batch-size or --lr the command line trains the very model that
+    ``TabularDetector()`` trains (its batch size, learning rate and number of weight
+    updates), not one with settings of the image models."""
+    from reconad import TabularDetector, load
+
+    invoke("train", "--kind", "table", "--normal", files / "normal.csv", "--out", tmp_path / "m", *TRAIN_OPTS)
+    cli = load(tmp_path / "m")
+    assert (cli.epochs, cli.batch_size, cli.lr) == (None, None, None)
+    lib = TabularDetector(encoding="shift_jis", random_state=0, verbose=0).fit(files / "normal.csv")
+    rows = pd.read_csv(files / "new.csv", encoding="shift_jis")
+    np.testing.assert_allclose(cli.decision_function(rows), lib.decision_function(rows), rtol=1e-5)
+    invoke("train", "--kind", "table", "--normal", files / "normal.csv", "--out", tmp_path / "given",
+           "--epochs", "3", "--batch-size", "32", "--lr", "0.01", *TRAIN_OPTS)
+    given = load(tmp_path / "given")
+    assert (given.epochs, given.batch_size, given.lr) == (3, 32, 0.01)

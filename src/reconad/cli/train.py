@@ -30,9 +30,9 @@ def train(
                              "else a table. auto says what it chose and why."),
     model: Optional[str] = typer.Option(None, help="The catalogue's models, per kind: "
                                         + kinds.models_help() + "."),
-    epochs: int = typer.Option(30),
-    batch_size: int = typer.Option(64),
-    lr: float = typer.Option(1e-3),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the detector's for the model)."),
+    batch_size: Optional[int] = typer.Option(None, help="Training batch size (default: the detector's)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default: the detector's)."),
     latent_dim: Optional[int] = typer.Option(None),
     width: Optional[int] = typer.Option(None),
     depth: Optional[int] = typer.Option(None),
