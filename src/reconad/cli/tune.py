@@ -31,7 +31,8 @@ def tune(
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     budget: float = typer.Option(60.0, help="Time budget in seconds (no trial starts after it)."),
     trials: Optional[int] = typer.Option(None, help="At most this many trials."),
-    epochs: int = typer.Option(20, help="Training epochs of every trial."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs of every trial (default: the "
+                                         "detector's for the model, as `train` uses)."),
     val: Optional[Path] = typer.Option(None, help="Tables, series: labelled validation CSV."),
     label_column: str = typer.Option("label", help="Tables, series: the label column of --val (1 = anomaly)."),
     val_normal: Optional[Path] = typer.Option(None, help="Images: folder of normal validation images."),
