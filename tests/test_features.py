@@ -417,3 +417,20 @@ def test_evaluate_and_report_take_feature_models(fitted, bricks, tmp_path):
     with_maps = evaluate_with_maps(det, files, labels, mask_files, tmp_path / "maps")
     assert with_maps["pixel_roc_auc"] > 0.75
     assert "feature_knn" in build_report(det, files, labels)
+
+
+def test_feature_heads_train_for_their_own_epochs_unless_given(bricks):
+    """``epochs=None`` (the default) gives each head the epochs its published figures were
+    measured with (the catalogue's), the pixel models 30; a given number wins."""
+    from reconad.detectors.image import DEFAULT_EPOCHS
+
+    det = ImageDetector(model="feature_ae", image_size=144, verbose=0,
+                        model_kwargs={"batch_vectors": 256}).fit(bricks[0])
+    assert len(det.history_["train_loss"]) == 5
+
+    assert ImageDetector().epochs is None
+    expected = {"feature_ae": 5, "feature_vae": 20, "feature_rd": 10, "conv_ae": DEFAULT_EPOCHS,
+                "fanogan": DEFAULT_EPOCHS}
+    for model, epochs in expected.items():
+        assert ImageDetector(model=model)._epochs() == epochs
+        assert ImageDetector(model=model, epochs=3)._epochs() == 3

@@ -529,7 +529,7 @@ def _train_reverse_distillation(det, index: torch.Tensor, val: torch.Tensor, opt
     def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return _crops([train[int(i)] for i in batch], crop, gen)
 
-    result = fit_model(det.model_, _loss_fn(det.model), index, val, epochs=det.epochs,
+    result = fit_model(det.model_, _loss_fn(det.model), index, val, epochs=det._epochs(),
                        batch_size=int(opts["batch_images"]), lr=det.lr, weight_decay=det.weight_decay,
                        patience=det.patience, device=det.device_, seed=det.random_state, verbose=det.verbose,
                        augment=augment)

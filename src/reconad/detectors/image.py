@@ -15,6 +15,8 @@ from reconad.scoring import terms as scoring
 from reconad.training.loop import resolve_device
 from reconad.training.threads import cpu_threads
 
+#: training epochs of a model whose catalogue entry names none (``epochs=None``)
+DEFAULT_EPOCHS = 30
 #: the object that fits and scores each family of the catalogue's image models
 FAMILIES = {"reconstruction": Reconstruction(), "vae": Reconstruction(), "gmm": Reconstruction(),
             "gan": GAN(), "features": Features()}
@@ -52,7 +54,9 @@ class ImageDetector(TorchDetector):
         features of a frozen pretrained ``backbone``; see :mod:`reconad.detectors.features`.
     model_kwargs : dict or None
         Further keyword arguments for the model builder.
-    epochs, batch_size, lr, weight_decay : training settings (Adam).
+    epochs, batch_size, lr, weight_decay : training settings (Adam). ``epochs=None``: the
+        model's own (``DEFAULT_EPOCHS``; the feature heads fewer, as measured:
+        ``feature_ae`` 5, ``feature_vae`` 20, ``feature_rd`` 10; see the catalogue).
     validation_fraction : float, default 0.1
         Share of the normal images held out; the threshold and ``decision_scores_`` come
         from them and the weights with the best validation loss are kept.
@@ -105,7 +109,7 @@ class ImageDetector(TorchDetector):
 
     def __init__(self, model: str = DEFAULT_MODELS["image"], score: str | None = None, loss: str | None = None,
                  latent_dim: int | None = None, width: int | None = None, depth: int | None = None,
-                 model_kwargs: dict | None = None, epochs: int = 30, batch_size: int = 64,
+                 model_kwargs: dict | None = None, epochs: int | None = None, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.1,
                  patience: int | None = None, threshold_method: str = "percentile",
                  threshold_param: float | None = None, device: str = "auto",
@@ -153,6 +157,13 @@ class ImageDetector(TorchDetector):
         ``reconad.data.images``): implied by the model's input size where it has one."""
         strategy = self._strategy()
         return strategy.pixel_limit(self) if hasattr(strategy, "pixel_limit") else MAX_PIXELS
+
+    def _epochs(self) -> int:
+        """``epochs``, or where it is None the model's own (its catalogue entry's, else
+        ``DEFAULT_EPOCHS``)."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        return int(self._entry().epochs or DEFAULT_EPOCHS)
 
     def _model_kwargs(self) -> dict:
         kw = dict(self.model_kwargs or {})

@@ -242,11 +242,11 @@ class GAN(Reconstruction):
         det._loss_name()
 
     def train(self, det, train, val) -> None:
-        history = fit_gan(det.model_, train, epochs=det.epochs, batch_size=det.batch_size, lr=det.lr,
+        history = fit_gan(det.model_, train, epochs=det._epochs(), batch_size=det.batch_size, lr=det.lr,
                           device=det.device_, seed=det.random_state)
-        det.best_epoch_ = det.epochs - 1
+        det.best_epoch_ = det._epochs() - 1
         if det.model == "fanogan":
-            result = fit_encoder(det.model_, train, val, epochs=det.epochs, batch_size=det.batch_size,
+            result = fit_encoder(det.model_, train, val, epochs=det._epochs(), batch_size=det.batch_size,
                                  lr=det.lr, device=det.device_, seed=det.random_state, verbose=det.verbose)
             history.update(result.history)
             det.best_epoch_ = result.best_epoch

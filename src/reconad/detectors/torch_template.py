@@ -79,13 +79,18 @@ class TorchDetector(BaseDetector):
     def _train(self, train: torch.Tensor, val: torch.Tensor | None) -> None:
         self._fit_network(train, val)
 
+    def _epochs(self) -> int:
+        """Training epochs: the ``epochs`` setting (a detector whose models differ in what
+        they need resolves None to its model's)."""
+        return int(self.epochs)
+
     def _fit_network(self, train: torch.Tensor, val: torch.Tensor | None, *, batch_size: int | None = None,
                      epochs: int | None = None, lr: float | None = None, on_epoch=None,
                      keep_best: bool = True) -> None:
         """Fit ``model_`` with Adam on ``_loss_fn()``; sets ``history_`` and ``best_epoch_``.
         ``batch_size``, ``epochs`` and ``lr`` default to the detector's attributes;
         ``on_epoch``, ``keep_best``: see ``fit_model``."""
-        result = fit_model(self.model_, self._loss_fn(), train, val, epochs=int(epochs or self.epochs),
+        result = fit_model(self.model_, self._loss_fn(), train, val, epochs=int(epochs or self._epochs()),
                            batch_size=int(batch_size or self.batch_size), lr=lr or self.lr,
                            weight_decay=self.weight_decay, patience=self.patience, device=self.device_,
                            seed=self.random_state, verbose=self.verbose, on_epoch=on_epoch,

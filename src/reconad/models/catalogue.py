@@ -75,6 +75,9 @@ class ModelEntry:
     exportable: bool
     data_parallel: bool
     description: str
+    # training epochs when the detector is given none; None: the detector's own default (the
+    # feature heads train on many vectors per image and need far fewer than the pixel models)
+    epochs: int | None = None
 
     def build(self, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
         """The network for inputs of ``input_shape`` (without the batch axis)."""
@@ -190,11 +193,12 @@ for _e in [
     ModelEntry("feature_ae", "image", "features", _network("feature_heads", "build_feature_ae"), "mse", "mse", ("mse", "l1"),
                SearchSpace(_HEAD), False, True,
                "autoencoder of 1x1 convolutions on the features of a frozen pretrained backbone; "
-               "score: squared error per location (latent_dim, width)"),
+               "score: squared error per location (latent_dim, width)", epochs=5),
     ModelEntry("feature_vae", "image", "features", _network("feature_heads", "build_feature_vae"), "elbo", "code",
                ("code", "unregularised", "nll", "mse"), SearchSpace(_HEAD), False, True,
                "VAE with a Gaussian decoder on backbone features; score: the unregularised term M "
-               "plus the code's distance to the nearest training code, per location (latent_dim, width)"),
+               "plus the code's distance to the nearest training code, per location (latent_dim, width)",
+               epochs=20),
     ModelEntry("feature_knn", "image", "features", None, "coreset", "distance", ("distance",),
                SearchSpace({"pool": ("categorical", [1, 3, 5])}), False, False,
                "memory bank of backbone feature vectors (greedy coreset); score: distance to the "
@@ -203,7 +207,8 @@ for _e in [
                SearchSpace({"latent_dim": ("categorical", [128, 256, 512]), "width": ("categorical", [32, 64, 128]),
                             "lr": ADAM_SPACE["lr"]}), False, False,
                "reverse distillation: a decoder rebuilds the backbone's stages from a one-class bottleneck "
-               "(a code of each location's surroundings); score: 1 - cos per location (latent_dim, width)"),
+               "(a code of each location's surroundings); score: 1 - cos per location (latent_dim, width)",
+               epochs=10),
     # series windows (window, sensors)
     ModelEntry("conv_ae", "series", "reconstruction", _network("conv1d", "build_conv1d_ae"), "mse", "mae", ("mae", "mse"),
                _space(width=("categorical", [16, 32, 64]), depth=("int", 1, 2, False)), True, True,
