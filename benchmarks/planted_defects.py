@@ -198,7 +198,7 @@ def run(model: str, kwargs: dict, params: dict, train: list, test: list, cache: 
 
 def full_maps(det, maps, sizes, sigma: float) -> list[np.ndarray]:
     short = fd.image_size(det)
-    return [fd.upsample_map(m, hw, sigma * min(hw) / short) for m, hw in zip(maps, sizes)]
+    return [fd.upsample_map(m, hw, sigma * min(hw) / short, det.pyramid_.stride, short) for m, hw in zip(maps, sizes)]
 
 
 def main() -> None:

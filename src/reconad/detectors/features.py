@@ -475,10 +475,34 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float) -> np.ndarray:
+def _location_coords(pixels: int, resized: int, stride: int, locations: int) -> torch.Tensor:
+    """For each of ``pixels`` image pixels along one axis, where it falls on the location grid
+    of a backbone stage of ``stride`` run on the image resized to ``resized`` pixels, in
+    ``grid_sample``'s units (-1 and 1: the first and the last location). The backbone pads its
+    convolutions on both sides, so location ``i`` is centred on pixel ``stride * i`` of the
+    resized image."""
+    p = torch.arange(pixels, dtype=torch.float32)
+    u = ((p + 0.5) * resized / pixels - 0.5) / stride
+    return 2 * u / max(locations - 1, 1) - 1
+
+
+def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float, stride: int | None = None,
+                 short: int | None = None) -> np.ndarray:
     """A location map ``(h, w)`` resized to the image ``size`` and smoothed with a
-    Gaussian of ``sigma`` pixels (0 = none)."""
-    m = F.interpolate(score_map[None, None], size=tuple(size), mode="bilinear", align_corners=False)
+    Gaussian of ``sigma`` pixels (0 = none). With the grid's ``stride`` and the ``short``
+    side the image was resized to, every location is put where the backbone centred it
+    (``_location_coords``); without them, in the middle of its cell (which puts the map
+    about half a cell below and right of what it scores)."""
+    if stride is None:
+        m = F.interpolate(score_map[None, None], size=tuple(size), mode="bilinear", align_corners=False)
+    else:
+        (height, width), (h, w) = size, score_map.shape[-2:]
+        resized = resized_shape(height, width, short)
+        gy = _location_coords(height, resized[0], stride, h)
+        gx = _location_coords(width, resized[1], stride, w)
+        grid = torch.stack([gx.expand(height, -1), gy[:, None].expand(-1, width)], -1)[None]
+        m = F.grid_sample(score_map[None, None].float(), grid, mode="bilinear", padding_mode="border",
+                          align_corners=True)
     if sigma > 0:
         k = _gaussian_kernel(sigma)
         r = len(k) // 2
@@ -491,7 +515,9 @@ def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> l
     opts = options(det)
     short = image_size(det)
     maps = score_maps(det, feats, score)
-    return [upsample_map(m, hw, float(opts["smooth_sigma"]) * min(hw) / short) for m, hw in zip(maps, sizes)]
+    stride = det.pyramid_.stride
+    return [upsample_map(m, hw, float(opts["smooth_sigma"]) * min(hw) / short, stride, short)
+            for m, hw in zip(maps, sizes)]
 
 
 def anomaly_map(det, X, score: str | None = None):
