@@ -181,7 +181,7 @@ levels of each image standardised (`contrast="{ko['contrast']}"`). The detectors
   averaged over the stages on the {ro["stages"][0]} grid.
 
 Image score = {ko["image_score"]} (k = {ko["topk"]}); anomaly map = location scores resized to the image
-and smoothed (σ = {ko["smooth_sigma"]:g} pixels at the resized scale). Pixel ROC-AUC over every pixel of
+(each location on the pixel the backbone centred it on) and smoothed (σ = {ko["smooth_sigma"]:g} pixels at the resized scale). Pixel ROC-AUC over every pixel of
 every test image. Fit time = feature extraction of the training images + fitting the head
 (in brackets the CPU seconds of the process, summed over its threads); scoring time =
 feature extraction + head, per test image. Settings passed: {SETTINGS}.
