@@ -196,11 +196,6 @@ def run(model: str, kwargs: dict, params: dict, train: list, test: list, cache: 
     return det, maps, sizes, time.perf_counter() - t
 
 
-def full_maps(det, maps, sizes, sigma: float) -> list[np.ndarray]:
-    short = fd.image_size(det)
-    return [fd.upsample_map(m, hw, sigma * min(hw) / short, det.pyramid_.stride, short) for m, hw in zip(maps, sizes)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=300, help="defect-free training tiles")
@@ -237,7 +232,7 @@ def main() -> None:
             params = {**params, **backbone}
             det, maps, sizes, secs = run(model, kwargs, params, train, test, cache)
             opts = fd.options(det)
-            per = evaluate(full_maps(det, maps, sizes, float(opts["smooth_sigma"])), fd.image_scores(det, maps),
+            per = evaluate(fd.image_maps(det, maps, sizes, float(opts["smooth_sigma"])), fd.image_scores(det, maps),
                            masks, conditions)
             row = f"{name} @ {scale:g}x"
             results[row] = {"per_condition": per, "seconds": secs, "options": {k: str(v) for k, v in opts.items()},
@@ -252,7 +247,7 @@ def main() -> None:
                 det.set_params(model_kwargs=kwargs or None)
                 by_sigma = {}
                 for sigma in SIGMAS:
-                    ev = evaluate(full_maps(det, maps, sizes, sigma), np.zeros(len(maps)), masks, conditions)
+                    ev = evaluate(fd.image_maps(det, maps, sizes, sigma), np.zeros(len(maps)), masks, conditions)
                     by_sigma[f"{sigma:g}"] = float(np.nanmean([v["pixel_auc"] for v in ev.values()]))
                 results[row].update(image_auc_by_image_score=by_score, pixel_auc_by_sigma=by_sigma)
             print(f"{row}: image {results[row]['image_auc']:.4f} pixel {results[row]['pixel_auc']:.4f} "

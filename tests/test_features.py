@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.base import clone
 
 from reconad import ImageDetector, load
@@ -456,13 +457,15 @@ def test_the_map_puts_each_location_where_the_backbone_centred_it(fitted, bricks
     def distance(peaks):
         return float(np.median(np.hypot(*np.subtract(peaks, centres).T)))
 
-    def peaks(**where):  # unsmoothed, so that only where the locations are put differs
-        return [np.unravel_index(np.argmax(fd.upsample_map(m, hw, 0.0, **where)), hw) for m, hw in zip(maps, sizes)]
+    def peaks(full_maps):
+        return [np.unravel_index(np.argmax(m), m.shape) for m in full_maps]
 
-    placed = distance(peaks(stride=det.pyramid_.stride, short=fd.image_size(det)))
-    assert placed <= 5 < distance(peaks()) - 3    # within a location (8 pixels here) of the square
+    # unsmoothed, so that only where the locations are put differs
+    placed = distance(peaks(fd.image_maps(det, maps, sizes, sigma=0.0)))
+    mid_cell = distance(peaks([F.interpolate(m[None, None], size=hw, mode="bilinear", align_corners=False)[0, 0]
+                               .numpy() for m, hw in zip(maps, sizes)]))
+    assert placed <= 5 < mid_cell - 3          # within a location (8 pixels here) of the square
     # the detector's maps are the placed ones, smoothed
     full = det.anomaly_map(np.stack(images))
-    placed_maps = [fd.upsample_map(m, hw, float(fd.options(det)["smooth_sigma"]) * min(hw) / fd.image_size(det),
-                                   det.pyramid_.stride, fd.image_size(det)) for m, hw in zip(maps, sizes)]
+    placed_maps = fd.image_maps(det, maps, sizes)
     np.testing.assert_allclose(full, np.stack(placed_maps), rtol=1e-5, atol=1e-6)

@@ -486,23 +486,22 @@ def _location_coords(pixels: int, resized: int, stride: int, locations: int) -> 
     return 2 * u / max(locations - 1, 1) - 1
 
 
-def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float, stride: int | None = None,
-                 short: int | None = None) -> np.ndarray:
-    """A location map ``(h, w)`` resized to the image ``size`` and smoothed with a
-    Gaussian of ``sigma`` pixels (0 = none). With the grid's ``stride`` and the ``short``
-    side the image was resized to, every location is put where the backbone centred it
-    (``_location_coords``); without them, in the middle of its cell (which puts the map
-    about half a cell below and right of what it scores)."""
-    if stride is None:
-        m = F.interpolate(score_map[None, None], size=tuple(size), mode="bilinear", align_corners=False)
-    else:
-        (height, width), (h, w) = size, score_map.shape[-2:]
-        resized = resized_shape(height, width, short)
-        gy = _location_coords(height, resized[0], stride, h)
-        gx = _location_coords(width, resized[1], stride, w)
-        grid = torch.stack([gx.expand(height, -1), gy[:, None].expand(-1, width)], -1)[None]
-        m = F.grid_sample(score_map[None, None].float(), grid, mode="bilinear", padding_mode="border",
-                          align_corners=True)
+def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float, stride: int,
+                 short: int) -> np.ndarray:
+    """A location map ``(h, w)`` of a grid of ``stride`` on the image resized to a ``short``
+    side, put on the image of ``size`` where the backbone centred each location
+    (``_location_coords``) and smoothed (``smooth_map``)."""
+    (height, width), (h, w) = size, score_map.shape[-2:]
+    resized = resized_shape(height, width, short)
+    gy = _location_coords(height, resized[0], stride, h)
+    gx = _location_coords(width, resized[1], stride, w)
+    grid = torch.stack([gx.expand(height, -1), gy[:, None].expand(-1, width)], -1)[None]
+    return smooth_map(F.grid_sample(score_map[None, None].float(), grid, mode="bilinear", padding_mode="border",
+                                    align_corners=True), sigma)
+
+
+def smooth_map(m: torch.Tensor, sigma: float) -> np.ndarray:
+    """A map ``(1, 1, H, W)`` smoothed with a Gaussian of ``sigma`` pixels (0 = none), ``(H, W)``."""
     if sigma > 0:
         k = _gaussian_kernel(sigma)
         r = len(k) // 2
@@ -511,13 +510,16 @@ def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float, s
     return m[0, 0].numpy()
 
 
-def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> list[np.ndarray]:
-    opts = options(det)
+def image_maps(det, maps: list[torch.Tensor], sizes, sigma: float | None = None) -> list[np.ndarray]:
+    """Location maps (``score_maps``) on their images of ``sizes``, smoothed by ``sigma`` pixels
+    at the resized scale (None: the ``smooth_sigma`` option)."""
     short = image_size(det)
-    maps = score_maps(det, feats, score)
-    stride = det.pyramid_.stride
-    return [upsample_map(m, hw, float(opts["smooth_sigma"]) * min(hw) / short, stride, short)
-            for m, hw in zip(maps, sizes)]
+    sigma = float(options(det)["smooth_sigma"]) if sigma is None else float(sigma)
+    return [upsample_map(m, hw, sigma * min(hw) / short, det.pyramid_.stride, short) for m, hw in zip(maps, sizes)]
+
+
+def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> list[np.ndarray]:
+    return image_maps(det, score_maps(det, feats, score), sizes)
 
 
 def anomaly_map(det, X, score: str | None = None):
