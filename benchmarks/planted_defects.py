@@ -63,6 +63,8 @@ CONFIGS = {
                                                                                         "score": "code"}),
     "feature_vae, 20 epochs, score code, s8 + s16 + s32 on the s16 grid": (
         "feature_vae", {"stages": ("s8", "s16", "s32"), "grid": "s16"}, {"epochs": 20, "score": "code"}),
+    "feature_knn, on the s8 grid, top-40 mean (the top-10's area)": ("feature_knn", {"grid": "s8", "topk": 40}, {}),
+    "feature_knn, on the s8 grid, top-10 mean": ("feature_knn", {"grid": "s8"}, {}),
 }
 # Configurations run at every resolution (the others only at ``--ablation-scale``).
 DEFAULT_ROWS = ("feature_knn", "feature_rd")

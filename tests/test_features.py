@@ -469,3 +469,41 @@ def test_the_map_puts_each_location_where_the_backbone_centred_it(fitted, bricks
     full = det.anomaly_map(np.stack(images))
     placed_maps = fd.image_maps(det, maps, sizes)
     np.testing.assert_allclose(full, np.stack(placed_maps), rtol=1e-5, atol=1e-6)
+
+
+def test_image_files_are_read_a_batch_at_a_time_and_score_as_the_arrays_do(fitted, bricks, tmp_path):
+    """Image files (folders) go through the backbone a batch at a time: the features equal
+    those of the same images given as arrays, sizes come from the headers, a file that is not
+    an image is refused before any is decoded, and the decoded images held at once stay near
+    one batch, not the whole set (colour photos larger than the model's short side)."""
+    import tracemalloc
+
+    from PIL import Image
+
+    det = fitted["feature_knn"]
+    _, good, bad, _ = bricks
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    bricks_ = np.concatenate([good, bad, good[:, ::-1], bad[:, :, ::-1], good[:, ::-1, ::-1]])  # 40 photos
+    photos = [np.repeat(np.kron(im, np.ones((4, 4), np.uint8))[..., None], 3, 2) for im in bricks_]
+    photos = [np.clip(p.astype(int) + rng.integers(-20, 21, (1, 1, 3)), 0, 255).astype(np.uint8) for p in photos]
+    photos[3] = photos[3][:, :320]  # another size
+    for i, p in enumerate(photos):
+        Image.fromarray(p).save(folder / f"{i:02d}.png")
+    from_files = det.decision_function([folder])
+    np.testing.assert_allclose(from_files, det.decision_function(photos), rtol=1e-5)
+    maps = det.anomaly_map([folder])
+    assert [m.shape for m in maps] == [p.shape[:2] for p in photos]
+
+    whole = sum(p.size for p in photos) * 4  # every photo as float32
+    tracemalloc.start()
+    feats, sizes = fd.extract_features(det, [folder])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert sizes == [p.shape[:2] for p in photos] and len(feats) == len(photos)
+    assert peak < 0.4 * whole, (peak, whole)  # batches of 8 of the 40
+
+    (folder / "99.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image file .*99.png"):
+        fd.extract_features(det, [folder], on_progress=lambda k, n: pytest.fail("decoding started"))

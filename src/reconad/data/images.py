@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -111,6 +111,54 @@ def _read_files(paths, channels: int | None, max_pixels: int | None = None) -> t
     """Read image files (folders expanded); ``channels`` None becomes the most any file has."""
     images = [read_image(f, channels, max_pixels) for f in expand_paths(paths)]
     return images, channels if channels is not None else max(im.shape[2] for im in images)
+
+
+class ImageFiles(Sequence):
+    """Image files (folders expanded) read one at a time when indexed, each as float32
+    ``(C, H, W)`` in 0..1 as ``to_image_list`` gives them; their shapes come from the files'
+    headers, checked against ``max_pixels`` at once, so that a model that resizes every image
+    holds only the images of one batch, not the whole set at full size."""
+
+    def __init__(self, paths, channels: int | None = None, max_pixels: int | None = None):
+        self.paths = expand_paths(paths)
+        sizes, grey = [], []
+        for path in self.paths:
+            if not path.exists():
+                raise FileNotFoundError(f"image file not found: {path}")
+            try:
+                with Image.open(path) as im:
+                    _check_size(im, max_pixels, path)
+                    sizes.append((im.height, im.width))
+                    grey.append(im.mode in _GREY_MODES)
+            except Image.DecompressionBombError as exc:
+                raise ValueError(f"image file {path} is refused before decoding: {exc}") from None
+            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+                raise ValueError(f"cannot read image file {path}: {exc}") from None
+        self.channels = channels if channels is not None else (1 if all(grey) else 3)
+        self.max_pixels = max_pixels
+        self.shapes = [(self.channels, h, w) for h, w in sizes]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        image = read_image(self.paths[i], self.channels, self.max_pixels)
+        return to_float_array(image[None], channels=self.channels)[0]
+
+
+def image_sequence(X, channels: int | None = None, max_pixels: int | None = None) -> Sequence[np.ndarray]:
+    """Images as ``to_image_list`` gives them, but image files (or folders) as ``ImageFiles``,
+    read only when used."""
+    if isinstance(X, (str, os.PathLike)):
+        X = [X]
+    if _is_path_list(X):
+        return ImageFiles(X, channels, max_pixels)
+    return to_image_list(X, channels, max_pixels)
+
+
+def image_shapes(images: Sequence[np.ndarray]) -> list[tuple[int, int, int]]:
+    """``(C, H, W)`` of each image of ``image_sequence``, without reading any file."""
+    return list(images.shapes) if isinstance(images, ImageFiles) else [tuple(im.shape) for im in images]
 
 
 def to_float_array(X, channels: int | None = None, max_pixels: int | None = None) -> np.ndarray:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from reconad.scoring import features as feature_scoring
-from reconad.data.images import to_image_list
+from reconad.data.images import image_sequence, image_shapes
 from reconad.models.catalogue import entries, entry
 from reconad.models.features import (EFFICIENTNET_LITE0, FeaturePyramid, fuse_batchnorm, load_backbone,
                                      sha256_file)
@@ -188,10 +188,11 @@ def _shape(a) -> tuple:
     return tuple(a[0].shape if isinstance(a, (list, tuple)) else a.shape)
 
 
-def _by_shape(arrays) -> dict[tuple, list[int]]:
+def _by_shape(arrays, shapes: list[tuple] | None = None) -> dict[tuple, list[int]]:
+    """Indices of ``arrays`` grouped by shape (``shapes``: theirs, when known without them)."""
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, a in enumerate(arrays):
-        groups[_shape(a)].append(i)
+    for i, shape in enumerate(shapes if shapes is not None else (_shape(a) for a in arrays)):
+        groups[tuple(shape)].append(i)
     return groups
 
 
@@ -217,10 +218,11 @@ def extract_features(det, X, on_progress=None) -> tuple[list, list[tuple[int, in
     Images of the same size go through the backbone together; grayscale images stay one
     channel until they reach the backbone, which sees them repeated as RGB.
     ``on_progress(k, total)`` is called after each batch of ``k`` of the ``total`` images."""
-    return _extract(det, to_image_list(X), on_progress)
+    return _extract(det, image_sequence(X), on_progress)
 
 
-def _extract(det, images: list[np.ndarray], on_progress=None) -> tuple[list, list[tuple[int, int]]]:
+def _extract(det, images, on_progress=None) -> tuple[list, list[tuple[int, int]]]:
+    """``extract_features`` of ``image_sequence``'s images; image files are read a batch at a time."""
     pyramid = getattr(det, "pyramid_", None)
     if pyramid is None:
         pyramid = load_pyramid(det)
@@ -228,11 +230,15 @@ def _extract(det, images: list[np.ndarray], on_progress=None) -> tuple[list, lis
     size, batch = image_size(det), int(opts["extract_batch"])
     feats: list[torch.Tensor | None] = [None] * len(images)
     with torch.no_grad():
-        for shape, idx in _by_shape(images).items():
+        shapes = image_shapes(images)
+        for shape, idx in _by_shape(images, shapes).items():
             target = resized_shape(shape[1], shape[2], size)
             for start in range(0, len(idx), batch):
                 part = idx[start:start + batch]
-                x = torch.from_numpy(np.stack([images[i] for i in part])).to(det.device_)
+                batch_images = np.empty((len(part), *shape), np.float32)
+                for j, i in enumerate(part):
+                    batch_images[j] = images[i]
+                x = torch.from_numpy(batch_images).to(det.device_)
                 if x.shape[-2:] != target:
                     x = F.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=True)
                 if opts["contrast"] == "image":
@@ -246,9 +252,10 @@ def _extract(det, images: list[np.ndarray], on_progress=None) -> tuple[list, lis
                     out = pyramid(x).float().cpu().contiguous()
                     for i, f in zip(part, out):
                         feats[i] = f
+                del batch_images, x  # before the next batch is read
                 if on_progress is not None:
                     on_progress(len(part), len(images))
-    return feats, [im.shape[1:] for im in images]
+    return feats, [shape[1:] for shape in shapes]
 
 
 def _vectors(feats: list[torch.Tensor]) -> torch.Tensor:
@@ -453,7 +460,7 @@ SCORING_PROGRESS_MIN = 100
 
 
 def _scoring_features(det, X):
-    images = to_image_list(X)
+    images = image_sequence(X)
     if len(images) < SCORING_PROGRESS_MIN:
         return _extract(det, images)
     with _progress(det, "backbone features") as advance:

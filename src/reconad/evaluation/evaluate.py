@@ -72,21 +72,25 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     (a path or None per file; None = defect-free) add pixel ROC-AUC and AUPRO from the
     anomaly maps (smoothed by a Gaussian of ``sigma`` pixels). With ``out_dir``, write ``metrics.json``, ``report.txt``, ``scores.png``,
     ``roc.png`` and ``heatmaps.png`` (up to ``n_examples`` images, half of them defective)."""
-    from reconad.data.images import to_image_list
+    from reconad.data.images import image_sequence, image_shapes, to_image_list
     from reconad.data.layouts import read_mask
 
-    # (H, W, C) floats in 0..1: valid detector input for any size
-    images = [im.transpose(1, 2, 0) for im in to_image_list([str(f) for f in files],
-                                                            channels=detector._input_channels())]
+    paths = [str(f) for f in files]
+    channels = detector._input_channels()
+    files_read = image_sequence(paths, channels=channels)  # decoded only where shown
+    sizes = [shape[1:] for shape in image_shapes(files_read)]
+    # a feature model reads the files itself, a batch at a time; a pixel network gets them in
+    # its channels, as (H, W, C) floats in 0..1 (valid detector input for any size)
+    inputs = paths if channels is None else [im.transpose(1, 2, 0) for im in to_image_list(paths, channels=channels)]
     y = np.asarray(labels, dtype=int)
-    scores = detector.decision_function(images)
+    scores = detector.decision_function(inputs)
     result = metrics.evaluate(y, scores, detector.threshold_)
     result["score"] = detector._score_name()
     result.update(_about(detector))
     maps = None
     if mask_files is not None:
-        maps = detector.anomaly_map(images, stride=stride, sigma=sigma)
-        masks = [read_mask(m, im.shape[:2]) for m, im in zip(mask_files, images)]
+        maps = detector.anomaly_map(inputs, stride=stride, sigma=sigma)
+        masks = [read_mask(m, size) for m, size in zip(mask_files, sizes)]
         result.update(metrics.localization_metrics(masks, list(maps)))
     if out_dir is None:
         return result
@@ -97,9 +101,10 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     half = n_examples // 2
     pick = list(np.flatnonzero(y == 0)[:half]) + list(np.flatnonzero(y == 1)[:n_examples - half])
     pick_maps = [maps[i] for i in pick] if maps is not None else list(
-        detector.anomaly_map([images[i] for i in pick], stride=stride, sigma=sigma))
-    shown = [images[i][..., 0] if images[i].shape[-1] == 1 else images[i] for i in pick]
-    shown_masks = ([read_mask(mask_files[i], images[i].shape[:2]) for i in pick]
+        detector.anomaly_map([inputs[i] for i in pick], stride=stride, sigma=sigma))
+    shown = [files_read[i].transpose(1, 2, 0) for i in pick]
+    shown = [im[..., 0] if im.shape[-1] == 1 else im for im in shown]
+    shown_masks = ([read_mask(mask_files[i], sizes[i]) for i in pick]
                    if mask_files is not None else None)
     plots.heatmap_overlays(shown, pick_maps, out / "heatmaps.png", masks=shown_masks,
                            scores=scores[pick], labels=y[pick], threshold=detector.threshold_)

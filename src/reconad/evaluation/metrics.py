@@ -51,7 +51,7 @@ def classification_report(y_true, scores, threshold: float) -> str:
 
 def _flatten_pairs(masks, maps) -> tuple[list[np.ndarray], list[np.ndarray]]:
     masks = [np.asarray(m) > 0 for m in masks]
-    maps = [np.asarray(m, dtype=np.float64) for m in maps]
+    maps = [_floats(m) for m in maps]
     if len(masks) != len(maps):
         raise ValueError(f"{len(masks)} masks for {len(maps)} maps")
     for i, (a, b) in enumerate(zip(masks, maps)):
@@ -60,7 +60,35 @@ def _flatten_pairs(masks, maps) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return masks, maps
 
 
-def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300) -> float:
+def _floats(m) -> np.ndarray:
+    """A map as floats, float32 maps as they are (no copy at twice the size)."""
+    m = np.asarray(m)
+    return m if m.dtype in (np.float32, np.float64) else m.astype(np.float64)
+
+
+def _normal_sorted(masks, maps) -> np.ndarray:
+    """The defect-free pixels' scores of all images, sorted."""
+    normal = np.concatenate([m[~k] for k, m in zip(masks, maps)])
+    normal.sort()
+    return normal
+
+
+def _pixel_roc_auc(masks, maps, normal_sorted: np.ndarray) -> float:
+    """ROC-AUC of the defect pixels against the defect-free ones: the share of (defect,
+    defect-free) pairs ranked right, ties counting half (as ``roc_auc_score``), counted
+    against the sorted defect-free scores, so that no array larger than them is made."""
+    below = ties = 0.0
+    n_defect = 0
+    for k, m in zip(masks, maps):
+        d = m[k].astype(normal_sorted.dtype, copy=False)
+        left = np.searchsorted(normal_sorted, d, side="left")
+        below += float(left.sum())
+        ties += float((np.searchsorted(normal_sorted, d, side="right") - left).sum())
+        n_defect += d.size
+    return (below + 0.5 * ties) / (n_defect * normal_sorted.size)
+
+
+def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300, normal_sorted: np.ndarray | None = None) -> float:
     """Area under the per-region-overlap curve up to ``max_fpr``, divided by ``max_fpr``.
 
     For a threshold t, the false-positive rate is the share of defect-free pixels with a
@@ -71,7 +99,7 @@ def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300) -> float:
     from scipy import ndimage
 
     masks, maps = _flatten_pairs(masks, maps)
-    normal = np.concatenate([m[~k] for k, m in zip(masks, maps)])
+    normal_sorted = _normal_sorted(masks, maps) if normal_sorted is None else normal_sorted
     regions = []
     for k, m in zip(masks, maps):
         labels, n = ndimage.label(k, structure=np.ones((3, 3)))
@@ -80,13 +108,17 @@ def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300) -> float:
             lab, vals = labels.ravel()[order], m.ravel()[order]
             cuts = np.searchsorted(lab, np.arange(1, n + 1))
             regions += [np.sort(v) for v in np.split(vals, cuts)[1:]]
-    if not regions or normal.size == 0:
+    if not regions or normal_sorted.size == 0:
         return float("nan")
     fprs = np.linspace(0.0, max_fpr, n_steps + 1)
     # the first threshold lies just above every defect-free pixel: false-positive rate 0
-    thresholds = np.r_[np.nextafter(normal.max(), np.inf), np.quantile(normal, 1.0 - fprs[1:])]
-    normal_sorted = np.sort(normal)
-    fpr_actual = 1.0 - np.searchsorted(normal_sorted, thresholds, side="left") / normal.size
+    # (quantiles of the sorted scores, as np.quantile's linear rule)
+    q = (1.0 - fprs[1:]) * (normal_sorted.size - 1)
+    lo = np.floor(q).astype(np.int64)
+    hi = np.minimum(lo + 1, normal_sorted.size - 1)
+    quantiles = normal_sorted[lo] + (q - lo) * (normal_sorted[hi].astype(np.float64) - normal_sorted[lo])
+    thresholds = np.r_[np.nextafter(np.float64(normal_sorted[-1]), np.inf), quantiles]
+    fpr_actual = 1.0 - np.searchsorted(normal_sorted, thresholds, side="left") / normal_sorted.size
     pro = np.mean([1.0 - np.searchsorted(r, thresholds, side="left") / r.size for r in regions], axis=0)
     fpr_actual = np.clip(fpr_actual, 0.0, max_fpr)
     if fpr_actual[-1] < max_fpr:  # ties or few pixels: carry the last PRO to max_fpr
@@ -100,12 +132,15 @@ def localization_metrics(masks, maps, max_fpr: float = 0.3) -> dict:
     ``masks`` and ``maps`` are sequences of ``(H, W)`` arrays (sizes may differ per image);
     mask pixels > 0 are defects."""
     masks, maps = _flatten_pairs(masks, maps)
-    y = np.concatenate([k.ravel() for k in masks])
-    s = np.concatenate([m.ravel() for m in maps])
-    both = y.any() and not y.all()
-    return {"pixel_roc_auc": float(skm.roc_auc_score(y, s)) if both else float("nan"),
-            "aupro": aupro(masks, maps, max_fpr) if both else float("nan"),
-            "n_pixels": int(y.size), "n_defect_pixels": int(y.sum())}
+    n_pixels = sum(k.size for k in masks)
+    n_defect = sum(int(k.sum()) for k in masks)
+    if not 0 < n_defect < n_pixels:
+        return {"pixel_roc_auc": float("nan"), "aupro": float("nan"), "n_pixels": n_pixels,
+                "n_defect_pixels": n_defect}
+    normal_sorted = _normal_sorted(masks, maps)
+    return {"pixel_roc_auc": _pixel_roc_auc(masks, maps, normal_sorted),
+            "aupro": aupro(masks, maps, max_fpr, normal_sorted=normal_sorted),
+            "n_pixels": n_pixels, "n_defect_pixels": n_defect}
 # --- series metrics -----------------------------------------------------------------------
 
 def _ranges(labels: np.ndarray) -> np.ndarray:
