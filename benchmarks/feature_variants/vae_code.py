@@ -1,7 +1,8 @@
 """Per-location feature VAE scored by M plus the distance of the location's code to the nearest
 training code (the detector's ``score="code"``): the bank is a greedy coreset of 10,000 of the
 training codes, and each term is divided by its median over 10,000 training vectors outside the
-pool. Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) or loads it.
+pool (and, not kept, M as a distance: the square root of M over its median plus the code
+distance over its). Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) or loads it.
 
     python vae_code.py [--width 512] [--latent 64] [--model /tmp/features/vae_s0_model.pt] [--stages s8,s16,s32 --grid s16]
                        [--bank 10000] [--neighbours 1] [--bank-scale none|local]
@@ -52,7 +53,8 @@ for m in load("test"):
     M, mz = terms(((f.flatten(1).T - mean) / std).T.reshape(1, c, h, w))
     Ms.append(M[0] / scale_m)
     Ds.append(code_distance(mz[0].flatten(1).T.contiguous()).reshape(h, w) / scale_d)
-for name, maps in [("M", Ms), ("code distance", Ds), ("M + code distance", [p + q for p, q in zip(Ms, Ds)])]:
+for name, maps in [("M", Ms), ("code distance", Ds), ("M + code distance", [p + q for p, q in zip(Ms, Ds)]),
+                   ("sqrt(M) + code distance", [p.sqrt() + q for p, q in zip(Ms, Ds)])]:
     r = image_aucs(maps, y)
     print(f"width {a.width}, latent {a.latent}, bank {a.bank} {a.bank_scale}, {a.neighbours} neighbours, {name}: image {r['max']} / {r['top10']} / {r['top30']} (max / top-10 / top-30), "
           f"pixel {pixel_auc(maps, masks):.4f}", flush=True)
