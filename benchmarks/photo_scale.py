@@ -101,6 +101,7 @@ def main() -> None:
     print(table)
     print(f"image ROC-AUC {metrics['roc_auc']:.4f}, pixel ROC-AUC {metrics['pixel_roc_auc']:.4f}, "
           f"AUPRO {metrics['aupro']:.4f}")
+    other = "" if src == ROOT / "src" else f" --src {args.src} --out {args.out}"
     md = f"""# Large colour photos from the command line: time and memory
 
 {args.train} training photos and {2 * args.test} test photos ({args.test} with a colour spot), 1024 x 1024 RGB PNG,
@@ -108,7 +109,7 @@ made from scikit-image's `immunohistochemistry` texture (see the script's docstr
 `{args.model}` with its defaults.
 
 ```
-python benchmarks/photo_scale.py --train {args.train} --test {args.test} --model {args.model}
+python benchmarks/photo_scale.py --train {args.train} --test {args.test} --model {args.model}{other}
 ```
 
 Machine: {machine()}. Each command is a new process; peak memory is its largest resident set.
