@@ -507,3 +507,22 @@ def test_image_files_are_read_a_batch_at_a_time_and_score_as_the_arrays_do(fitte
     (folder / "99.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot read image file .*99.png"):
         fd.extract_features(det, [folder], on_progress=lambda k, n: pytest.fail("decoding started"))
+
+
+@pytest.mark.parametrize("size, grid, sigma", [((480, 640), (16, 22), 7.5), ((300, 260), (19, 16), 4.5),
+                                               ((97, 333), (32, 110), 0.0), ((256, 256), (1, 8), 4.0)])
+def test_the_map_is_the_sampled_and_smoothed_image_computed_per_axis(size, grid, sigma):
+    """``upsample_map`` (one matrix per axis) gives the numbers of sampling every pixel of the
+    image on the location grid (``grid_sample``, bilinear, edge extended) and smoothing it."""
+    torch.manual_seed(0)
+    score_map = torch.rand(grid) * 10
+    stride = 16 if grid[0] != 32 else 8
+    resized = fd.resized_shape(*size, 256)
+    gy = fd._location_coords(size[0], resized[0], stride, grid[0])
+    gx = fd._location_coords(size[1], resized[1], stride, grid[1])
+    sample = torch.stack([gx.expand(size[0], -1), gy[:, None].expand(-1, size[1])], -1)[None]
+    whole = F.grid_sample(score_map[None, None], sample, mode="bilinear", padding_mode="border", align_corners=True)
+    expected = fd.smooth_map(whole, sigma)
+    got = fd.upsample_map(score_map, size, sigma, stride, 256)
+    assert got.shape == size and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-4)
