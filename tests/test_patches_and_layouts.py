@@ -163,6 +163,25 @@ def test_mvtec_layout(tmp_path):
     assert mask.dtype == bool and mask.sum() == 8
 
 
+def test_masks_of_0_and_1_palettes_and_compression_noise_read_alike(tmp_path):
+    """Masks written as 0/255, as 0/1, as palette indices or as a JPEG (faint noise around
+    the defect) give the same defect pixels; an all-zero mask gives none."""
+    truth = np.zeros((32, 32), bool)
+    truth[8:20, 10:26] = True
+    Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / "255.png")
+    Image.fromarray(truth.astype(np.uint8)).save(tmp_path / "01.png")
+    palette = Image.fromarray(truth.astype(np.uint8), mode="L").convert("P")
+    palette.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # index 1: dark red
+    palette.save(tmp_path / "palette.png")
+    Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / "noisy.jpg", quality=60)
+    for name in ("255.png", "01.png", "palette.png"):
+        np.testing.assert_array_equal(layouts.read_mask(tmp_path / name, (32, 32)), truth, err_msg=name)
+    noisy = layouts.read_mask(tmp_path / "noisy.jpg", (32, 32))
+    assert (noisy == truth).mean() > 0.98
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "none.png")
+    assert not layouts.read_mask(tmp_path / "none.png", (32, 32)).any()
+
+
 def test_plain_layout_with_mask_folder_and_masks_beside_images(tmp_path):
     img = np.full((8, 8), 128, np.uint8)
     _png(tmp_path / "ok" / "a.png", img)

@@ -112,7 +112,9 @@ def plain(normal: str | os.PathLike, anomalous: str | os.PathLike | None = None,
 
 def read_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     """A boolean defect mask of ``shape`` (height, width); None gives an all-False mask.
-    A mask of another size is resized with nearest-neighbour sampling."""
+    A mask of another size is resized with nearest-neighbour sampling. Defect pixels are those
+    above half the mask's brightest grey level, so that masks of 0 and 255, of 0 and 1 (or
+    palette indices) and compressed ones with faint noise all read alike."""
     if path is None:
         return np.zeros(shape, dtype=bool)
     try:
@@ -120,7 +122,8 @@ def read_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
             im = im.convert("L")
             if im.size != (shape[1], shape[0]):
                 im = im.resize((shape[1], shape[0]), Image.NEAREST)
-            return np.asarray(im) > 127
+            values = np.asarray(im)
+            return values > values.max() / 2
     except (OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read mask file {path}: {exc}") from None
 
