@@ -495,6 +495,9 @@ def test_image_files_are_read_a_batch_at_a_time_and_score_as_the_arrays_do(fitte
     np.testing.assert_allclose(from_files, det.decision_function(photos), rtol=1e-5)
     maps = det.anomaly_map([folder])
     assert [m.shape for m in maps] == [p.shape[:2] for p in photos]
+    both = det.scores_and_maps([folder])  # one pass through the backbone
+    np.testing.assert_allclose(both[0], from_files, rtol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(both[1], maps))
 
     whole = sum(p.size for p in photos) * 4  # every photo as float32
     tracemalloc.start()

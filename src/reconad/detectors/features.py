@@ -555,12 +555,18 @@ def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> l
 
 def anomaly_map(det, X, score: str | None = None):
     """Per-pixel maps: ``(N, H, W)`` when the images share a size, else a list of ``(H, W)``."""
+    return scores_and_maps(det, X, score)[1]
+
+
+def scores_and_maps(det, X, score: str | None = None):
+    """``decision_function`` and ``anomaly_map`` of ``X`` from one pass through the backbone."""
     det._check_fitted()
     det._score_name(score)
     with cpu_threads(det.device_):
         feats, sizes = _scoring_features(det, X)
-        maps = anomaly_maps_from_features(det, feats, sizes, score)
-    return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+        location_maps = score_maps(det, feats, score)
+        maps = image_maps(det, location_maps, sizes)
+    return image_scores(det, location_maps), (np.stack(maps) if len({m.shape for m in maps}) == 1 else maps)
 
 
 # --- reverse distillation -------------------------------------------------------------
@@ -665,6 +671,9 @@ class Features:
 
     def anomaly_map(self, det, X, score: str | None, stride: int, sigma: float):
         return anomaly_map(det, X, score)
+
+    def scores_and_maps(self, det, X, score: str | None, stride: int, sigma: float):
+        return scores_and_maps(det, X, score)
 
     def patch_scores(self, det, X, score, stride):
         raise ValueError("patch_scores needs patch mode (set patch_size)")

@@ -261,6 +261,13 @@ class ImageDetector(TorchDetector):
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         return self._strategy().anomaly_map(self, X, score, stride, sigma)
 
+    def scores_and_maps(self, X, score: str | None = None, stride: int = 4, sigma: float = 0.0):
+        """``decision_function(X, score)`` and ``anomaly_map(X, score, stride, sigma)`` together;
+        a feature model takes both from one pass through its backbone."""
+        if float(sigma) < 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        return self._strategy().scores_and_maps(self, X, score, stride, sigma)
+
     def encode(self, X) -> np.ndarray:
         """Latent codes (mu_z for VAEs, PCA features for the GMM) of images of the
         model's input size (patches in patch mode): ``(N, latent)``."""

@@ -186,6 +186,9 @@ class Reconstruction:
         smooth = [ndimage.gaussian_filter(m, float(sigma)) for m in maps]  # mirrored edges
         return np.stack(smooth) if isinstance(maps, np.ndarray) else smooth
 
+    def scores_and_maps(self, det, X, score: str | None, stride: int, sigma: float):
+        return self.decision_function(det, X, score), self.anomaly_map(det, X, score, stride, sigma)
+
     def pixel_score(self, det, score: str | None) -> str:
         return det._score_name(score)
 

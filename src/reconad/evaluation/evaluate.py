@@ -83,13 +83,15 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     # its channels, as (H, W, C) floats in 0..1 (valid detector input for any size)
     inputs = paths if channels is None else [im.transpose(1, 2, 0) for im in to_image_list(paths, channels=channels)]
     y = np.asarray(labels, dtype=int)
-    scores = detector.decision_function(inputs)
+    maps = None
+    if mask_files is None:
+        scores = detector.decision_function(inputs)
+    else:
+        scores, maps = detector.scores_and_maps(inputs, stride=stride, sigma=sigma)
     result = metrics.evaluate(y, scores, detector.threshold_)
     result["score"] = detector._score_name()
     result.update(_about(detector))
-    maps = None
     if mask_files is not None:
-        maps = detector.anomaly_map(inputs, stride=stride, sigma=sigma)
         masks = [read_mask(m, size) for m, size in zip(mask_files, sizes)]
         result.update(metrics.localization_metrics(masks, list(maps)))
     if out_dir is None:
