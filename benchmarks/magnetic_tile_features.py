@@ -10,7 +10,7 @@ With ``--backbone NAME`` the detectors use that backbone and the results go to
 
 The backbone's features of all images are extracted once and shared by the heads.
 
-    python benchmarks/magnetic_tile_features.py [--image-size 256] [--models feature_knn,feature_ae] [--backbone efficientnet_lite1]
+    python benchmarks/magnetic_tile_features.py [--image-size 256] [--models feature_knn,feature_ae] [--backbone efficientnet_lite1] [--seed 1]
 """
 
 from __future__ import annotations
@@ -61,8 +61,12 @@ def main() -> None:
     ap.add_argument("--backbone", default=None,
                     help="a named backbone or weights file (default: the detectors' own); results go to "
                          "docs/magnetic_tile_features_<backbone>.md")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the detectors' random_state (coreset, pool, head); other than 0, results go to "
+                         "docs/magnetic_tile_features[_<backbone>]_seed<N>.md")
     args = ap.parse_args()
-    out_name = "magnetic_tile_features" + (f"_{Path(args.backbone).stem}" if args.backbone else "")
+    out_name = ("magnetic_tile_features" + (f"_{Path(args.backbone).stem}" if args.backbone else "")
+                + (f"_seed{args.seed}" if args.seed else ""))
     backbone = {"backbone": args.backbone} if args.backbone else {}
     torch.set_num_threads(args.threads)
     split = magnetic_tile_split()
@@ -97,7 +101,8 @@ def main() -> None:
     pick += [int(np.flatnonzero(types == t)[0]) for t in sorted(set(types) - {"MT_Free"})]
     pick_images = [np.asarray(Image.open(test[i]).convert("L"), dtype=np.float32) / 255 for i in pick]
     for name in args.models.split(","):
-        det = ImageDetector(model=name, image_size=args.image_size, verbose=0, **backbone, **SETTINGS[name])
+        det = ImageDetector(model=name, image_size=args.image_size, verbose=0, random_state=args.seed, **backbone,
+                            **SETTINGS[name])
         det.pyramid_, train_feats, test_feats, sizes, t_train_extract, t_test_extract, c_train = features_for(det)
         fd.load_pyramid(det)
         t, c = time.perf_counter(), time.process_time()
@@ -187,7 +192,7 @@ every test image. Fit time = feature extraction of the training images + fitting
 feature extraction + head, per test image. Settings passed: {SETTINGS}.
 
 ```
-python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads} --models {args.models}{f" --backbone {args.backbone}" if args.backbone else ""}
+python benchmarks/magnetic_tile_features.py --image-size {args.image_size} --threads {args.threads} --models {args.models}{f" --backbone {args.backbone}" if args.backbone else ""}{f" --seed {args.seed}" if args.seed else ""}
 ```
 
 Machine: {machine()}. The CPU was shared with other heavy jobs while this ran, so the
