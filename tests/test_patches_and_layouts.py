@@ -142,6 +142,23 @@ def test_localization_metrics_perfect_and_random():
     assert 0.0 <= aupro(masks, noise) < 0.3
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pixel_roc_auc_counts_ties_as_roc_auc_score_does(dtype):
+    """The pixel ROC-AUC, counted against the sorted defect-free scores, equals scikit-learn's
+    over all pixels, with many tied scores and maps of different sizes."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    masks, maps = [], []
+    for h, w in ((30, 50), (41, 17), (64, 64)):
+        k = np.zeros((h, w), bool)
+        k[h // 4:h // 2, w // 3:w // 2 + 3] = True
+        masks.append(k)
+        maps.append(np.round(rng.normal(size=(h, w)) + 1.2 * k, 1).astype(dtype))  # rounded: ties
+    expected = roc_auc_score(np.concatenate([k.ravel() for k in masks]), np.concatenate([m.ravel() for m in maps]))
+    assert localization_metrics(masks, maps)["pixel_roc_auc"] == pytest.approx(expected, abs=1e-12)
+
+
 def _png(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
