@@ -3,12 +3,12 @@
 
 The photos are made here, so that the check needs no data set: crops of 256 x 256 pixels of
 scikit-image's bundled colour texture `immunohistochemistry`, enlarged four times to
-1024 x 1024 RGB PNG files, in the MVTec layout (`train/good`, `test/good`, `test/spot`,
+``--side`` x ``--side`` (1024) RGB PNG files, in the MVTec layout (`train/good`, `test/good`, `test/spot`,
 `ground_truth/spot`). Each test spot is a disc (radius 15-60 pixels) whose colour channels are
-rotated: a change of colour that keeps the grey-level spread. Each command runs as a new
+rotated: a change of colour that keeps the grey-level spread (radius scaled with ``--side``). Each command runs as a new
 process; its peak memory is the largest resident set the operating system recorded for it.
 
-    python benchmarks/photo_scale.py [--train 295] [--test 30] [--model feature_knn] [--src DIR]
+    python benchmarks/photo_scale.py [--train 295] [--test 30] [--side 1024] [--model feature_knn] [--src DIR] [--out NAME]
 
 ``--src`` runs another checkout's package (its ``src`` folder), to compare versions.
 """
@@ -29,10 +29,10 @@ from PIL import Image, ImageDraw
 
 from _common import ROOT, machine, markdown_table, write_results
 
-SIDE, CROP = 1024, 256
+CROP = 256
 
 
-def make_photos(root: Path, n_train: int, n_test: int, seed: int = 0) -> None:
+def make_photos(root: Path, n_train: int, n_test: int, side: int = 1024, seed: int = 0) -> None:
     from skimage import data
 
     rng = np.random.default_rng(seed)
@@ -43,7 +43,7 @@ def make_photos(root: Path, n_train: int, n_test: int, seed: int = 0) -> None:
     def photo() -> np.ndarray:
         y, x = rng.integers(0, texture.shape[0] - CROP + 1), rng.integers(0, texture.shape[1] - CROP + 1)
         crop = Image.fromarray(texture[y:y + CROP, x:x + CROP])
-        return np.asarray(crop.resize((SIDE, SIDE), Image.BICUBIC))
+        return np.asarray(crop.resize((side, side), Image.BICUBIC))
 
     for i in range(n_train):
         Image.fromarray(photo()).save(root / "train/good" / f"{i:03d}.png")
@@ -51,9 +51,9 @@ def make_photos(root: Path, n_train: int, n_test: int, seed: int = 0) -> None:
         Image.fromarray(photo()).save(root / "test/good" / f"{i:03d}.png")
     for i in range(n_test):
         image = photo().copy()
-        mask_image = Image.new("L", (SIDE, SIDE), 0)
-        r = rng.uniform(15, 60)
-        cy, cx = rng.uniform(r, SIDE - r, 2)
+        mask_image = Image.new("L", (side, side), 0)
+        r = rng.uniform(15, 60) * side / 1024
+        cy, cx = rng.uniform(r, side - r, 2)
         ImageDraw.Draw(mask_image).ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
         mask = np.asarray(mask_image) > 127
         image[mask] = image[mask][:, [1, 2, 0]]
@@ -83,13 +83,14 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=295)
     ap.add_argument("--test", type=int, default=30, help="defect-free test photos, and as many with a spot")
     ap.add_argument("--model", default="feature_knn")
+    ap.add_argument("--side", type=int, default=1024, help="the photos' side in pixels")
     ap.add_argument("--src", default=str(ROOT / "src"), help="the package's source folder to run")
     ap.add_argument("--out", default="photo_scale", help="name of the results in docs/")
     args = ap.parse_args()
     src = Path(args.src).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "photos"
-        make_photos(root, args.train, args.test)
+        make_photos(root, args.train, args.test, args.side)
         train = run(["train", "--mvtec", str(root), "--model", args.model, "--out", f"{tmp}/model"], src)
         evaluate = run(["evaluate", "--model", f"{tmp}/model", "--mvtec", str(root), "--out", f"{tmp}/eval"], src)
         metrics = json.loads(Path(f"{tmp}/eval/metrics.json").read_text())
@@ -101,10 +102,11 @@ def main() -> None:
     print(table)
     print(f"image ROC-AUC {metrics['roc_auc']:.4f}, pixel ROC-AUC {metrics['pixel_roc_auc']:.4f}, "
           f"AUPRO {metrics['aupro']:.4f}")
-    other = "" if src == ROOT / "src" else f" --src {args.src} --out {args.out}"
+    other = ("" if args.side == 1024 else f" --side {args.side}") + (
+        "" if src == ROOT / "src" else f" --src {args.src}") + ("" if args.out == "photo_scale" else f" --out {args.out}")
     md = f"""# Large colour photos from the command line: time and memory
 
-{args.train} training photos and {2 * args.test} test photos ({args.test} with a colour spot), 1024 x 1024 RGB PNG,
+{args.train} training photos and {2 * args.test} test photos ({args.test} with a colour spot), {args.side} x {args.side} RGB PNG,
 made from scikit-image's `immunohistochemistry` texture (see the script's docstring); model
 `{args.model}` with its defaults.
 

@@ -223,7 +223,8 @@ def extract_features(det, X, on_progress=None) -> tuple[list, list[tuple[int, in
 
 
 def _extract(det, images, on_progress=None) -> tuple[list, list[tuple[int, int]]]:
-    """``extract_features`` of ``image_sequence``'s images; image files are read a batch at a time."""
+    """``extract_features`` of ``image_sequence``'s images; image files are read and resized one at a
+    time, so that a batch holds one image at full size and the others at the backbone's size."""
     pyramid = getattr(det, "pyramid_", None)
     if pyramid is None:
         pyramid = load_pyramid(det)
@@ -236,12 +237,15 @@ def _extract(det, images, on_progress=None) -> tuple[list, list[tuple[int, int]]
             target = resized_shape(shape[1], shape[2], size)
             for start in range(0, len(idx), batch):
                 part = idx[start:start + batch]
-                batch_images = np.empty((len(part), *shape), np.float32)
+                # each image resized as soon as it is read: one image at full size at a time
+                x = torch.empty((len(part), shape[0], *target), device=det.device_)
                 for j, i in enumerate(part):
-                    batch_images[j] = images[i]
-                x = torch.from_numpy(batch_images).to(det.device_)
-                if x.shape[-2:] != target:
-                    x = F.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=True)
+                    image = torch.from_numpy(np.asarray(images[i], dtype=np.float32)).to(det.device_)[None]
+                    if image.shape[-2:] != target:
+                        image = F.interpolate(image, size=target, mode="bilinear", align_corners=False,
+                                              antialias=True)
+                    x[j] = image[0]
+                    del image
                 if opts["contrast"] == "image":
                     x = standardise_contrast(x)
                 x = x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
@@ -253,7 +257,7 @@ def _extract(det, images, on_progress=None) -> tuple[list, list[tuple[int, int]]
                     out = pyramid(x).float().cpu().contiguous()
                     for i, f in zip(part, out):
                         feats[i] = f
-                del batch_images, x  # before the next batch is read
+                del x  # before the next batch is read
                 if on_progress is not None:
                     on_progress(len(part), len(images))
     return feats, [shape[1:] for shape in shapes]
