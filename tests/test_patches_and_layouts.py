@@ -214,3 +214,32 @@ def test_plain_layout_with_mask_folder_and_masks_beside_images(tmp_path):
     assert [f.name for f in beside.files] == ["a.png", "c.jpg"] and beside.masks[1].name == "c.png"
     with pytest.raises(FileNotFoundError, match="mask folder not found"):
         layouts.plain(tmp_path / "ok", tmp_path / "bad", tmp_path / "nope")
+
+
+def test_heatmaps_of_large_photos_are_drawn_averaged_down_with_thin_defects_kept(tmp_path, monkeypatch):
+    """``heatmap_overlays`` draws an image larger than ``DISPLAY_SIDE`` averaged over blocks,
+    its map likewise, and its mask with a block marked where any pixel is (a one-pixel scratch
+    stays visible); images may come one at a time from a generator."""
+    from reconad.evaluation import plots
+
+    drawn = []
+    real_imshow = plots.plt.Axes.imshow
+
+    def imshow(ax, data, *args, **kwargs):
+        drawn.append(np.shape(data))
+        return real_imshow(ax, data, *args, **kwargs)
+
+    monkeypatch.setattr(plots.plt.Axes, "imshow", imshow)
+    rng = np.random.default_rng(0)
+    photo = rng.random((2100, 1500, 3)).astype(np.float32)
+    mask = np.zeros((2100, 1500), bool)
+    mask[1000, 200:900] = True  # one pixel wide
+    small = rng.random((40, 60)).astype(np.float32)
+    maps = [rng.random((2100, 1500)).astype(np.float32), small]
+    plots.heatmap_overlays((im for im in (photo, small)), maps, tmp_path / "h.png",
+                           masks=[mask, None], scores=[1.0, 0.5], labels=[1, 0])
+    assert (tmp_path / "h.png").exists()
+    assert drawn == [(420, 300, 3), (420, 300), (40, 60), (40, 60)]  # 2100 / 5 = 420 <= DISPLAY_SIDE
+    shown_mask = plots._blocks(mask, 5, np.any)
+    assert shown_mask.shape == (420, 300) and shown_mask[200, 40:180].all() and shown_mask.sum() == 140
+    np.testing.assert_allclose(plots._blocks(photo, 5, np.mean)[0, 0], photo[:5, :5].mean((0, 1)), rtol=1e-5)

@@ -104,8 +104,8 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     pick = list(np.flatnonzero(y == 0)[:half]) + list(np.flatnonzero(y == 1)[:n_examples - half])
     pick_maps = [maps[i] for i in pick] if maps is not None else list(
         detector.anomaly_map([inputs[i] for i in pick], stride=stride, sigma=sigma))
-    shown = [files_read[i].transpose(1, 2, 0) for i in pick]
-    shown = [im[..., 0] if im.shape[-1] == 1 else im for im in shown]
+    shown = (files_read[i].transpose(1, 2, 0) for i in pick)  # read one at a time by the plot
+    shown = (im[..., 0] if im.shape[-1] == 1 else im for im in shown)
     shown_masks = ([read_mask(mask_files[i], sizes[i]) for i in pick]
                    if mask_files is not None else None)
     plots.heatmap_overlays(shown, pick_maps, out / "heatmaps.png", masks=shown_masks,

@@ -95,14 +95,37 @@ def reconstruction_grid(inputs, reconstructions, path: str | os.PathLike, rows: 
     save_figure(fig, path)
 
 
+# The longest side, in pixels, an image keeps in a panel of ``heatmap_overlays``; larger images
+# are averaged down in blocks (masks: a block is defect where any of its pixels is) before they
+# are drawn, as a panel of a few inches shows no more anyway.
+DISPLAY_SIDE = 512
+
+
+def _blocks(a: np.ndarray, step: int, reduce) -> np.ndarray:
+    """``a`` ``(H, W[, C])`` reduced over ``step`` x ``step`` blocks (the edge rows and columns
+    that do not fill a block are left out)."""
+    if step == 1:
+        return a
+    h, w = a.shape[0] // step * step, a.shape[1] // step * step
+    a = a[:h, :w].reshape(h // step, step, w // step, step, *a.shape[2:])
+    return reduce(a, axis=(1, 3))
+
+
 def heatmap_overlays(images, maps, path: str | os.PathLike, masks=None, scores=None, labels=None,
                      threshold: float | None = None, cols: int = 4, alpha: float = 0.45,
                      vmax: float | None = None) -> None:
     """Each image in gray with its anomaly map in colour on top, the mask outline in
     white, and the score and label in the title. ``images`` are ``(H, W)`` or ``(H, W, 3)``
-    arrays in 0..1 (sizes may differ); ``maps`` the matching ``(H, W)`` maps. The colour
+    arrays in 0..1 (sizes may differ; any iterable, read once); ``maps`` the matching
+    ``(H, W)`` maps. Images larger than ``DISPLAY_SIDE`` are drawn averaged down. The colour
     scale is shared (0.5th to 99.5th percentile of all map values unless ``vmax``)."""
-    n = len(images)
+    n = len(maps)
+    steps = [max(1, int(np.ceil(max(np.shape(m)[:2]) / DISPLAY_SIDE))) for m in maps]
+    # images may be any iterable (read one at a time), each reduced before the next is read
+    images = [_blocks(np.asarray(im, dtype=np.float32), k, np.mean) for im, k in zip(images, steps)]
+    maps = [_blocks(np.asarray(m, dtype=np.float32), k, np.mean) for m, k in zip(maps, steps)]
+    if masks is not None:
+        masks = [None if k_ is None else _blocks(np.asarray(k_, dtype=bool), k, np.any) for k_, k in zip(masks, steps)]
     rows = max(1, int(np.ceil(n / cols)))
     cols = min(cols, n)
     all_vals = np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps])
