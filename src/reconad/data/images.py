@@ -228,8 +228,7 @@ def to_image_list(X, channels: int | None = None, max_pixels: int | None = None)
     if isinstance(X, (str, os.PathLike)):
         X = [X]
     if _is_path_list(X):
-        images, channels = _read_files(X, channels, max_pixels)
-        return [to_float_array(im[None], channels=channels)[0] for im in images]
+        return list(ImageFiles(X, channels, max_pixels))
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
             raise ValueError("no images given (empty input)")
