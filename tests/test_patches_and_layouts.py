@@ -159,6 +159,32 @@ def test_pixel_roc_auc_counts_ties_as_roc_auc_score_does(dtype):
     assert localization_metrics(masks, maps)["pixel_roc_auc"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_aupro_of_float32_maps_is_that_of_their_float64_values_without_a_wider_copy():
+    """AUPRO's thresholds compared with float32 scores as the lowest float32 at or above each:
+    the same value as for the maps' exact float64 copies, and no float64 copy of the sorted
+    defect-free scores (the peak allocation stays well below the maps' own size)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    masks, maps = [], []
+    for i in range(6):
+        k = np.zeros((400, 500), bool)
+        if i % 2:
+            k[50 + 40 * i:120 + 40 * i, 60:200] = True
+            k[300:305, 100:400] = True  # a thin second region
+        masks.append(k)
+        maps.append(np.round(rng.normal(size=k.shape) + 1.5 * k, 2).astype(np.float32))  # ties
+    wide = aupro(masks, [m.astype(np.float64) for m in maps])
+    tracemalloc.start()
+    narrow = aupro(masks, maps)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert narrow == wide
+    assert 0.3 < narrow < 1.0
+    # the sorted defect-free scores (float32) take about the maps' size; a float64 copy of them twice that
+    assert peak < 2 * sum(m.nbytes for m in maps)
+
+
 def _png(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

@@ -5,7 +5,7 @@ pool (and, not kept, M as a distance: the square root of M over its median plus 
 distance over its). Trains the head (latent 64, 20 epochs on 100,000 cached s16+s32 vectors) or loads it.
 
     python vae_code.py [--width 512] [--latent 64] [--model /tmp/features/vae_s0_model.pt] [--stages s8,s16,s32 --grid s16]
-                       [--bank 10000] [--neighbours 1] [--bank-scale none|local]
+                       [--bank 10000] [--neighbours 1] [--bank-scale none|local] [--train-coreset N [--train-mix]]
 """
 import os, sys, argparse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +16,8 @@ ap = argparse.ArgumentParser(); ap.add_argument("--epochs", type=int, default=20
 ap.add_argument("--width", type=int, default=512); ap.add_argument("--latent", type=int, default=64); ap.add_argument("--model", default=None)
 ap.add_argument("--stages", default="s16,s32"); ap.add_argument("--bank", type=int, default=10000); ap.add_argument("--neighbours", type=int, default=1, help="mean distance to this many nearest bank codes")
 ap.add_argument("--bank-scale", default="none", choices=["none", "local"], help="'local': each code's distance over its nearest bank code's spacing, as feature_knn's bank_scale"); ap.add_argument("--grid", default=None, help="stage whose grid the others are put on (default: the finest)")
+ap.add_argument("--train-coreset", type=int, default=0, help="train the head on a greedy coreset of this many of the pool's vectors (epochs scaled to the same number of updates)")
+ap.add_argument("--train-mix", action="store_true", help="with --train-coreset: train on the pool and the coreset together (coreset vectors seen twice)")
 a = ap.parse_args()
 stages = tuple(a.stages.split(","))
 feat = (lambda m: pyr_grid(m, stages, a.grid)) if a.grid else (lambda m: pyramid(m, stages))
@@ -28,7 +30,13 @@ order = torch.randperm(len(vec), generator=g)
 pool, held = vec[order[:100000]].contiguous(), vec[order[100000:110000]].contiguous()
 mean, std = pool.mean(0), pool.std(0).clamp_min(1e-6)
 X, H = [((v - mean) / std)[:, :, None, None] for v in (pool, held)]
-model = feature_vae(X, a.width, path, g, a.epochs, latent=a.latent)
+if a.train_coreset:
+    keep = greedy_coreset(X[:, :, 0, 0].contiguous(), a.train_coreset, projection_dim=64)
+    T = torch.cat([X, X[keep]]) if a.train_mix else X[keep]
+    path = path.replace("_model.pt", f"_tc{a.train_coreset}{'mix' if a.train_mix else ''}_model.pt")
+    model = feature_vae(T, a.width, path, g, round(a.epochs * len(X) / len(T)), latent=a.latent)
+else:
+    model = feature_vae(X, a.width, path, g, a.epochs, latent=a.latent)
 def terms(z):
     with torch.no_grad():
         mu, lv, mz, _ = model(z)

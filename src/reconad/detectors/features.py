@@ -545,12 +545,23 @@ def smooth_map(m: torch.Tensor, sigma: float) -> np.ndarray:
     return m[0, 0].numpy()
 
 
-def image_maps(det, maps: list[torch.Tensor], sizes, sigma: float | None = None) -> list[np.ndarray]:
+def image_maps(det, maps: list[torch.Tensor], sizes, sigma: float | None = None) -> np.ndarray | list[np.ndarray]:
     """Location maps (``score_maps``) on their images of ``sizes``, smoothed by ``sigma`` pixels
-    at the resized scale (None: the ``smooth_sigma`` option)."""
+    at the resized scale (None: the ``smooth_sigma`` option): one ``(N, H, W)`` array, filled map
+    by map, when the images share a size, else a list of ``(H, W)`` maps."""
     short = image_size(det)
     sigma = float(options(det)["smooth_sigma"]) if sigma is None else float(sigma)
-    return [upsample_map(m, hw, sigma * min(hw) / short, det.pyramid_.stride, short) for m, hw in zip(maps, sizes)]
+    sizes = [tuple(hw) for hw in sizes]
+
+    def placed(m, hw):
+        return upsample_map(m, hw, sigma * min(hw) / short, det.pyramid_.stride, short)
+
+    if len(set(sizes)) != 1:
+        return [placed(m, hw) for m, hw in zip(maps, sizes)]
+    out = np.empty((len(sizes), *sizes[0]), dtype=np.float32)  # no list of maps to stack: one copy
+    for i, m in enumerate(maps):
+        out[i] = placed(m, sizes[i])
+    return out
 
 
 def anomaly_maps_from_features(det, feats, sizes, score: str | None = None) -> list[np.ndarray]:
@@ -570,7 +581,7 @@ def scores_and_maps(det, X, score: str | None = None):
         feats, sizes = _scoring_features(det, X)
         location_maps = score_maps(det, feats, score)
         maps = image_maps(det, location_maps, sizes)
-    return image_scores(det, location_maps), (np.stack(maps) if len({m.shape for m in maps}) == 1 else maps)
+    return image_scores(det, location_maps), maps
 
 
 # --- reverse distillation -------------------------------------------------------------

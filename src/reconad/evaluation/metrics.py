@@ -50,7 +50,7 @@ def classification_report(y_true, scores, threshold: float) -> str:
 
 
 def _flatten_pairs(masks, maps) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    masks = [np.asarray(m) > 0 for m in masks]
+    masks = [_defects(m) for m in masks]
     maps = [_floats(m) for m in maps]
     if len(masks) != len(maps):
         raise ValueError(f"{len(masks)} masks for {len(maps)} maps")
@@ -60,6 +60,12 @@ def _flatten_pairs(masks, maps) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return masks, maps
 
 
+def _defects(mask) -> np.ndarray:
+    """A mask as booleans (defect = value > 0), boolean masks as they are."""
+    mask = np.asarray(mask)
+    return mask if mask.dtype == bool else mask > 0
+
+
 def _floats(m) -> np.ndarray:
     """A map as floats, float32 maps as they are (no copy at twice the size)."""
     m = np.asarray(m)
@@ -67,8 +73,14 @@ def _floats(m) -> np.ndarray:
 
 
 def _normal_sorted(masks, maps) -> np.ndarray:
-    """The defect-free pixels' scores of all images, sorted."""
-    normal = np.concatenate([m[~k] for k, m in zip(masks, maps)])
+    """The defect-free pixels' scores of all images, sorted (filled image by image into one
+    array: no list of copies to join)."""
+    counts = [k.size - int(np.count_nonzero(k)) for k in masks]
+    normal = np.empty(sum(counts), dtype=np.result_type(*maps) if maps else np.float64)
+    start = 0
+    for k, m, n in zip(masks, maps, counts):
+        normal[start:start + n] = m[~k]
+        start += n
     normal.sort()
     return normal
 
@@ -88,6 +100,16 @@ def _pixel_roc_auc(masks, maps, normal_sorted: np.ndarray) -> float:
     return (below + 0.5 * ties) / (n_defect * normal_sorted.size)
 
 
+def _lowest_at_least(thresholds: np.ndarray, dtype) -> np.ndarray:
+    """Each threshold as the lowest value of ``dtype`` at or above it: a score of that type is
+    >= the one exactly when it is >= the other, and ``searchsorted`` against scores of that
+    type then makes no copy of them at a wider type."""
+    out = thresholds.astype(dtype)
+    below = out < thresholds
+    out[below] = np.nextafter(out[below], np.inf)
+    return out
+
+
 def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300, normal_sorted: np.ndarray | None = None) -> float:
     """Area under the per-region-overlap curve up to ``max_fpr``, divided by ``max_fpr``.
 
@@ -104,10 +126,12 @@ def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300, normal_sorted: 
     for k, m in zip(masks, maps):
         labels, n = ndimage.label(k, structure=np.ones((3, 3)))
         if n:
-            order = np.argsort(labels.ravel(), kind="stable")
-            lab, vals = labels.ravel()[order], m.ravel()[order]
-            cuts = np.searchsorted(lab, np.arange(1, n + 1))
-            regions += [np.sort(v) for v in np.split(vals, cuts)[1:]]
+            where = np.flatnonzero(labels)  # the defect pixels only, grouped by region below
+            lab = labels.ravel()[where]
+            order = np.argsort(lab, kind="stable")
+            lab, vals = lab[order], m.ravel()[where[order]]
+            cuts = np.searchsorted(lab, np.arange(2, n + 1))
+            regions += [np.sort(v) for v in np.split(vals, cuts)]
     if not regions or normal_sorted.size == 0:
         return float("nan")
     fprs = np.linspace(0.0, max_fpr, n_steps + 1)
@@ -117,7 +141,8 @@ def aupro(masks, maps, max_fpr: float = 0.3, n_steps: int = 300, normal_sorted: 
     lo = np.floor(q).astype(np.int64)
     hi = np.minimum(lo + 1, normal_sorted.size - 1)
     quantiles = normal_sorted[lo] + (q - lo) * (normal_sorted[hi].astype(np.float64) - normal_sorted[lo])
-    thresholds = np.r_[np.nextafter(np.float64(normal_sorted[-1]), np.inf), quantiles]
+    thresholds = _lowest_at_least(np.r_[np.nextafter(np.float64(normal_sorted[-1]), np.inf), quantiles],
+                                  normal_sorted.dtype)
     fpr_actual = 1.0 - np.searchsorted(normal_sorted, thresholds, side="left") / normal_sorted.size
     pro = np.mean([1.0 - np.searchsorted(r, thresholds, side="left") / r.size for r in regions], axis=0)
     fpr_actual = np.clip(fpr_actual, 0.0, max_fpr)
