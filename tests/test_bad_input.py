@@ -102,3 +102,45 @@ def test_mixed_size_files(tmp_path, mnist01):
     Image.fromarray(np.zeros((30, 30), np.uint8)).save(tmp_path / "a" / "big.png")
     with pytest.raises(ValueError, match="differ in size"):
         ImageDetector().fit([str(tmp_path / "a")])
+
+
+def test_whole_image_training_too_large_for_the_machine_is_refused_before_decoding(tmp_path, monkeypatch):
+    """Photos of 1024 x 1024 in the default whole-image autoencoder need tens of GB a batch:
+    refused with the need, what is free and the ways out, before any image is decoded; the
+    same photos in patch mode, and small images whole, train."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from reconad.cli.app import app
+    from reconad.data import images as image_io
+    from reconad.training import memory
+
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: SimpleNamespace(available=8 * memory.GB))
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "train" / "good"
+    folder.mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    paths = sorted(str(p) for p in folder.glob("*.png"))
+
+    decoded = []
+    real_read = image_io.read_image
+    monkeypatch.setattr(image_io, "read_image", lambda *a, **k: decoded.append(a[0]) or real_read(*a, **k))
+    with pytest.raises(ValueError, match=r"conv_ae on whole images of 1024x1024 .* GB of memory, more than "
+                                         r"the 8\.0 GB free.*--patch-size.*feature_knn"):
+        ImageDetector(epochs=1, verbose=0).fit(paths)
+    assert decoded == []
+    # arrays: the same check, on their shape
+    with pytest.raises(ValueError, match="more than the 8.0 GB free"):
+        ImageDetector(epochs=1, verbose=0).fit(np.zeros((3, 1024, 1024, 3), np.uint8))
+    # the command line: one line and exit code 2
+    (tmp_path / "test" / "good").mkdir(parents=True)
+    Image.fromarray(np.zeros((1024, 1024, 3), np.uint8)).save(tmp_path / "test" / "good" / "0.png")
+    out = CliRunner().invoke(app, ["train", "--mvtec", str(tmp_path), "--out", str(tmp_path / "model")])
+    assert isinstance(out.exception, ValueError) and "--patch-size" in str(out.exception)
+    # what fits is not refused: the same photos as patches, small images whole
+    det = ImageDetector(epochs=1, verbose=0, patch_size=32, patches_per_image=8).fit(paths)
+    assert np.isfinite(det.threshold_)
+    ImageDetector(epochs=1, verbose=0).fit(np.zeros((40, 28, 28), np.uint8))

@@ -106,6 +106,11 @@ def _is_path_list(X) -> bool:
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
 
 
+def is_file_input(X) -> bool:
+    """Whether ``X`` names image files or folders (a path, or a list of them) rather than arrays."""
+    return isinstance(X, (str, os.PathLike)) or _is_path_list(X)
+
+
 
 def _read_files(paths, channels: int | None, max_pixels: int | None = None) -> tuple[list[np.ndarray], int]:
     """Read image files (folders expanded); ``channels`` None becomes the most any file has."""

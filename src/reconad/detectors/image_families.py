@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from reconad.data.images import MAX_PIXELS, to_float_array, to_image_list
+from reconad.data.images import MAX_PIXELS, image_sequence, is_file_input, to_float_array, to_image_list
 
 #: the smallest image side the convolutional models take
 MIN_IMAGE_SIDE = 8
@@ -24,6 +24,7 @@ from reconad.models.inference import fast_inference_copy
 from reconad.scoring import patches
 from reconad.scoring import terms as scoring
 from reconad.training.gan import fit_encoder, fit_gan
+from reconad.training.memory import check_training_memory, training_bytes
 
 # patches per forward pass when scoring a grid (at least one whole grid row, e.g. 137
 # patches for a 640-pixel-wide image at stride 4): convolutional networks run fastest on
@@ -57,12 +58,28 @@ class Reconstruction:
             if images:
                 det.input_shape_ = (int(images[0].shape[0]), int(det.patch_size), int(det.patch_size))
             return images
+        files = image_sequence(X) if is_file_input(X) else None  # sizes from the headers, nothing decoded
+        if files is not None and len(files):
+            self.check_memory(det, files.shapes[0], len(files))
         data = to_float_array(X)
+        if files is None:
+            self.check_memory(det, data.shape[1:], len(data))
         if min(data.shape[2:]) < MIN_IMAGE_SIDE and not det.model.startswith("dense"):
             raise ValueError(f"images of {data.shape[2]}x{data.shape[3]} pixels are too small for model "
                              f"{det.model!r} (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}; dense_ae takes any size)")
         det.input_shape_ = tuple(int(v) for v in data.shape[1:])
         return data
+
+    def check_memory(self, det, shape: tuple[int, int, int], n_images: int) -> None:
+        """Refuse whole images whose training would not fit in this machine's memory, before
+        they are decoded (``reconad.training.memory``)."""
+        shape = tuple(int(v) for v in shape)
+        needed = training_bytes(lambda: det._entry().build(shape, **det._model_kwargs()), shape,
+                                det.batch_size, n_images)
+        check_training_memory(
+            needed, f"{det.model} on whole images of {shape[1]}x{shape[2]} pixels in batches of {det.batch_size}",
+            "train on patches (patch_size, --patch-size, e.g. 64), use an ImageNet feature model "
+            "(model 'feature_knn', --model feature_knn), use smaller batches or smaller images")
 
     def training_data(self, det, samples, train_idx, val_idx):
         det.model_ = det._build()
