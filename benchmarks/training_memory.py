@@ -2,7 +2,7 @@
 peak it takes: each model fitted for one epoch on random RGB images in a new process, whose
 peak resident memory above what it held before the fit is compared with the estimate.
 
-    python benchmarks/training_memory.py [--side 256] [--images 128] [--models conv_ae,conv_vae,dense_ae]
+    python benchmarks/training_memory.py [--side 256] [--images 128] [--models conv_ae,conv_vae,dense_ae,anogan,fanogan]
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ start = psutil.Process().memory_info().rss
 det = ImageDetector(model=name, epochs=1, verbose=0).fit(X)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 shape = (3, side, side)
-estimate = training_bytes(lambda: catalogue.entry("image", name).build(shape), shape, det.batch_size, len(X))
+estimate = training_bytes(lambda: catalogue.entry("image", name).build(shape), shape, det.batch_size, len(X),
+                          det._strategy().training_step)
 print(json.dumps({"peak": peak - start, "estimate": estimate}))
 """
 
@@ -36,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", type=int, default=256)
     ap.add_argument("--images", type=int, default=128)
-    ap.add_argument("--models", default="conv_ae,conv_vae,dense_ae")
+    ap.add_argument("--models", default="conv_ae,conv_vae,dense_ae,anogan,fanogan")
     args = ap.parse_args()
     rows, results = [], {}
     for name in args.models.split(","):

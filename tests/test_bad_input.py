@@ -135,6 +135,9 @@ def test_whole_image_training_too_large_for_the_machine_is_refused_before_decodi
     # arrays: the same check, on their shape
     with pytest.raises(ValueError, match="more than the 8.0 GB free"):
         ImageDetector(epochs=1, verbose=0).fit(np.zeros((3, 1024, 1024, 3), np.uint8))
+    for gan in ("anogan", "fanogan"):  # traced through their own training step
+        with pytest.raises(ValueError, match=f"{gan} on whole images of 1024x1024"):
+            ImageDetector(model=gan, epochs=1, verbose=0).fit(np.zeros((3, 1024, 1024, 3), np.uint8))
     # the command line: one line and exit code 2
     (tmp_path / "test" / "good").mkdir(parents=True)
     Image.fromarray(np.zeros((1024, 1024, 3), np.uint8)).save(tmp_path / "test" / "good" / "0.png")

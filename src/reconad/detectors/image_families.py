@@ -75,11 +75,16 @@ class Reconstruction:
         they are decoded (``reconad.training.memory``)."""
         shape = tuple(int(v) for v in shape)
         needed = training_bytes(lambda: det._entry().build(shape, **det._model_kwargs()), shape,
-                                det.batch_size, n_images)
+                                det.batch_size, n_images, self.training_step)
         check_training_memory(
             needed, f"{det.model} on whole images of {shape[1]}x{shape[2]} pixels in batches of {det.batch_size}",
             "train on patches (patch_size, --patch-size, e.g. 64), use an ImageNet feature model "
             "(model 'feature_knn', --model feature_knn), use smaller batches or smaller images")
+
+    @staticmethod
+    def training_step(net: torch.nn.Module, x: torch.Tensor):
+        """What one training step computes for a batch ``x`` (traced for its memory)."""
+        return net(x)
 
     def training_data(self, det, samples, train_idx, val_idx):
         det.model_ = det._build()
@@ -260,6 +265,16 @@ class GAN(Reconstruction):
                              "is for reconstruction models")
         det._score_name()
         det._loss_name()
+
+    @staticmethod
+    def training_step(net, x):
+        """The discriminator on real and generated images and, for f-AnoGAN, the encoder's
+        rebuild (``fit_gan``, ``fit_encoder``)."""
+        fake = net.generator(torch.empty((len(x), net.latent_dim)))
+        out = [net.discriminator(x), net.discriminator(fake)]
+        if net.encoder is not None:
+            out.append(net.generator(net.encoder(x)))
+        return out
 
     def train(self, det, train, val) -> None:
         history = fit_gan(det.model_, train, epochs=det._epochs(), batch_size=det.batch_size, lr=det.lr,

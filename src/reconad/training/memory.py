@@ -29,10 +29,11 @@ def _tensors(output) -> list[torch.Tensor]:
 
 
 def training_bytes(build: Callable[[], torch.nn.Module], input_shape: tuple[int, ...], batch_size: int,
-                   n_samples: int) -> int | None:
+                   n_samples: int, step: Callable[[torch.nn.Module, torch.Tensor], object] | None = None) -> int | None:
     """Bytes a fit needs: the samples as float32; the weights four times (weights, gradients,
     Adam's two moments); for one batch, every layer's output twice (kept for the backward
-    pass, and its gradient). None where the network cannot be traced on the ``meta`` device."""
+    pass, and its gradient). ``step(net, x)`` runs what one training step computes for a sample
+    ``x`` (default: ``net(x)``). None where the network cannot be traced on the ``meta`` device."""
     counted = [0]
 
     def count(module, inputs, output):
@@ -45,7 +46,7 @@ def training_bytes(build: Callable[[], torch.nn.Module], input_shape: tuple[int,
             hooks = [m.register_forward_hook(count) for m in leaves]
             try:
                 net.train()
-                net(torch.empty((1, *input_shape)))
+                (step or (lambda n, x: n(x)))(net, torch.empty((1, *input_shape)))
             finally:
                 for hook in hooks:
                     hook.remove()
