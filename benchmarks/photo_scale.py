@@ -9,6 +9,10 @@ rotated: a change of colour that keeps the grey-level spread (radius scaled with
 process; its peak memory is the largest resident set the operating system recorded for it.
 
     python benchmarks/photo_scale.py [--train 295] [--test 30] [--side 1024] [--model feature_knn] [--src DIR] [--out NAME]
+                                     [--patch-size 64 [--map-stride 8]]
+
+``--patch-size`` trains a pixel model on patches (``reconad train --patch-size``); ``--map-stride``
+is ``reconad evaluate --stride`` (default: the model's scoring stride).
 
 ``--src`` runs another checkout's package (its ``src`` folder), to compare versions.
 """
@@ -86,29 +90,38 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=1024, help="the photos' side in pixels")
     ap.add_argument("--src", default=str(ROOT / "src"), help="the package's source folder to run")
     ap.add_argument("--out", default="photo_scale", help="name of the results in docs/")
+    ap.add_argument("--patch-size", type=int, default=None, help="train a pixel model on patches of this size")
+    ap.add_argument("--map-stride", type=int, default=None, help="reconad evaluate --stride")
     args = ap.parse_args()
     src = Path(args.src).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "photos"
         make_photos(root, args.train, args.test, args.side)
-        train = run(["train", "--mvtec", str(root), "--model", args.model, "--out", f"{tmp}/model"], src)
-        evaluate = run(["evaluate", "--model", f"{tmp}/model", "--mvtec", str(root), "--out", f"{tmp}/eval"], src)
+        patch = [] if args.patch_size is None else ["--patch-size", str(args.patch_size)]
+        stride = [] if args.map_stride is None else ["--stride", str(args.map_stride)]
+        train = run(["train", "--mvtec", str(root), "--model", args.model, "--out", f"{tmp}/model", *patch], src)
+        evaluate = run(["evaluate", "--model", f"{tmp}/model", "--mvtec", str(root), "--out", f"{tmp}/eval", *stride],
+                       src)
         metrics = json.loads(Path(f"{tmp}/eval/metrics.json").read_text())
-    rows = [[f"`reconad train --mvtec ... --model {args.model}` ({args.train} photos)",
+    how = "" if args.patch_size is None else f" --patch-size {args.patch_size}"
+    rows = [[f"`reconad train --mvtec ... --model {args.model}{how}` ({args.train} photos)",
              f"{train['wall_s']:.0f}", f"{train['peak_gb']:.2f}"],
-            [f"`reconad evaluate --mvtec ...` ({2 * args.test} photos, anomaly maps, pixel ROC-AUC, AUPRO)",
+            [f"`reconad evaluate --mvtec ...{'' if args.map_stride is None else f' --stride {args.map_stride}'}` "
+             f"({2 * args.test} photos, anomaly maps, pixel ROC-AUC, AUPRO)",
              f"{evaluate['wall_s']:.0f}", f"{evaluate['peak_gb']:.2f}"]]
     table = markdown_table(["command", "wall s", "peak memory, GB"], rows)
     print(table)
     print(f"image ROC-AUC {metrics['roc_auc']:.4f}, pixel ROC-AUC {metrics['pixel_roc_auc']:.4f}, "
           f"AUPRO {metrics['aupro']:.4f}")
     other = ("" if args.side == 1024 else f" --side {args.side}") + (
+        "" if args.patch_size is None else f" --patch-size {args.patch_size}") + (
+        "" if args.map_stride is None else f" --map-stride {args.map_stride}") + (
         "" if src == ROOT / "src" else f" --src {args.src}") + ("" if args.out == "photo_scale" else f" --out {args.out}")
     md = f"""# Large colour photos from the command line: time and memory
 
 {args.train} training photos and {2 * args.test} test photos ({args.test} with a colour spot), {args.side} x {args.side} RGB PNG,
 made from scikit-image's `immunohistochemistry` texture (see the script's docstring); model
-`{args.model}` with its defaults.
+`{args.model}` with its defaults{"" if args.patch_size is None else f" on patches of {args.patch_size} x {args.patch_size} pixels"}.
 
 ```
 python benchmarks/photo_scale.py --train {args.train} --test {args.test} --model {args.model}{other}

@@ -61,6 +61,46 @@ def test_map_has_input_size_and_peaks_on_planted_defect(tmp_path):
     np.testing.assert_allclose(load(tmp_path / "m").anomaly_map([defect], stride=2)[0], maps[1], rtol=1e-6)
 
 
+def test_patch_scores_and_maps_at_the_scoring_stride_take_one_pass(tmp_path, monkeypatch):
+    """In patch mode, scores and maps at the model's own stride come from one pass over the
+    patch grid and equal the two separate calls; at another stride, two passes; and
+    ``reconad evaluate`` maps at the model's stride unless told otherwise."""
+    from typer.testing import CliRunner
+
+    from reconad.cli.app import app
+    from reconad.detectors.image_families import Reconstruction
+
+    rng = np.random.default_rng(2)
+    train = [_texture(rng, 48, 56) for _ in range(20)]
+    det = ImageDetector(model="conv_ae", epochs=2, latent_dim=4, width=8, patch_size=16, stride=8,
+                        patches_per_image=16, verbose=0).fit(train)
+    images = [_texture(rng, 48, 56) for _ in range(3)]
+    images[1][20:26, 30:36] = 1.0
+    expected = det.decision_function(images), det.anomaly_map(images, stride=8, sigma=1.5)
+    passes = []
+    real = Reconstruction.patch_grids
+    monkeypatch.setattr(Reconstruction, "patch_grids",
+                        lambda self, d, ims, score, stride: passes.append(stride) or real(self, d, ims, score, stride))
+    scores, maps = det.scores_and_maps(images, stride=8, sigma=1.5)
+    assert passes == [8]
+    np.testing.assert_array_equal(scores, expected[0])
+    np.testing.assert_array_equal(maps, expected[1])
+    passes.clear()
+    det.scores_and_maps(images, stride=4)
+    assert sorted(passes) == [4, 8]
+    # the command line: maps at the model's stride by default
+    det.save(tmp_path / "m")
+    for name, folder in (("good", 0), ("bad", 1)):
+        (tmp_path / name).mkdir()
+        for i, im in enumerate(images[folder:folder + 2]):
+            Image.fromarray((im * 255).astype(np.uint8)).save(tmp_path / name / f"{i}.png")
+    passes.clear()
+    out = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--normal", str(tmp_path / "good"),
+                                   "--anomalous", str(tmp_path / "bad"), "--out", str(tmp_path / "e")])
+    assert out.exit_code == 0, out.output
+    assert set(passes) == {8}
+
+
 def test_patch_vae_trains_and_maps_images_of_any_size():
     rng = np.random.default_rng(1)
     train = [_texture(rng, 40, int(rng.integers(40, 50))) for _ in range(8)]

@@ -2,19 +2,7 @@ import os, sys
 """feature_knn (s8 + s16 + s32 on the s16 grid, defaults) with the stages put on the grid in
 other ways; distances over the bank's spacing (bank_scale local, as "auto" gives on the tiles),
 maps placed where the backbone centred each location, pixel ROC-AUC on every third pixel.
-
-    python knn_centred.py MODE        (SEED=1: the pool and coreset of seed 1)
-
-MODE: ``resized`` the default (s32 resized bilinearly, s8 averaged over the cell); ``coarse`` s32
-read at the pixel each s16 location is centred on (j/2, bilinear, edge extended), s8 as the
-default; ``centred`` s32 and s8 read at that pixel; ``tri`` s8 weighted 1/4, 1/2, 1/4 around it;
-``reppool`` the default with each stage's 3x3 mean taken with the edge repeated."""feature_knn (s8 + s16 + s32 on the s16 grid, defaults) with every stage read at the pixel each
-grid location is centred on: stage coordinate = grid stride x j / stage stride, bilinear with the
-edge extended (``centred``), against the default's bilinear resize and cell average (``resized``).
-Distances over the bank's spacing (bank_scale local, as "auto" gives on the tiles); maps placed
-where the backbone centred each location. FEATURE_SUFFIX picks the cached features."""feature_knn (s8 + s16 + s32 on the s16 grid, defaults) with the stages put on the grid in
-other ways; distances over the bank's spacing (bank_scale local, as "auto" gives on the tiles),
-maps placed where the backbone centred each location, pixel ROC-AUC on every third pixel.
+FEATURE_SUFFIX picks the cached features.
 
     python knn_centred.py MODE        (SEED=1: the pool and coreset of seed 1)
 

@@ -25,7 +25,9 @@ def evaluate(
                                          "<name>_mask.png); adds pixel ROC-AUC, AUPRO and heatmaps."),
     mvtec: Optional[Path] = typer.Option(None, help="Images: MVTec-layout folder; evaluates on ROOT/test "
                                          "with ROOT/ground_truth masks."),
-    stride: int = typer.Option(4, help="Images, patch mode: grid step of the anomaly maps."),
+    stride: Optional[int] = typer.Option(None, help="Images, patch mode: grid step of the anomaly maps "
+                                         "(default: the model's own scoring stride, one pass for scores and "
+                                         "maps; a step k times finer scores k*k times the patches)."),
     map_sigma: float = typer.Option(0.0, help="Images: Gaussian smoothing of the anomaly maps, in pixels."),
 ):
     """Metrics and plots on labelled data; metrics.json names the model version.
@@ -39,7 +41,7 @@ def evaluate(
         if input is not None:
             raise ValueError("an image model is evaluated on --normal DIR and --anomalous DIR (or --mvtec ROOT), "
                              "not on --input")
-        _images(det, out, normal, anomalous, masks, mvtec, stride, map_sigma)
+        _images(det, out, normal, anomalous, masks, mvtec, int(det.stride) if stride is None else stride, map_sigma)
         return
     if input is None:
         raise ValueError(f"a {det.kind} model needs --input FILE.csv with a label column (--label-column)")

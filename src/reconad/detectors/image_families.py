@@ -202,14 +202,32 @@ class Reconstruction:
         return self.patch_grids(det, self.check_image_list(det, X), name, stride or det.stride)
 
     def anomaly_map(self, det, X, score: str | None, stride: int, sigma: float):
-        maps = self.raw_anomaly_map(det, X, score, stride)
-        if float(sigma) == 0:
-            return maps
-        smooth = [ndimage.gaussian_filter(m, float(sigma)) for m in maps]  # mirrored edges
-        return np.stack(smooth) if isinstance(maps, np.ndarray) else smooth
+        return self.smoothed(self.raw_anomaly_map(det, X, score, stride), sigma)
 
     def scores_and_maps(self, det, X, score: str | None, stride: int, sigma: float):
-        return self.decision_function(det, X, score), self.anomaly_map(det, X, score, stride, sigma)
+        """Scores and maps; in patch mode, with maps at the scoring stride and a score that is
+        also the pixel score, from one pass over the patch grid."""
+        name = det._score_name(score)
+        if det.patch_size is None or int(stride) != int(det.stride) or self.pixel_score(det, score) != name:
+            return self.decision_function(det, X, score), self.anomaly_map(det, X, score, stride, sigma)
+        images = self.check_image_list(det, X)
+        grids = self.patch_grids(det, images, name, int(stride))
+        scores = np.array([patches.aggregate(g, det.patch_aggregate, det.top_k) for g in grids])
+        return scores, self.smoothed(self.grid_maps(det, grids, images, int(stride)), sigma)
+
+    @staticmethod
+    def grid_maps(det, grids: list[np.ndarray], images: list[np.ndarray], stride: int):
+        """Per-pixel maps from patch grids: ``(N, H, W)`` when the images share a size, else a list."""
+        maps = [patches.scores_to_map(g, int(det.patch_size), stride, *im.shape[1:]) for g, im in zip(grids, images)]
+        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+
+    @staticmethod
+    def smoothed(maps, sigma: float):
+        """Maps smoothed by a Gaussian of ``sigma`` pixels (mirrored edges); as they are for 0."""
+        if float(sigma) == 0:
+            return maps
+        smooth = [ndimage.gaussian_filter(m, float(sigma)) for m in maps]
+        return np.stack(smooth) if isinstance(maps, np.ndarray) else smooth
 
     def pixel_score(self, det, score: str | None) -> str:
         return det._score_name(score)
@@ -218,10 +236,7 @@ class Reconstruction:
         name = self.pixel_score(det, score)
         if det.patch_size is not None:
             images = self.check_image_list(det, X)
-            grids = self.patch_grids(det, images, name, stride)
-            maps = [patches.scores_to_map(g, int(det.patch_size), int(stride), *im.shape[1:])
-                    for g, im in zip(grids, images)]
-            return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+            return self.grid_maps(det, self.patch_grids(det, images, name, stride), images, int(stride))
         family = det._family()
         if family == "gmm":
             raise ValueError("a GMM on whole images gives no per-pixel map; use patch mode (patch_size)")
