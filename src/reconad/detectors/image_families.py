@@ -186,7 +186,11 @@ class Reconstruction:
                     for im in images]
 
     def patch_image_scores(self, det, images: list[np.ndarray], score: str, stride: int) -> np.ndarray:
-        grids = self.patch_grids(det, images, score, stride)
+        return self.grid_image_scores(det, self.patch_grids(det, images, score, stride))
+
+    @staticmethod
+    def grid_image_scores(det, grids: list[np.ndarray]) -> np.ndarray:
+        """Each image's score from its patch grid (``patch_aggregate``)."""
         return np.array([patches.aggregate(g, det.patch_aggregate, det.top_k) for g in grids])
 
     def decision_function(self, det, X, score: str | None = None) -> np.ndarray:
@@ -212,8 +216,7 @@ class Reconstruction:
             return self.decision_function(det, X, score), self.anomaly_map(det, X, score, stride, sigma)
         images = self.check_image_list(det, X)
         grids = self.patch_grids(det, images, name, int(stride))
-        scores = np.array([patches.aggregate(g, det.patch_aggregate, det.top_k) for g in grids])
-        return scores, self.smoothed(self.grid_maps(det, grids, images, int(stride)), sigma)
+        return self.grid_image_scores(det, grids), self.smoothed(self.grid_maps(det, grids, images, int(stride)), sigma)
 
     @staticmethod
     def grid_maps(det, grids: list[np.ndarray], images: list[np.ndarray], stride: int):

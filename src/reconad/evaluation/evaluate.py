@@ -72,7 +72,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     (a path or None per file; None = defect-free) add pixel ROC-AUC and AUPRO from the
     anomaly maps (smoothed by a Gaussian of ``sigma`` pixels). With ``out_dir``, write ``metrics.json``, ``report.txt``, ``scores.png``,
     ``roc.png`` and ``heatmaps.png`` (up to ``n_examples`` images, half of them defective)."""
-    from reconad.data.images import image_sequence, image_shapes, to_image_list
+    from reconad.data.images import image_sequence, image_shapes
     from reconad.data.layouts import read_mask
 
     paths = [str(f) for f in files]
@@ -81,7 +81,7 @@ def evaluate_with_maps(detector, files, labels, mask_files=None, out_dir: str | 
     sizes = [shape[1:] for shape in image_shapes(files_read)]
     # a feature model reads the files itself, a batch at a time; a pixel network gets them in
     # its channels, as (H, W, C) floats in 0..1 (valid detector input for any size)
-    inputs = paths if channels is None else [im.transpose(1, 2, 0) for im in to_image_list(paths, channels=channels)]
+    inputs = paths if channels is None else [im.transpose(1, 2, 0) for im in files_read]
     y = np.asarray(labels, dtype=int)
     maps = None
     if mask_files is None:
